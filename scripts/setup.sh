@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# setup.sh: make this Debian machine ready to build and test poison.
+# Installs nix-bin and git when missing, downloads Go modules, and starts a
+# nix-daemon by hand (there is no systemd here). Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v nix-instantiate >/dev/null 2>&1 || need_apt+=(nix-bin)
+command -v git >/dev/null 2>&1 || need_apt+=(git)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: need root to apt-get install ${need_apt[*]}" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  [ -x /usr/local/go/bin/go ] && export PATH=/usr/local/go/bin:$PATH
+fi
+go mod download
+
+# A nix-daemon listening on the default socket. Debian's Nix points at a
+# public binary cache this network cannot reach: keep substitution off.
+sock=/nix/var/nix/daemon-socket/socket
+if [ "$(id -u)" = 0 ]; then
+  if ! grep -q '^substituters *= *$' /etc/nix/nix.conf 2>/dev/null; then
+    printf '\n# poison setup: no network to a binary cache here\nsubstituters =\n' >> /etc/nix/nix.conf
+  fi
+  if ! pgrep -x nix-daemon >/dev/null 2>&1; then
+    rm -f "$sock"
+    mkdir -p /nix/var/log
+    nohup nix-daemon >/nix/var/log/poison-nix-daemon.log 2>&1 &
+    for _ in $(seq 1 50); do [ -S "$sock" ] && break; sleep 0.1; done
+  fi
+  [ -S "$sock" ] || { echo "setup: nix-daemon did not start (see /nix/var/log/poison-nix-daemon.log)" >&2; exit 1; }
+fi
+echo "setup: $(nix-instantiate --version), $(go version | cut -d' ' -f3), daemon socket $sock"
