@@ -1,0 +1,100 @@
+// Package builder rewrites Nix derivation closures with poison serials,
+// exactly as Nix would have written them, and builds the result through
+// the nix-daemon.
+//
+// CONTRACT (agreed API; the rewrite owner fills in the implementation and
+// may add fields, but keeps these names and meanings so that the graph
+// tests, the daemon writer, the CLI and the Nix-side tests can be written in
+// parallel):
+//
+//	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: "/nix/store"}, roots)
+//	res, err := builder.Rewrite(ctx, c, builder.Options{Lock: lk, ByName: false})
+//	res.DrvPaths[oldDrv]   // new .drv path of every closure member (identity if unchanged)
+//	res.OutPaths[oldOut]   // new output path of every output of every member (identity if unchanged)
+//	res.Roots              // new .drv paths of the roots, in argument order
+//	res.Changed            // rewritten derivations in topological order (inputs first)
+//	res.Poisoned           // the derivations that received a serial
+package builder
+
+import (
+	"context"
+	"errors"
+
+	"github.com/poison-nix/poison/registry/lock"
+)
+
+// LoadOptions configures LoadClosure.
+type LoadOptions struct {
+	// StoreDir is the logical store directory, "/nix/store" when empty.
+	StoreDir string
+	// RealStoreDir is where .drv files are read from when it differs from
+	// StoreDir (a chroot store); StoreDir when empty.
+	RealStoreDir string
+	// Parallelism bounds concurrent parsing; GOMAXPROCS when 0.
+	Parallelism int
+}
+
+// Closure is the parsed derivation closure of a set of roots.
+type Closure struct {
+	roots []string
+}
+
+// LoadClosure reads and parses every derivation reachable from roots
+// (.drv paths) through inputDrvs and .drv paths in inputSrcs, each once.
+func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closure, error) {
+	return nil, errors.New("LoadClosure: not implemented yet")
+}
+
+// Options configures Rewrite.
+type Options struct {
+	// Lock holds the serials and the attribute name (Lock.Env). A lock with
+	// no entries canonicalises the closure (removes every serial).
+	Lock *lock.File
+	// ByName also applies Lock.Names (DESIGN §5 step 3).
+	ByName bool
+	// Warn receives notices such as "fixed-output derivation poisoned:
+	// nothing will rebuild". May be nil.
+	Warn func(Warning)
+}
+
+// Warning is a notice about the rewrite that does not stop it.
+type Warning struct {
+	DrvPath string // the derivation concerned (original path)
+	Message string
+}
+
+// Poison describes one derivation that received a serial.
+type Poison struct {
+	DrvPath          string // original .drv path
+	CanonicalDrvPath string // .drv path with every serial removed (the registry key)
+	NewDrvPath       string
+	Name             string
+	Serial           int
+	ByName           bool // the serial came from Lock.Names
+	FixedOutput      bool // poisoning it changes no output path
+}
+
+// Drv is one rewritten derivation ready to be added to a store.
+type Drv struct {
+	Path       string   // new .drv path
+	OldPath    string   // original .drv path
+	Name       string   // derivation name (store path name without ".drv")
+	ATerm      []byte   // the exact file content
+	References []string // inputDrvs ∪ inputSrcs, sorted full store paths
+	Outputs    map[string]string
+}
+
+// Result is the outcome of Rewrite.
+type Result struct {
+	Roots    []string
+	DrvPaths map[string]string
+	OutPaths map[string]string
+	Changed  []Drv
+	Poisoned []Poison
+}
+
+// Rewrite computes the closure Nix would have produced had every poisoned
+// derivation carried its serial attribute (DESIGN §5, REWRITE.md).
+func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
+	return nil, errors.New("Rewrite: not implemented yet")
+}
