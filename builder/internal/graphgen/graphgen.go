@@ -110,15 +110,15 @@ type RefKind int
 
 // The ways a node mentions a dependency.
 const (
-	RefOut          RefKind = iota // "${dep}": default output, an inputDrvs edge
-	RefOutput                      // "${dep.<o>}": a named output
-	RefBaseName                    // baseNameOf "${dep}": no store dir, keeps the edge
-	RefText                        // unsafeDiscardStringContext "${dep}": text, no edge
-	RefTextDrv                     // unsafeDiscardStringContext dep.drvPath: text, no edge
-	RefHash                        // the 32-character hash part alone, no edge
-	RefDiscardOut                  // unsafeDiscardOutputDependency dep.drvPath: inputSrcs only
-	RefDrvPath                     // "${dep.drvPath}": the whole closure of dep in inputDrvs and inputSrcs
-	RefBuilder                     // builder = "${dep}/bin/sh"
+	RefOut        RefKind = iota // "${dep}": default output, an inputDrvs edge
+	RefOutput                    // "${dep.<o>}": a named output
+	RefBaseName                  // baseNameOf "${dep}": no store dir, keeps the edge
+	RefText                      // unsafeDiscardStringContext "${dep}": text, no edge
+	RefTextDrv                   // unsafeDiscardStringContext dep.drvPath: text, no edge
+	RefHash                      // the 32-character hash part alone, no edge
+	RefDiscardOut                // unsafeDiscardOutputDependency dep.drvPath: inputSrcs only
+	RefDrvPath                   // "${dep.drvPath}": the whole closure of dep in inputDrvs and inputSrcs
+	RefBuilder                   // builder = "${dep}/bin/sh"
 	numRefKinds
 )
 
@@ -828,7 +828,6 @@ func nixBase32(b []byte) string {
 	}
 	return string(out)
 }
-
 
 // ErrNoNode is returned when a poison map names a node the graph lacks.
 var ErrNoNode = errors.New("no such node")
