@@ -60,7 +60,7 @@ type Params struct {
 // Default returns parameters for a test graph of n nodes.
 func Default(seed uint64, n int) Params {
 	return Params{
-		Seed: seed, Nodes: n, Depth: 12,
+		Seed: seed, Nodes: n, Depth: max(1, min(12, n)),
 		MinInputs: 1, MaxInputs: 6,
 		DrvPathRefs: true,
 		Attr:        "POISON_SERIAL",

@@ -1,0 +1,545 @@
+package builder_test
+
+// Equivalence of builder.Rewrite with nix-instantiate: for generated graphs
+// (package graphgen) and the hand-written graphs in testdata/graphs, every
+// .drv path, every output path and every rewritten file must equal what Nix
+// writes when the poisoned derivations carry the attribute.
+//
+// go test ./builder -run Equiv                        # 3 seeds × 300 nodes
+// go test ./builder -run Equiv -long                  # 12 seeds × 800 nodes
+// POISON_EQUIV_SEEDS=40,41 go test ./builder -run Equiv   # chosen seeds
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/poison-nix/poison/builder"
+	"github.com/poison-nix/poison/builder/internal/graphgen"
+	"github.com/poison-nix/poison/internal/nixtest"
+	"github.com/poison-nix/poison/registry/lock"
+)
+
+var long = flag.Bool("long", false, "equivalence tests on more seeds and larger graphs (also POISON_EQUIV_LONG=1)")
+
+// fixture is one graph expression instantiated clean into the store.
+type fixture struct {
+	file  string
+	attrs []string // node attributes in graph order
+	graph *graphgen.Graph
+	clean map[string]graphgen.Paths
+	names map[string]string // attr → derivation name
+}
+
+func newFixture(t *testing.T, file string, g *graphgen.Graph) *fixture {
+	t.Helper()
+	clean, err := graphgen.Eval(context.Background(), nixtest.Environ(), file, "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{file: file, graph: g, clean: clean, names: map[string]string{}}
+	if g != nil {
+		for _, n := range g.Nodes {
+			f.attrs = append(f.attrs, n.Attr)
+		}
+	} else {
+		for a := range clean {
+			f.attrs = append(f.attrs, a)
+		}
+		sort.Strings(f.attrs)
+	}
+	for a, p := range clean {
+		f.names[a] = drvName(p.Drv)
+	}
+	return f
+}
+
+// eval instantiates the expression with poison, writing the .drv files.
+func (f *fixture) eval(t *testing.T, poison map[string]int) map[string]graphgen.Paths {
+	t.Helper()
+	if len(poison) == 0 {
+		return f.clean
+	}
+	var b strings.Builder
+	b.WriteString("{")
+	keys := slices.Sorted(maps.Keys(poison))
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s = %d;", strconv.Quote(k), poison[k])
+	}
+	b.WriteString(" }")
+	m, err := graphgen.Eval(context.Background(), nixtest.Environ(), f.file, b.String(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// lockSpec names lock entries by node: serials for a node's canonical .drv
+// path, for one of its canonical outputs ("n17.dev"), or for a name.
+type lockSpec struct {
+	drvs  map[string]int
+	outs  map[string]int
+	names map[string]int
+}
+
+func (f *fixture) lock(t *testing.T, s lockSpec) *lock.File {
+	t.Helper()
+	lk := lock.New(lock.Source{URL: "file:///registry", Ref: "main"}, lock.DefaultEnv)
+	for a, v := range s.drvs {
+		lk.Derivations[filepath.Base(f.clean[a].Drv)] = v
+	}
+	for ao, v := range s.outs {
+		a, o, _ := strings.Cut(ao, ".")
+		p, ok := f.clean[a].Outs[o]
+		if !ok {
+			t.Fatalf("lock spec: no output %s", ao)
+		}
+		lk.Outputs[filepath.Base(p)] = v
+	}
+	for n, v := range s.names {
+		lk.Names[n] = v
+	}
+	if err := lk.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return lk
+}
+
+// expected returns the serial of every node under lk (DESIGN §5 step 3),
+// computed from the canonical paths Nix gave the clean graph.
+func (f *fixture) expected(lk *lock.File, byName bool) map[string]int {
+	m := map[string]int{}
+	for _, a := range f.attrs {
+		c := f.clean[a]
+		var outs []string
+		for _, p := range c.Outs {
+			outs = append(outs, filepath.Base(p))
+		}
+		s := lk.Serial(filepath.Base(c.Drv), outs)
+		if byName {
+			s = max(s, lk.NameSerial(f.names[a]))
+		}
+		if s > 0 {
+			m[a] = s
+		}
+	}
+	return m
+}
+
+func drvName(p string) string {
+	b := strings.TrimSuffix(filepath.Base(p), ".drv")
+	if len(b) > 33 {
+		return b[33:]
+	}
+	return b
+}
+
+// equivCase is one rewrite checked against Nix.
+type equivCase struct {
+	name   string
+	pre    map[string]int // poison of the closure that is loaded (nil: clean)
+	spec   lockSpec
+	byName bool
+}
+
+// rewrite loads the closure of roots and rewrites it.
+func rewrite(t *testing.T, roots []string, lk *lock.File, byName bool) (*builder.Result, []builder.Warning) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := builder.LoadClosure(ctx, builder.LoadOptions{}, roots)
+	if err != nil {
+		t.Fatalf("LoadClosure: %v", err)
+	}
+	var warns []builder.Warning
+	res, err := builder.Rewrite(ctx, c, builder.Options{Lock: lk, ByName: byName, Warn: func(w builder.Warning) { warns = append(warns, w) }})
+	if err != nil {
+		t.Fatalf("Rewrite: %v", err)
+	}
+	return res, warns
+}
+
+// runCase checks one case: Rewrite of the loaded closure equals Nix's
+// instantiation of the expected poison, file for file; then rewriting Nix's
+// result again with the same lock changes nothing (idempotence).
+func (f *fixture) runCase(t *testing.T, c equivCase) {
+	t.Helper()
+	lk := f.lock(t, c.spec)
+	want := f.expected(lk, c.byName)
+	loaded := f.eval(t, c.pre)
+	expect := f.eval(t, want)
+	roots := make([]string, len(f.attrs))
+	for i, a := range f.attrs {
+		roots[i] = loaded[a].Drv
+	}
+	res, warns := rewrite(t, roots, lk, c.byName)
+	f.check(t, loaded, expect, want, res, warns)
+
+	if t.Failed() {
+		return
+	}
+	// Idempotence: Nix's poisoned closure rewritten with the same lock.
+	for i, a := range f.attrs {
+		roots[i] = expect[a].Drv
+	}
+	res2, _ := rewrite(t, roots, lk, c.byName)
+	for i, a := range f.attrs {
+		if res2.Roots[i] != expect[a].Drv {
+			t.Errorf("idempotence: %s: rewriting Nix's poisoned %s gives %s", a, expect[a].Drv, res2.Roots[i])
+		}
+	}
+	for _, d := range res2.Changed {
+		if d.Path != d.OldPath {
+			t.Errorf("idempotence: %s rewritten to %s", d.OldPath, d.Path)
+		}
+	}
+}
+
+// check compares a Result with Nix's instantiation.
+func (f *fixture) check(t *testing.T, loaded, expect map[string]graphgen.Paths, serials map[string]int, res *builder.Result, warns []builder.Warning) {
+	t.Helper()
+	const maxErrs = 15
+	errs := 0
+	errorf := func(format string, args ...any) {
+		t.Helper()
+		if errs++; errs <= maxErrs {
+			t.Errorf(format, args...)
+		}
+	}
+	defer func() {
+		if errs > maxErrs {
+			t.Errorf("... and %d more mismatches", errs-maxErrs)
+		}
+	}()
+	byOld := map[string]string{} // loaded .drv → attr
+	for _, a := range f.attrs {
+		byOld[loaded[a].Drv] = a
+	}
+	if len(res.Roots) != len(f.attrs) {
+		t.Fatalf("Roots has %d paths, want %d", len(res.Roots), len(f.attrs))
+	}
+	wantChanged := map[string]bool{}
+	for i, a := range f.attrs {
+		l, e := loaded[a], expect[a]
+		if res.Roots[i] != e.Drv {
+			errorf("%s: root %d: rewrite gives %s, nix-instantiate %s", a, i, res.Roots[i], e.Drv)
+		}
+		if got, ok := res.DrvPaths[l.Drv]; !ok {
+			errorf("%s: DrvPaths has no entry for %s", a, l.Drv)
+		} else if got != e.Drv {
+			errorf("%s: DrvPaths[%s] = %s, nix-instantiate %s", a, l.Drv, got, e.Drv)
+		}
+		for o, lp := range l.Outs {
+			if got, ok := res.OutPaths[lp]; !ok {
+				errorf("%s.%s: OutPaths has no entry for %s", a, o, lp)
+			} else if got != e.Outs[o] {
+				errorf("%s.%s: OutPaths[%s] = %s, nix-instantiate %s", a, o, lp, got, e.Outs[o])
+			}
+		}
+		if l.Drv != e.Drv {
+			wantChanged[l.Drv] = true
+		}
+	}
+	// Changed: exactly the nodes whose path moved, in topological order,
+	// each file byte for byte what Nix wrote.
+	pos := map[string]int{}
+	var refPaths []string
+	for i, d := range res.Changed {
+		pos[d.Path] = i
+		a, ok := byOld[d.OldPath]
+		if !ok {
+			errorf("Changed[%d]: %s is not a node of the graph", i, d.OldPath)
+			continue
+		}
+		if !wantChanged[d.OldPath] {
+			if d.Path != d.OldPath {
+				errorf("%s: rewritten to %s, Nix leaves it at %s", a, d.Path, d.OldPath)
+			}
+			continue
+		}
+		delete(wantChanged, d.OldPath)
+		e := expect[a]
+		if d.Path != e.Drv {
+			errorf("%s: Changed path %s, nix-instantiate %s", a, d.Path, e.Drv)
+			continue
+		}
+		nixBytes, err := os.ReadFile(e.Drv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(d.ATerm, nixBytes) {
+			errorf("%s: ATerm of %s differs from Nix's file: %s", a, e.Drv, firstDiff(d.ATerm, nixBytes))
+		}
+		if d.Name != f.names[a] {
+			errorf("%s: Changed name %q, want %q", a, d.Name, f.names[a])
+		}
+		if len(d.Outputs) != len(e.Outs) {
+			errorf("%s: Changed outputs %v, nix-instantiate %v", a, d.Outputs, e.Outs)
+		}
+		for o, p := range e.Outs {
+			if d.Outputs[o] != p {
+				errorf("%s.%s: Changed output %s, nix-instantiate %s", a, o, d.Outputs[o], p)
+			}
+		}
+		refPaths = append(refPaths, d.Path)
+	}
+	for old := range wantChanged {
+		errorf("%s: Nix rewrites %s to %s, Changed does not list it", byOld[old], old, expect[byOld[old]].Drv)
+	}
+	if len(refPaths) > 0 {
+		nixRefs := references(t, refPaths)
+		for i, d := range res.Changed {
+			if _, ok := nixRefs[d.Path]; !ok {
+				continue
+			}
+			if !slices.Equal(d.References, nixRefs[d.Path]) {
+				errorf("%s: References %v, Nix registered %v", d.Path, d.References, nixRefs[d.Path])
+			}
+			for _, r := range d.References {
+				if j, ok := pos[r]; ok && j >= i {
+					errorf("Changed not in topological order: %s (#%d) before its input %s (#%d)", d.Path, i, r, j)
+				}
+			}
+		}
+	}
+	// Poisoned: exactly the nodes with a serial, with the right details.
+	gotPoison := map[string]builder.Poison{}
+	for _, p := range res.Poisoned {
+		gotPoison[p.DrvPath] = p
+	}
+	for _, a := range f.attrs {
+		l := loaded[a]
+		p, ok := gotPoison[l.Drv]
+		s := serials[a]
+		switch {
+		case s == 0 && ok:
+			errorf("%s: Poisoned with serial %d, want none", a, p.Serial)
+		case s > 0 && !ok:
+			errorf("%s: not in Poisoned, want serial %d", a, s)
+		case s > 0:
+			if p.Serial != s || p.CanonicalDrvPath != f.clean[a].Drv || p.NewDrvPath != expect[a].Drv || p.Name != f.names[a] {
+				errorf("%s: Poisoned %+v, want serial %d, canonical %s, new %s, name %s", a, p, s, f.clean[a].Drv, expect[a].Drv, f.names[a])
+			}
+			if f.graph != nil {
+				fixed := f.graph.Node(a).Kind.FixedOutput()
+				if p.FixedOutput != fixed {
+					errorf("%s: Poisoned.FixedOutput = %v, want %v", a, p.FixedOutput, fixed)
+				}
+				if fixed && !slices.ContainsFunc(warns, func(w builder.Warning) bool { return w.DrvPath == l.Drv }) {
+					errorf("%s: poisoned fixed-output derivation %s without a warning", a, l.Drv)
+				}
+			}
+		}
+	}
+}
+
+// references returns the references Nix registered for each path.
+func references(t *testing.T, paths []string) map[string][]string {
+	t.Helper()
+	cmd := nixtest.Command("nix-store", append([]string{"--dump-db"}, paths...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("nix-store --dump-db: %v: %s", err, stderr.String())
+	}
+	// Per path: path, hash, size, deriver, count, count references.
+	m := map[string][]string{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	for i := 0; i+4 < len(lines); {
+		p := lines[i]
+		n, err := strconv.Atoi(lines[i+4])
+		if err != nil || i+5+n > len(lines) {
+			t.Fatalf("nix-store --dump-db: malformed output at line %d", i+1)
+		}
+		refs := slices.Clone(lines[i+5 : i+5+n])
+		sort.Strings(refs)
+		m[p] = refs
+		i += 5 + n
+	}
+	return m
+}
+
+func firstDiff(got, want []byte) string {
+	i := 0
+	for i < len(got) && i < len(want) && got[i] == want[i] {
+		i++
+	}
+	lo := max(0, i-60)
+	return fmt.Sprintf("at byte %d:\n  rewrite: %q\n  nix:     %q", i, got[lo:min(len(got), i+60)], want[lo:min(len(want), i+60)])
+}
+
+func equivSeeds(t *testing.T) (seeds []uint64, nodes int) {
+	if s := os.Getenv("POISON_EQUIV_SEEDS"); s != "" {
+		for _, f := range strings.Split(s, ",") {
+			v, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
+			if err != nil {
+				t.Fatalf("POISON_EQUIV_SEEDS: %v", err)
+			}
+			seeds = append(seeds, v)
+		}
+		return seeds, 300
+	}
+	if *long || os.Getenv("POISON_EQUIV_LONG") == "1" {
+		for s := uint64(1); s <= 12; s++ {
+			seeds = append(seeds, s)
+		}
+		return seeds, 800
+	}
+	return []uint64{1, 2, 3}, 300
+}
+
+// TestEquivGenerated runs every case kind on generated graphs.
+func TestEquivGenerated(t *testing.T) {
+	nixtest.Need(t)
+	seeds, nodes := equivSeeds(t)
+	for _, seed := range seeds {
+		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
+			t.Parallel()
+			g, err := graphgen.Generate(graphgen.Default(seed, nodes))
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(t.TempDir(), "graph.nix")
+			if err := os.WriteFile(file, g.Expr(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			f := newFixture(t, file, g)
+			for _, c := range generatedCases(g, seed) {
+				t.Run(c.name, func(t *testing.T) {
+					f.runCase(t, c)
+					if t.Failed() {
+						t.Logf("reproduce: go run ./builder/internal/graphgen/cmd/graphgen gen -seed %d -nodes %d > graph.nix; poison %v, pre %v, byName %v",
+							seed, nodes, c.spec, c.pre, c.byName)
+					}
+				})
+			}
+		})
+	}
+}
+
+// generatedCases picks the nodes of each case from the graph.
+func generatedCases(g *graphgen.Graph, seed uint64) []equivCase {
+	rng := rand.New(rand.NewPCG(seed, 42))
+	deps := g.Dependents()
+	byKind := map[graphgen.Kind][]int{}
+	var twins, multi, groupOut, leaves []int
+	deep := -1
+	for i, n := range g.Nodes {
+		byKind[n.Kind] = append(byKind[n.Kind], i)
+		if n.Twin > i {
+			twins = append(twins, i)
+		}
+		if len(n.Outputs) > 1 {
+			multi = append(multi, i)
+		}
+		if n.Group >= 0 && i > 0 && slices.ContainsFunc(g.Nodes[:i], func(m graphgen.Node) bool { return m.Group == n.Group }) {
+			groupOut = append(groupOut, i)
+		}
+		if len(deps[i]) == 0 {
+			leaves = append(leaves, i)
+		}
+		if n.Layer <= 2 && (deep < 0 || len(deps[i]) > len(deps[deep])) && !n.Kind.FixedOutput() {
+			deep = i
+		}
+	}
+	pick := func(xs []int) string {
+		if len(xs) == 0 {
+			return g.Nodes[0].Attr
+		}
+		return g.Nodes[xs[rng.IntN(len(xs))]].Attr
+	}
+	attr := func(i int) string { return g.Nodes[i].Attr }
+	several := map[string]int{}
+	for i, k := range []graphgen.Kind{graphgen.Plain, graphgen.Multi, graphgen.Structured, graphgen.StructuredMulti, graphgen.FixedRecursive} {
+		several[pick(byKind[k])] = []int{1, 2, 3, 7, 12}[i]
+	}
+	many := map[string]int{}
+	for range len(g.Nodes) / 10 {
+		many[attr(rng.IntN(len(g.Nodes)))] = 1 + rng.IntN(3)
+	}
+	multiNode := g.Nodes[multi[rng.IntN(len(multi))]]
+	nonDefault := multiNode.Attr + "." + multiNode.Outputs[len(multiNode.Outputs)-1]
+	var dupName, twinName string
+	names := map[string]int{}
+	for _, n := range g.Nodes {
+		names[n.Name]++
+	}
+	for _, n := range g.Nodes {
+		if names[n.Name] > 1 && n.Group < 0 && n.Twin < 0 && dupName == "" {
+			dupName = n.Name
+		}
+		if n.Twin >= 0 && twinName == "" {
+			twinName = n.Name
+		}
+	}
+	pre := map[string]int{pick(byKind[graphgen.Structured]): 4, pick(byKind[graphgen.Plain]): 1, attr(deep): 2}
+	cases := []equivCase{
+		{name: "deep", spec: lockSpec{drvs: map[string]int{attr(deep): 1}}},
+		{name: "leaf", spec: lockSpec{drvs: map[string]int{pick(leaves): 2}}},
+		{name: "several-kinds", spec: lockSpec{drvs: several}},
+		{name: "many", spec: lockSpec{drvs: many}},
+		{name: "output", spec: lockSpec{outs: map[string]int{nonDefault: 3}}},
+		{name: "fixed-output-collision", spec: lockSpec{outs: map[string]int{pick(groupOut) + ".out": 1}}},
+		{name: "fixed-output-drv", spec: lockSpec{drvs: map[string]int{pick(byKind[graphgen.FixedFlat]): 2}}},
+		{name: "by-name", byName: true, spec: lockSpec{names: map[string]int{dupName: 2, twinName: 1}, drvs: map[string]int{attr(deep): 5}}},
+		{name: "by-name-off", spec: lockSpec{names: map[string]int{dupName: 2, twinName: 1}}},
+		{name: "repoison", pre: pre, spec: lockSpec{drvs: map[string]int{attr(deep): 3, pick(byKind[graphgen.StructuredMulti]): 1}}},
+		{name: "canonicalise", pre: pre},
+	}
+	if len(twins) > 0 {
+		cases = append(cases, equivCase{name: "twin", spec: lockSpec{drvs: map[string]int{pick(twins): 1}}})
+	}
+	return cases
+}
+
+// TestEquivTestdata runs the hand-written graphs of testdata/graphs: each
+// node poisoned alone, then all at once with serial 2.
+func TestEquivTestdata(t *testing.T) {
+	nixtest.Need(t)
+	files, err := filepath.Glob(filepath.Join("..", "testdata", "graphs", "*.nix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no graphs in testdata/graphs")
+	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".nix"), func(t *testing.T) {
+			t.Parallel()
+			abs, err := filepath.Abs(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := newFixture(t, abs, nil)
+			all := map[string]int{}
+			for _, a := range f.attrs {
+				all[a] = 2
+				t.Run(a, func(t *testing.T) {
+					f.runCase(t, equivCase{name: a, spec: lockSpec{drvs: map[string]int{a: 1}}})
+				})
+			}
+			t.Run("all", func(t *testing.T) {
+				f.runCase(t, equivCase{name: "all", spec: lockSpec{drvs: all}})
+			})
+			t.Run("canonicalise", func(t *testing.T) {
+				f.runCase(t, equivCase{name: "canonicalise", pre: all})
+			})
+		})
+	}
+}
