@@ -1,0 +1,297 @@
+package nix_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/poison-nix/poison/builder"
+	"github.com/poison-nix/poison/internal/nixtest"
+	"github.com/poison-nix/poison/registry/lock"
+)
+
+// hostileName is in every test lock: importing poison.nix must not run it.
+const hostileName = `${builtins.abort "poison.nix ran code"}`
+
+// fixture returns the absolute path of testdata/nix.
+func fixture(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join("..", "testdata", "nix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// instantiate runs nix-instantiate on testdata/nix/roots.nix, with the
+// overlay when poisonFile is not empty, and returns the root .drv paths.
+func instantiate(t *testing.T, poisonFile string, extra ...string) []string {
+	t.Helper()
+	args := []string{"--add-root", filepath.Join(t.TempDir(), "gcroot"), "--indirect", filepath.Join(fixture(t), "roots.nix")}
+	if poisonFile != "" {
+		args = append(args, "--argstr", "poison", poisonFile, "--arg", "attrs", `[ "tool" ]`)
+	}
+	args = append(args, extra...)
+	out := nixtest.Output(t, "nix-instantiate", args...)
+	roots := strings.Fields(out)
+	for i, r := range roots {
+		// With --add-root, nix-instantiate prints the root link; resolve it.
+		if p, err := filepath.EvalSymlinks(r); err == nil {
+			roots[i] = p
+		}
+	}
+	return roots
+}
+
+// drvClosure returns the sorted .drv paths in the closure of roots.
+func drvClosure(t *testing.T, roots []string) []string {
+	t.Helper()
+	out := nixtest.Output(t, "nix-store", append([]string{"--query", "--requisites"}, roots...)...)
+	var drvs []string
+	for _, p := range strings.Fields(out) {
+		if strings.HasSuffix(p, ".drv") {
+			drvs = append(drvs, p)
+		}
+	}
+	sort.Strings(drvs)
+	return drvs
+}
+
+// attrDrvPath instantiates one attribute of the fixture without overlay.
+func attrDrvPath(t *testing.T, attr string) string {
+	t.Helper()
+	p := nixtest.Output(t, "nix-instantiate", "--add-root", filepath.Join(t.TempDir(), "gcroot"), "--indirect", filepath.Join(fixture(t), "pkgs.nix"), "-A", attr)
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return p
+}
+
+// testLock poisons, by name: a multi-output package with serial 2 (which
+// also names one of its derivations, so the name serial exceeds the .drv
+// serial, as DESIGN §3 counts them), a __structuredAttrs package, a
+// fixed-output source built by stdenvNoCC, a builtins.derivation reached
+// only through the overlay's attrs argument, a name not in the closure and
+// a hostile name.
+func testLock(t *testing.T) *lock.File {
+	t.Helper()
+	l := lock.New(lock.Source{URL: "file:///srv/registry", Ref: "main", Commit: strings.Repeat("0", 40)}, lock.DefaultEnv)
+	l.Derivations[filepath.Base(attrDrvPath(t, "openssl"))] = 1
+	l.Names["openssl-3.0.13"] = 2
+	l.Names["python-3.12"] = 1
+	l.Names["hello-2.12.tar.gz"] = 1
+	l.Names["tool-1.0"] = 3
+	l.Names["absent-9.9"] = 5
+	l.Names[hostileName] = 1
+	return l
+}
+
+func writePoison(t *testing.T, l *lock.File) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "poison.nix")
+	if err := l.WriteNixFile(path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestOverlayMatchesRewrite is the promise of DESIGN §7: the overlay
+// applied to the fixture yields exactly the .drv paths that the rewrite
+// with name fallback yields on the closure instantiated without it.
+func TestOverlayMatchesRewrite(t *testing.T) {
+	nixtest.Need(t)
+	l := testLock(t)
+	poisonFile := writePoison(t, l)
+	base := instantiate(t, "")
+	with := instantiate(t, poisonFile)
+	if len(base) != 4 || len(with) != 4 {
+		t.Fatalf("roots: %v and %v, want 4 each", base, with)
+	}
+	// Sanity, independent of the rewrite: app is downstream of poisoned
+	// packages, leaf and cacert are not.
+	if base[0] == with[0] {
+		t.Errorf("app: the overlay left %s unchanged", base[0])
+	}
+	if base[1] != with[1] || base[3] != with[3] {
+		t.Errorf("leaf, cacert: the overlay changed %v into %v", base, with)
+	}
+
+	ctx := context.Background()
+	c, err := builder.LoadClosure(ctx, builder.LoadOptions{}, base)
+	if err != nil {
+		t.Fatalf("LoadClosure: %v", err)
+	}
+	res, err := builder.Rewrite(ctx, c, builder.Options{Lock: l, ByName: true})
+	if err != nil {
+		t.Fatalf("Rewrite: %v", err)
+	}
+	if !reflect.DeepEqual(res.Roots, with) {
+		t.Errorf("rewrite roots\n%v\noverlay roots\n%v", res.Roots, with)
+	}
+	var rewritten []string
+	for _, p := range res.DrvPaths {
+		rewritten = append(rewritten, p)
+	}
+	sort.Strings(rewritten)
+	if want := drvClosure(t, with); !reflect.DeepEqual(rewritten, want) {
+		t.Errorf("rewritten closure\n%s\noverlay closure\n%s", strings.Join(rewritten, "\n"), strings.Join(want, "\n"))
+	}
+	got := map[string][]int{}
+	for _, p := range res.Poisoned {
+		got[p.Name] = append(got[p.Name], p.Serial)
+	}
+	want := map[string][]int{
+		"openssl-3.0.13":    {2, 2}, // openssl and openssl-nofips
+		"python-3.12":       {1},
+		"hello-2.12.tar.gz": {1},
+		"tool-1.0":          {3},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("poisoned %v, want %v", got, want)
+	}
+}
+
+// summary is evaluated with the overlay (pkgs) and without (base).
+const summary = `{ fixture, poison }:
+let
+  pkgs = import (/. + fixture + "/pkgs.nix") { inherit poison; attrs = [ "tool" ]; };
+  base = import (/. + fixture + "/pkgs.nix") { };
+  plib = import (/. + fixture + "/../../nix/lib.nix");
+  serial = n: pkgs.${n}.POISON_SERIAL or null;
+  same = n: pkgs.${n}.drvPath == base.${n}.drvPath;
+  sameOut = n: pkgs.${n}.outPath == base.${n}.outPath;
+  p = { env = "E"; names = { a = 2; "pn-1" = 4; }; };
+  attrs = { name = "b"; x = 1; };
+in {
+  serials = builtins.listToAttrs (map (n: { name = n; value = serial n; })
+    [ "zlib" "openssl" "openssl-nofips" "curl" "hello-src" "hello" "python" "tool" "app" "leaf" "cacert" ]);
+  sameDrv = builtins.listToAttrs (map (n: { name = n; value = same n; })
+    [ "zlib" "openssl" "curl" "hello-src" "hello" "python" "tool" "app" "leaf" "cacert" ]);
+  sameOut = builtins.listToAttrs (map (n: { name = n; value = sameOut n; }) [ "hello-src" "leaf" "openssl" ]);
+  opensslDev = pkgs.openssl.dev.outPath != base.openssl.dev.outPath;
+  structured = pkgs.python.__structuredAttrs;
+  curlPassthru = pkgs.curl.isCurl;
+  # An override by a user after the overlay keeps the serial.
+  overridden = (pkgs.openssl.overrideAttrs (_: { patched = "yes"; })).POISON_SERIAL;
+  lib = {
+    serialA = plib.serialFor p "a";
+    serialNone = plib.serialFor p "zz";
+    untouched = plib.withSerial p 0 attrs == attrs;
+    added = plib.withSerial p 7 attrs;
+    byPname = (plib.addSerial p { pname = "pn"; version = "1"; }).E;
+    loaded = (plib.load (/. + poison)).names."openssl-3.0.13";
+  };
+}
+`
+
+// TestOverlayAttributes checks what the overlay sets, with Nix alone.
+func TestOverlayAttributes(t *testing.T) {
+	nixtest.Need(t)
+	poisonFile := writePoison(t, testLock(t))
+	expr := filepath.Join(t.TempDir(), "summary.nix")
+	if err := os.WriteFile(expr, []byte(summary), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := nixtest.Output(t, "nix-instantiate", "--eval", "--strict", "--json", "--argstr", "fixture", fixture(t), "--argstr", "poison", poisonFile, expr)
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("decode %s: %v", out, err)
+	}
+	want := map[string]any{
+		"serials": map[string]any{
+			"zlib": nil, "openssl": "2", "openssl-nofips": "2", "curl": nil, "hello-src": "1",
+			"hello": nil, "python": "1", "tool": "3", "app": nil, "leaf": nil, "cacert": nil,
+		},
+		"sameDrv": map[string]any{
+			"zlib": true, "openssl": false, "curl": false, "hello-src": false, "hello": false,
+			"python": false, "tool": false, "app": false, "leaf": true, "cacert": true,
+		},
+		// A fixed-output derivation's serial changes its .drv, not its output.
+		"sameOut":      map[string]any{"hello-src": true, "leaf": true, "openssl": false},
+		"opensslDev":   true,
+		"structured":   true,
+		"curlPassthru": true,
+		"overridden":   "2",
+		"lib": map[string]any{
+			"serialA": 2.0, "serialNone": 0.0, "untouched": true,
+			"added":   map[string]any{"name": "b", "x": 1.0, "E": "7"},
+			"byPname": "4", "loaded": 2.0,
+		},
+	}
+	for k, w := range want {
+		if !reflect.DeepEqual(got[k], w) {
+			t.Errorf("%s = %v, want %v", k, got[k], w)
+		}
+	}
+}
+
+// TestMalformedPoison: a poison.nix of the wrong shape is an evaluation
+// error that names the file and the problem, never a silent no-op.
+func TestMalformedPoison(t *testing.T) {
+	nixtest.Need(t)
+	tests := []struct {
+		name, src, want string
+	}{
+		{"list", `[ ]`, "expected the attribute set written by 'poison export nix', got a list"},
+		{"no env", `{ names = { }; }`, "missing attribute 'env'"},
+		{"no names", `{ env = "POISON_SERIAL"; }`, "missing attribute 'names'"},
+		{"typo", `{ env = "POISON_SERIAL"; names = { }; nmes = { }; }`, "unknown attribute 'nmes'"},
+		{"string serial", `{ env = "POISON_SERIAL"; names = { b = "1"; }; }`, `names."b" must be an integer serial, got a string`},
+		{"zero serial", `{ env = "POISON_SERIAL"; names = { b = 0; }; }`, `names."b" = 0: serials must be at least 1`},
+		{"negative serial", `{ env = "POISON_SERIAL"; names = { b = -3; }; }`, `names."b" = -3: serials must be at least 1`},
+		{"names list", `{ env = "POISON_SERIAL"; names = [ "b" ]; }`, "'names' must be an attribute set of serials, got a list"},
+		{"empty name", `{ env = "POISON_SERIAL"; names = { "" = 1; }; }`, `names key "" is not a derivation name`},
+		{"env int", `{ env = 1; names = { }; }`, "'env' must be a string, got an int"},
+		{"env syntax", `{ env = "POISON-SERIAL"; names = { }; }`, `env "POISON-SERIAL" is not a valid attribute name`},
+		{"version", `{ env = "POISON_SERIAL"; names = { }; version = 2; }`, "version 2 is not supported"},
+		{"drv key", `{ env = "POISON_SERIAL"; names = { }; derivations = { "foo.drv" = 1; }; }`, `derivations key "foo.drv" is not a .drv store path base name`},
+		{"output serial", `{ env = "POISON_SERIAL"; names = { }; outputs = { "6jqi0n92z10kb50fggvwqzi15jj32g5b-b" = 1.0; }; }`, `outputs."6jqi0n92z10kb50fggvwqzi15jj32g5b-b" must be an integer serial, got a float`},
+		{"registry", `{ env = "POISON_SERIAL"; names = { }; registry = { url = 1; }; }`, "'registry.url' must be a string, got an int"},
+	}
+	dir := t.TempDir()
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(dir, "poison"+string(rune('a'+i))+".nix")
+			if err := os.WriteFile(file, []byte(tt.src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := nixtest.Command("nix-instantiate", "--readonly-mode", filepath.Join(fixture(t), "roots.nix"), "--argstr", "poison", file)
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("nix-instantiate accepted %s:\n%s", tt.src, out)
+			}
+			if !strings.Contains(string(out), file+": "+tt.want) {
+				t.Errorf("error for %s:\n%s\nwant it to contain %q", tt.src, out, file+": "+tt.want)
+			}
+		})
+	}
+	t.Run("missing attr", func(t *testing.T) {
+		file := writePoison(t, lock.New(lock.Source{}, lock.DefaultEnv))
+		cmd := nixtest.Command("nix-instantiate", "--readonly-mode", filepath.Join(fixture(t), "roots.nix"), "--argstr", "poison", file, "--arg", "attrs", `[ "nope" ]`)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("an unused missing attribute failed: %v\n%s", err, out)
+		}
+		cmd = nixtest.Command("nix-instantiate", "--readonly-mode", filepath.Join(fixture(t), "pkgs.nix"), "--argstr", "poison", file, "--arg", "attrs", `[ "nope" ]`, "-A", "nope")
+		out, err = cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "there is no attribute 'nope' to poison") {
+			t.Errorf("poisoning a missing attribute: %v\n%s", err, out)
+		}
+	})
+}
+
+// TestEmptyPoisonIsIdentity: a valid poison.nix that names nothing present
+// leaves every path as it is.
+func TestEmptyPoisonIsIdentity(t *testing.T) {
+	nixtest.Need(t)
+	l := lock.New(lock.Source{}, lock.DefaultEnv)
+	l.Names["absent-1.0"] = 4
+	if base, with := instantiate(t, ""), instantiate(t, writePoison(t, l)); !reflect.DeepEqual(base, with) {
+		t.Errorf("an unrelated poison.nix changed the roots: %v -> %v", base, with)
+	}
+}
