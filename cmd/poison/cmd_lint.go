@@ -3,13 +3,119 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"os"
+	"path/filepath"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/poison-nix/poison/registry"
 )
 
-// PLACEHOLDER: replaced by the owner of the 'lint' command.
+type lintOptions struct {
+	registry string
+	base     string
+	rev      string
+	format   string
+}
+
 func lintCommand() command {
-	c := command{name: "lint", summary: "(not yet implemented)", usage: ""}
+	c := command{
+		name:    "lint",
+		summary: "validate a registry: every entry, registry.toml and (with --base) append-only history",
+		usage:   "[--registry DIR] [--base REV] [--format text|json]",
+	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
-		return errors.New("lint: not implemented yet")
+		var o lintOptions
+		fs := newFlags(e, &c)
+		fs.StringVar(&o.registry, "registry", ".", "registry work tree `DIR`")
+		fs.StringVar(&o.base, "base", "", "also refuse history since `REV` that deleted, renamed or modified an entry")
+		fs.StringVar(&o.rev, "rev", "", "lint the tree of commit `REV` instead of the work tree (works in a bare repository)")
+		fs.StringVar(&o.format, "format", "text", "output `format`: text (one line per problem) or json (one object per line)")
+		if err := parseFlags(e, &c, fs, args); err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return usageErrorf("lint takes no arguments, got %q", fs.Arg(0))
+		}
+		if o.format != "text" && o.format != "json" {
+			return usageErrorf("--format %q: want text or json", o.format)
+		}
+		return runLint(ctx, e, o)
 	}
 	return c
+}
+
+func runLint(ctx context.Context, e *env, o lintOptions) error {
+	dir := o.registry
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(e.dir, dir)
+	}
+	var fsys iofs.FS = os.DirFS(dir)
+	var repo *git.Repository
+	head := "HEAD"
+	if o.rev != "" || o.base != "" {
+		r, err := registry.OpenGitRepo(dir)
+		if err != nil {
+			return withHint(fmt.Errorf("lint: %w", err), "--base and --rev need the registry's git repository")
+		}
+		repo = r
+	}
+	if o.rev != "" {
+		f, commit, err := registry.TreeFS(repo, o.rev)
+		if err != nil {
+			return withHint(fmt.Errorf("lint --rev: %w", err), "--rev takes a commit, branch or tag of the registry")
+		}
+		fsys, head = f, commit
+	}
+	var (
+		reg *registry.Registry
+		err error
+	)
+	if o.rev != "" {
+		reg, err = registry.Load(fsys, registry.LoadOptions{Now: e.now()})
+	} else {
+		reg, err = registry.LoadDir(dir, registry.LoadOptions{Now: e.now()})
+	}
+	if reg == nil {
+		return withHint(fmt.Errorf("lint %s: %w", o.registry, err), "pass --registry DIR of a registry work tree")
+	}
+	problems := append(registry.Problems{}, reg.Warnings...)
+	var ps registry.Problems
+	if errors.As(err, &ps) {
+		problems = append(problems, ps...)
+	}
+	problems.Sort()
+	if o.base != "" {
+		hist, err := registry.CheckHistory(ctx, repo, o.base, head)
+		if err != nil {
+			return withHint(fmt.Errorf("lint --base %s: %w", o.base, err), "--base takes a revision of the registry's git history (a commit, branch or tag)")
+		}
+		problems = append(problems, hist...)
+	}
+	printProblems(e, o.format, problems)
+	nerr := len(problems.Errors())
+	if o.format == "text" {
+		fmt.Fprintf(e.stderr, "poison: lint: %d entries, %d errors, %d warnings\n", len(reg.Entries), nerr, len(problems)-nerr)
+	}
+	if nerr > 0 {
+		return silentExit(exitError)
+	}
+	return nil
+}
+
+// printProblems writes problems as "poison: error|warning: PATH:LINE:COL: ..."
+// lines on stderr, or as JSON objects (one per line) on stdout.
+func printProblems(e *env, format string, problems registry.Problems) {
+	if format == "json" {
+		for _, p := range problems {
+			e.stdout.Write(p.JSON())
+			io.WriteString(e.stdout, "\n")
+		}
+		return
+	}
+	for _, p := range problems {
+		fmt.Fprintf(e.stderr, "poison: %s: %s\n", p.Severity, p)
+	}
 }
