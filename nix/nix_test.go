@@ -295,3 +295,65 @@ func TestEmptyPoisonIsIdentity(t *testing.T) {
 		t.Errorf("an unrelated poison.nix changed the roots: %v -> %v", base, with)
 	}
 }
+
+// flakeCheck evaluates the outputs of flake.nix with a stand-in for
+// nixpkgs (nixpkgs is not available offline) whose buildGoModule returns
+// its arguments, so the plumbing is checked, not the Go build.
+const flakeCheck = `{ root }:
+let
+  flake = import (/. + root + "/flake.nix");
+  lib = {
+    genAttrs = names: f: builtins.listToAttrs (map (n: { name = n; value = f n; }) names);
+    cleanSourceWith = { src, filter }: { inherit src; keepsGo = filter (toString src + "/go.mod") "regular"; dropsDrv = !(filter "/x/a.drv" "regular"); };
+    hasSuffix = s: x: builtins.match ".*${s}" x != null;
+  };
+  pkgsFor = system: rec {
+    inherit system;
+    buildGoModule = args: args // { built = true; };
+    callPackage = path: args: import path ({ inherit lib buildGoModule; } // args);
+  };
+  nixpkgs = { inherit lib; legacyPackages = lib.genAttrs [ "x86_64-linux" "aarch64-linux" "x86_64-darwin" "aarch64-darwin" ] pkgsFor; };
+  out = flake.outputs { self = out; inherit nixpkgs; };
+  pkg = out.packages.x86_64-linux.default;
+  viaOverlay = (out.overlays.default (pkgsFor "x86_64-linux") { }).poison;
+in {
+  inputs = flake.inputs.nixpkgs.url;
+  systems = builtins.attrNames out.packages;
+  pkg = { inherit (pkg) pname subPackages doCheck built; vendorHash = builtins.substring 0 7 pkg.vendorHash; src = { inherit (pkg.src) keepsGo dropsDrv; }; };
+  overlayPname = viaOverlay.pname;
+  serial = out.lib.serialFor { env = "E"; names.b = 3; } "b";
+  overlayIsFunction = builtins.isFunction (out.lib.overlay { poison = { env = "E"; names = { }; }; });
+}
+`
+
+// TestFlakeOutputs checks the shape of flake.nix's outputs.
+func TestFlakeOutputs(t *testing.T) {
+	nixtest.Need(t)
+	expr := filepath.Join(t.TempDir(), "flake-check.nix")
+	if err := os.WriteFile(expr, []byte(flakeCheck), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := nixtest.Output(t, "nix-instantiate", "--eval", "--strict", "--json", "--argstr", "root", root, expr)
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("decode %s: %v", out, err)
+	}
+	want := map[string]any{
+		"inputs":  "github:NixOS/nixpkgs/nixos-unstable",
+		"systems": []any{"aarch64-darwin", "aarch64-linux", "x86_64-darwin", "x86_64-linux"},
+		"pkg": map[string]any{
+			"pname": "poison", "subPackages": []any{"cmd/poison"}, "doCheck": false, "built": true,
+			"vendorHash": "sha256-", "src": map[string]any{"keepsGo": true, "dropsDrv": true},
+		},
+		"overlayPname":      "poison",
+		"serial":            3.0,
+		"overlayIsFunction": true,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("flake outputs\n%v\nwant\n%v", got, want)
+	}
+}
