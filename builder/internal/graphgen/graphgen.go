@@ -194,6 +194,42 @@ func (g *Graph) Dependents() [][]int {
 	return out
 }
 
+// Deep returns a node deep in the graph, the one to poison in a benchmark:
+// the input-addressed node of the layer at one eighth of the depth with
+// the most transitive dependents, and that number. It returns -1 when that
+// layer has no input-addressed node.
+func (g *Graph) Deep() (node, downstream int) {
+	layer := g.Params.Depth / 8
+	deps := g.Dependents()
+	node, downstream = -1, -1
+	for i, n := range g.Nodes {
+		if n.Layer != layer || n.Kind.FixedOutput() {
+			continue
+		}
+		if c := reach(deps, i); c > downstream {
+			node, downstream = i, c
+		}
+	}
+	return node, downstream
+}
+
+// reach counts the nodes that reach i through references.
+func reach(deps [][]int, i int) int {
+	seen := map[int]bool{}
+	stack := []int{i}
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, d := range deps[n] {
+			if !seen[d] {
+				seen[d] = true
+				stack = append(stack, d)
+			}
+		}
+	}
+	return len(seen)
+}
+
 var attrRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func (p *Params) validate() error {

@@ -2,6 +2,7 @@
 // and measures the benchmark floor of scripts/bench-rewrite.sh.
 //
 //	graphgen gen [-seed N] [-nodes N] [-bench] > graph.nix
+//	graphgen deep [-seed N] [-nodes N] [-bench]   # a node deep in the graph to poison
 //	graphgen floor < drv-paths     # read every file, sha256 its bytes twice
 package main
 
@@ -29,15 +30,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "gen":
-		return gen(args[1:], stdout, stderr)
+		return gen(args[1:], stdout, stderr, false)
+	case "deep":
+		return gen(args[1:], stdout, stderr, true)
 	case "floor":
 		return floor(args[1:], stdin, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "graphgen: unknown command %q (want gen or floor)\n", args[0])
+	fmt.Fprintf(stderr, "graphgen: unknown command %q (want gen, deep or floor)\n", args[0])
 	return 2
 }
 
-func gen(args []string, stdout, stderr io.Writer) int {
+func gen(args []string, stdout, stderr io.Writer, deep bool) int {
 	fs := flag.NewFlagSet("gen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	seed := fs.Uint64("seed", 1, "random seed")
@@ -55,6 +58,15 @@ func gen(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	if deep {
+		best, bestN := g.Deep()
+		if best < 0 {
+			fmt.Fprintln(stderr, "graphgen deep: no input-addressed node deep in the graph")
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s %d\n", g.Nodes[best].Attr, bestN)
+		return 0
 	}
 	if *list {
 		for _, n := range g.Nodes {

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# bench-rewrite.sh: the figures of issue 3, measured in one run.
+#
+# Generates a closure of NODES derivations (default 20,000; 2-10 KB each,
+# 3-15 inputs, depth 40, multi-output, structured attrs, fixed-output; see
+# builder/internal/graphgen), instantiates it once (timed: a cold
+# nix-instantiate the first time a seed is used), poisons one node deep in
+# it, then measures:
+#   (a) poison rewrite --no-write --stdin of all NODES .drv paths as roots,
+#       wall time and peak RSS (/usr/bin/time -v);
+#   (b) the floor: reading every .drv file and SHA-256 hashing its bytes
+#       twice, in-process (graphgen floor; sequential and on all cores);
+#   (c) nix-instantiate --readonly-mode of the same expression with the
+#       attribute added.
+# and checks that (a) prints exactly the paths (c) prints.
+#
+# Usage: scripts/bench-rewrite.sh [NODES] [SEED]
+# Env: BENCH_DIR (work directory, default /tmp/poison-bench), REPEAT (runs of
+# (a) and (c), best taken, default 3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+nodes=${1:-20000}
+seed=${2:-1}
+repeat=${REPEAT:-3}
+dir=${BENCH_DIR:-/tmp/poison-bench}
+mkdir -p "$dir"
+export NIX_CONFIG="substituters =
+${NIX_CONFIG:-}"
+
+if [ ! -x /usr/bin/time ]; then
+  echo "bench: /usr/bin/time is missing (apt-get install -y time)" >&2
+  exit 1
+fi
+
+echo "bench: building poison and graphgen"
+go build -o "$dir/poison" ./cmd/poison
+go build -o "$dir/graphgen" ./builder/internal/graphgen/cmd/graphgen
+
+graph=$dir/graph-$seed-$nodes.nix
+"$dir/graphgen" gen -bench -seed "$seed" -nodes "$nodes" >"$graph"
+read -r victim downstream < <("$dir/graphgen" deep -bench -seed "$seed" -nodes "$nodes")
+echo "bench: $nodes derivations (seed $seed, $(du -h "$graph" | cut -f1) of Nix), poisoning $victim ($downstream nodes downstream)"
+
+# Instantiate once, writing the clean closure (cold the first time).
+/usr/bin/time -f "%e" -o "$dir/inst.time" nix-instantiate "$graph" >"$dir/clean.out" 2>"$dir/inst.err" ||
+  { cat "$dir/inst.err" >&2; exit 1; }
+sed 's/!.*//' "$dir/clean.out" >"$dir/roots"
+[ "$(wc -l <"$dir/roots")" -eq "$nodes" ] || { echo "bench: nix-instantiate printed $(wc -l <"$dir/roots") paths, want $nodes" >&2; exit 1; }
+
+# The lock: the canonical .drv of the victim, serial 1.
+victim_drv=$(nix-instantiate --eval --readonly-mode -E "(import $graph {}).$victim.drvPath" | tr -d '"')
+cat >"$dir/poison.lock" <<EOF
+{
+  "version": 1,
+  "registry": {
+    "url": "file:///bench",
+    "ref": "main",
+    "commit": ""
+  },
+  "env": "POISON_SERIAL",
+  "derivations": {
+    "$(basename "$victim_drv")": 1
+  },
+  "outputs": {},
+  "names": {}
+}
+EOF
+
+best() { sort -n | head -1; }
+
+# (a) poison rewrite
+: >"$dir/poison.times"
+: >"$dir/poison.rss"
+for _ in $(seq "$repeat"); do
+  /usr/bin/time -v -o "$dir/poison.tv" "$dir/poison" rewrite --lock "$dir/poison.lock" --no-write --stdin \
+    <"$dir/roots" >"$dir/poison.out" 2>"$dir/poison.err" || { cat "$dir/poison.err" "$dir/poison.tv" >&2; exit 1; }
+  awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$dir/poison.tv" >>"$dir/poison.times"
+  awk -F': ' '/Maximum resident set size/ { print $2 }' "$dir/poison.tv" >>"$dir/poison.rss"
+done
+poison_s=$(best <"$dir/poison.times")
+poison_rss_kb=$(sort -n "$dir/poison.rss" | tail -1)
+
+# (b) the floor
+read -r _ files _ bytes _ floor_seq _ floor_par _ workers < <("$dir/graphgen" floor -rounds "$repeat" <"$dir/roots")
+
+# (c) nix-instantiate --readonly-mode with the attribute added
+: >"$dir/nix.times"
+for _ in $(seq "$repeat"); do
+  /usr/bin/time -f "%e" -o "$dir/nix.time" nix-instantiate --readonly-mode "$graph" --arg poison "{ $victim = 1; }" \
+    >"$dir/nix.out" 2>"$dir/nix.err" || { cat "$dir/nix.err" >&2; exit 1; }
+  cat "$dir/nix.time" >>"$dir/nix.times"
+done
+nix_s=$(best <"$dir/nix.times")
+
+# Correctness of (a) against (c).
+sed 's/!.*//' "$dir/nix.out" >"$dir/nix.paths"
+changed=$(paste -d' ' "$dir/roots" "$dir/nix.paths" | awk '$1 != $2' | wc -l)
+if ! cmp -s "$dir/poison.out" "$dir/nix.paths"; then
+  wrong=$(paste -d' ' "$dir/poison.out" "$dir/nix.paths" | awk '$1 != $2' | wc -l)
+  echo "bench: MISMATCH: poison rewrite and nix-instantiate differ on $wrong of $nodes paths (see $dir/poison.out, $dir/nix.paths)" >&2
+  status=1
+else
+  echo "bench: poison rewrite output equals nix-instantiate's ($changed of $nodes .drv paths changed)"
+  status=0
+fi
+
+awk -v n="$nodes" -v files="$files" -v bytes="$bytes" -v inst="$(cat "$dir/inst.time")" \
+  -v p="$poison_s" -v rss="$poison_rss_kb" -v fs="$floor_seq" -v fp="$floor_par" -v w="$workers" -v x="$nix_s" 'BEGIN {
+  printf "closure            %d derivations, %.1f MB, %.1f KB average\n", files, bytes / 1e6, bytes / files / 1024
+  printf "nix-instantiate    %.2f s  (writing the clean closure)\n", inst
+  printf "(a) poison rewrite %.3f s  peak RSS %.0f MB  (--no-write --stdin, best of runs)\n", p, rss / 1024
+  printf "(b) floor          %.3f s sequential, %.3f s on %d workers (read + sha256 twice)\n", fs, fp, w
+  printf "(c) nix readonly   %.2f s  (nix-instantiate --readonly-mode with the attribute)\n", x
+  printf "poison/floor       %.2f (vs sequential floor %.2f)  target <= 2\n", p / fp, p / fs
+  printf "nix/poison         %.1f  target >= 3\n", x / p
+  printf "peak RSS           %.0f MB  target <= 300\n", rss / 1024
+}'
+exit $status
