@@ -154,6 +154,28 @@ func TestOverlayMatchesRewrite(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("poisoned %v, want %v", got, want)
 	}
+
+	// The overlay only added the attribute: rewriting its closure again is
+	// the identity, and removing every serial (an empty lock) gives back
+	// the closure instantiated without the overlay.
+	cw, err := builder.LoadClosure(ctx, builder.LoadOptions{}, with)
+	if err != nil {
+		t.Fatalf("LoadClosure of the overlay's roots: %v", err)
+	}
+	again, err := builder.Rewrite(ctx, cw, builder.Options{Lock: l, ByName: true})
+	if err != nil {
+		t.Fatalf("Rewrite again: %v", err)
+	}
+	if !reflect.DeepEqual(again.Roots, with) {
+		t.Errorf("rewriting the overlay's closure again gave\n%v\nwant\n%v", again.Roots, with)
+	}
+	canon, err := builder.Rewrite(ctx, cw, builder.Options{Lock: lock.New(lock.Source{}, lock.DefaultEnv)})
+	if err != nil {
+		t.Fatalf("Rewrite with an empty lock: %v", err)
+	}
+	if !reflect.DeepEqual(canon.Roots, base) {
+		t.Errorf("canonicalising the overlay's closure gave\n%v\nwant the closure without overlay\n%v", canon.Roots, base)
+	}
 }
 
 // summary is evaluated with the overlay (pkgs) and without (base).
