@@ -55,6 +55,10 @@ type Params struct {
 	DrvPathRefs bool
 	// Attr is the poison attribute, "POISON_SERIAL" when empty.
 	Attr string
+	// NoTwins leaves out twin pairs (nodes sharing output paths). Poisoning
+	// one twin is the one case where a hash-part substitution over the
+	// closure is ambiguous; graphs without twins isolate other failures.
+	NoTwins bool
 }
 
 // Default returns parameters for a test graph of n nodes.
@@ -305,7 +309,7 @@ func (g *gen) plan() {
 		layer := g.layerOf(i)
 		// A twin pair: two identical nodes depending on different members of
 		// one fixed-output group.
-		if gi := g.twinGroup(layer); gi >= 0 && i+1 < n && g.layerOf(i+1) == layer && g.chance(6) {
+		if gi := g.twinGroup(layer); !g.p.NoTwins && gi >= 0 && i+1 < n && g.layerOf(i+1) == layer && g.chance(6) {
 			a, b := g.twinNodes(i, layer, gi, nodes)
 			nodes = append(nodes, a, b)
 			g.byLayer[layer] = append(g.byLayer[layer], i, i+1)
