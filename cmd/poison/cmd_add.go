@@ -2,14 +2,283 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nix-community/go-nix/pkg/derivation"
+	"github.com/poison-nix/poison/builder"
+	"github.com/poison-nix/poison/registry"
+	"github.com/poison-nix/poison/registry/lock"
 )
 
-// PLACEHOLDER: replaced by the owner of the 'add' command.
+type addOptions struct {
+	registry string
+	commit   bool
+	add      registry.AddOptions
+	date     string
+}
+
 func addCommand() command {
-	c := command{name: "add", summary: "(not yet implemented)", usage: ""}
+	c := command{
+		name:    "add",
+		summary: "write a new registry entry poisoning derivations (by .drv or output path)",
+		usage:   "[--registry DIR] --reason TEXT [--author WHO] [--date YYYY-MM-DD] [--group NAME] [--ticket ID] [--name NAME]... [--slug SLUG] [--no-verify] [--commit] PATH...",
+	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
-		return errors.New("add: not implemented yet")
+		var o addOptions
+		var names stringsFlag
+		fs := newFlags(e, &c)
+		fs.StringVar(&o.registry, "registry", ".", "registry work tree `DIR`")
+		fs.StringVar(&o.add.Reason, "reason", "", "what went wrong (required)")
+		fs.StringVar(&o.add.Author, "author", "", "who files the entry, \"Name <email>\" (default: git user.name and user.email)")
+		fs.StringVar(&o.date, "date", "", "day of the incident, `YYYY-MM-DD` (default: today, UTC)")
+		fs.StringVar(&o.add.Group, "group", "", "coordinated build unit the derivations belong to")
+		fs.StringVar(&o.add.Ticket, "ticket", "", "ticket `ID`")
+		fs.Var(&names, "name", "also poison derivations by `NAME` (name-based fallback; repeatable)")
+		fs.StringVar(&o.add.Slug, "slug", "", "file and branch name part (default: from the reason)")
+		fs.BoolVar(&o.add.NoVerify, "no-verify", false, "record .drv paths that are not in the local store, without outputs")
+		fs.BoolVar(&o.commit, "commit", false, "commit the entry on a new branch poison/SLUG")
+		if err := parseFlags(e, &c, fs, args); err != nil {
+			return err
+		}
+		o.add.Names = names
+		o.add.Paths = fs.Args()
+		if strings.TrimSpace(o.add.Reason) == "" {
+			return usageErrorf("add: --reason is required: say what went wrong")
+		}
+		if len(o.add.Paths) == 0 && len(o.add.Names) == 0 {
+			return usageErrorf("add: give at least one .drv or output PATH, or --name")
+		}
+		if o.date != "" {
+			d, err := time.Parse(time.DateOnly, o.date)
+			if err != nil {
+				return usageErrorf("add: --date %q: want YYYY-MM-DD", o.date)
+			}
+			o.add.Date = d
+		}
+		return runAdd(ctx, e, o)
 	}
 	return c
+}
+
+func runAdd(ctx context.Context, e *env, o addOptions) error {
+	dir := o.registry
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(e.dir, dir)
+	}
+	if o.add.Author == "" {
+		o.add.Author = registry.DefaultAuthor()
+		if o.add.Author == "" {
+			return usageErrorf("add: --author is required: no git user.name and user.email are configured")
+		}
+	}
+	cfgData, err := os.ReadFile(filepath.Join(dir, registry.ConfigFile))
+	if err != nil {
+		return withHint(fmt.Errorf("add: %w", err), "pass --registry DIR of a registry work tree (poison init creates one)")
+	}
+	cfg, _ := registry.DecodeConfig(cfgData) // Add reports its problems
+	o.add.Now = e.now()
+	if !o.add.NoVerify {
+		in := &nixInspector{env: e, storeDir: cfg.StoreDir, serialEnv: cfg.Env}
+		o.add.Inspect = in.inspect
+	}
+	rel, err := registry.Add(ctx, dir, o.add)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, filepath.Join(o.registry, filepath.FromSlash(rel)))
+	if !o.commit {
+		return nil
+	}
+	stem := strings.TrimSuffix(path.Base(rel), ".toml")
+	slug := stem[len("2006-01-02-"):]
+	msg := "poison: " + firstLine(o.add.Reason) + "\n\nAdds " + rel + ".\n"
+	branch, hash, err := registry.CommitEntry(ctx, dir, rel, slug, o.add.Author, msg, e.now())
+	if err != nil {
+		return withHint(err, "the entry file was written; commit it yourself or remove it")
+	}
+	fmt.Fprintf(e.stderr, "poison: committed %s on branch %s (%s)\n", rel, branch, hash[:12])
+	return nil
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 72 {
+		s = s[:72]
+	}
+	return s
+}
+
+// nixInspector finds derivations and outputs in the local Nix store and
+// returns their canonical paths (every serial attribute removed).
+type nixInspector struct {
+	env       *env
+	storeDir  string
+	serialEnv string
+}
+
+var errNotInStore = errors.New("not in the local Nix store")
+
+func (n *nixInspector) inspect(ctx context.Context, p string) (string, []string, error) {
+	drv := p
+	if !strings.HasSuffix(p, ".drv") {
+		d, err := n.deriver(ctx, p)
+		if err != nil {
+			return "", nil, err
+		}
+		drv = d
+	}
+	parsed, err := readDrv(drv)
+	if errors.Is(err, fs.ErrNotExist) {
+		if drv == p {
+			return "", nil, fmt.Errorf("%w; instantiate it first, or pass --no-verify to record the .drv path without outputs", errNotInStore)
+		}
+		return "", nil, fmt.Errorf("its deriver %s is not in the local store; instantiate it, or give the .drv path with --no-verify", drv)
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	outs := sortedOutputs(parsed)
+	if drv != p && !containsString(outs, p) {
+		return "", nil, fmt.Errorf("%s is not an output of its deriver %s", p, drv)
+	}
+	serial, err := n.closureHasSerial(ctx, drv)
+	if err != nil {
+		return "", nil, err
+	}
+	if !serial {
+		return drv, outs, nil // never poisoned: canonical already
+	}
+	return n.canonical(ctx, drv, outs)
+}
+
+// deriver asks the store for the deriver of an output path.
+func (n *nixInspector) deriver(ctx context.Context, p string) (string, error) {
+	cmd := exec.CommandContext(ctx, "nix-store", "--query", "--deriver", p)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if strings.Contains(msg, "is not valid") || strings.Contains(msg, "does not exist") {
+			return "", fmt.Errorf("%w; build or substitute it first, or give its .drv path", errNotInStore)
+		}
+		if msg == "" {
+			msg = err.Error()
+		}
+		return "", fmt.Errorf("nix-store --query --deriver: %s", firstLine(msg))
+	}
+	d := strings.TrimSpace(string(out))
+	if d == "" || d == "unknown-deriver" {
+		return "", errors.New("the local store knows no deriver for it; give the .drv path instead")
+	}
+	return d, nil
+}
+
+func readDrv(p string) (*derivation.Derivation, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	d, err := derivation.ReadDerivation(f)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", p, err)
+	}
+	return d, nil
+}
+
+func sortedOutputs(d *derivation.Derivation) []string {
+	var outs []string
+	for _, o := range d.Outputs {
+		if o.Path != "" {
+			outs = append(outs, o.Path)
+		}
+	}
+	sort.Strings(outs)
+	return outs
+}
+
+// closureHasSerial reports whether any derivation in the closure of drv
+// carries the serial attribute: only then can its canonical paths differ.
+func (n *nixInspector) closureHasSerial(ctx context.Context, root string) (bool, error) {
+	seen := map[string]bool{root: true}
+	queue := []string{root}
+	for len(queue) > 0 {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		p := queue[0]
+		queue = queue[1:]
+		d, err := readDrv(p)
+		if err != nil {
+			return false, fmt.Errorf("read closure of %s: %w", root, err)
+		}
+		if _, ok := d.Env[n.serialEnv]; ok {
+			return true, nil
+		}
+		if js, ok := d.Env["__json"]; ok {
+			var attrs map[string]json.RawMessage
+			if json.Unmarshal([]byte(js), &attrs) == nil {
+				if _, ok := attrs[n.serialEnv]; ok {
+					return true, nil
+				}
+			}
+		}
+		for in := range d.InputDerivations {
+			if !seen[in] {
+				seen[in] = true
+				queue = append(queue, in)
+			}
+		}
+	}
+	return false, nil
+}
+
+// canonical rewrites the closure with an empty lock, which removes every
+// serial attribute, and maps drv and its outputs to their canonical paths.
+func (n *nixInspector) canonical(ctx context.Context, drv string, outs []string) (string, []string, error) {
+	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: n.storeDir}, []string{drv})
+	if err != nil {
+		return "", nil, fmt.Errorf("canonicalise %s: %w", drv, err)
+	}
+	res, err := builder.Rewrite(ctx, c, builder.Options{Lock: lock.New(lock.Source{}, n.serialEnv)})
+	if err != nil {
+		return "", nil, fmt.Errorf("canonicalise %s: %w", drv, err)
+	}
+	cd, ok := res.DrvPaths[drv]
+	if !ok {
+		return "", nil, fmt.Errorf("canonicalise %s: the rewrite did not return it", drv)
+	}
+	var cout []string
+	for _, o := range outs {
+		co, ok := res.OutPaths[o]
+		if !ok {
+			return "", nil, fmt.Errorf("canonicalise %s: no canonical path for output %s", drv, o)
+		}
+		cout = append(cout, co)
+	}
+	sort.Strings(cout)
+	return cd, cout, nil
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
