@@ -138,27 +138,33 @@ rec {
     in
     withSerialValidated p (s name) attrs;
 
-  # poisonDerivation poison drv: drv with its serial, found by drv.name.
-  # A derivation with serial 0, or already carrying its serial, is returned
-  # as is. Derivations made by a nixpkgs-style mkDerivation are changed with
-  # overrideAttrs (so later overrides keep the serial); those made by
-  # builtins.derivation are re-made from drvAttrs, keeping the selected
-  # output.
+  # poisonDerivation poison drv: drv with its serial, found by drv.name;
+  # a derivation with serial 0, or already carrying its serial, keeps its
+  # paths. Derivations made by a nixpkgs-style mkDerivation get the
+  # attribute with overrideAttrs, and their overrideAttrs is wrapped so
+  # that an override looks the name up again: bumping version or renaming
+  # a package with .overrideAttrs gives it the serial of its new name, as
+  # 'poison build --by-name' would (the .overrideAttrs of an output such as
+  # drv.dev is not wrapped). Derivations made by builtins.derivation are
+  # re-made from drvAttrs, keeping the selected output.
   poisonDerivation = poison:
     let
       p = validate poison;
       s = serialFor p;
+      set = drv: value:
+        if drv ? overrideAttrs then drv.overrideAttrs (_: { ${p.env} = value; })
+        else if drv ? drvAttrs then (derivation (drv.drvAttrs // { ${p.env} = value; })).${drv.outputName or "out"}
+        else throw "poison: cannot add ${p.env} to ${drv.name}: it has neither overrideAttrs nor drvAttrs";
+      go = drv:
+        let
+          serial = s drv.name;
+          value = toString serial;
+          poisoned = if serial == 0 || (drv.${p.env} or null) == value then drv else set drv value;
+        in
+        if drv ? overrideAttrs then poisoned // { overrideAttrs = f: go (drv.overrideAttrs f); }
+        else poisoned;
     in
-    drv:
-    let
-      serial = s drv.name;
-      value = toString serial;
-    in
-    if serial == 0 || (drv.${p.env} or null) == value then drv
-    else if drv ? overrideAttrs then drv.overrideAttrs (_: { ${p.env} = value; })
-    else if drv ? drvAttrs then
-      (derivation (drv.drvAttrs // { ${p.env} = value; })).${drv.outputName or "out"}
-    else throw "poison: cannot add ${p.env} to ${drv.name}: it has neither overrideAttrs nor drvAttrs";
+    go;
 
   # poisonStdenv poison defaultMkDerivationFromStdenv stdenv: stdenv whose
   # mkDerivation gives every derivation it makes its serial, as the stdenv

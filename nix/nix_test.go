@@ -74,10 +74,11 @@ func attrDrvPath(t *testing.T, attr string) string {
 
 // testLock poisons, by name: a multi-output package with serial 2 (which
 // also names one of its derivations, so the name serial exceeds the .drv
-// serial, as DESIGN §3 counts them), a __structuredAttrs package, a
-// fixed-output source built by stdenvNoCC, a builtins.derivation reached
-// only through the overlay's attrs argument, a name not in the closure and
-// a hostile name.
+// serial, as DESIGN §3 counts them; a renamed override of it, libressl,
+// must lose the serial), a __structuredAttrs package, a fixed-output source
+// built by stdenvNoCC, a builtins.derivation reached only through the
+// overlay's attrs argument, the new name of a package whose version an
+// overrideAttrs bumps, a name not in the closure and a hostile name.
 func testLock(t *testing.T) *lock.File {
 	t.Helper()
 	l := lock.New(lock.Source{URL: "file:///srv/registry", Ref: "main", Commit: strings.Repeat("0", 40)}, lock.DefaultEnv)
@@ -86,6 +87,7 @@ func testLock(t *testing.T) *lock.File {
 	l.Names["python-3.12"] = 1
 	l.Names["hello-2.12.tar.gz"] = 1
 	l.Names["tool-1.0"] = 3
+	l.Names["curl-8.6.0"] = 1
 	l.Names["absent-9.9"] = 5
 	l.Names[hostileName] = 1
 	return l
@@ -109,16 +111,16 @@ func TestOverlayMatchesRewrite(t *testing.T) {
 	poisonFile := writePoison(t, l)
 	base := instantiate(t, "")
 	with := instantiate(t, poisonFile)
-	if len(base) != 4 || len(with) != 4 {
-		t.Fatalf("roots: %v and %v, want 4 each", base, with)
+	if len(base) != 6 || len(with) != 6 {
+		t.Fatalf("roots: %v and %v, want 6 each", base, with)
 	}
 	// Sanity, independent of the rewrite: app is downstream of poisoned
 	// packages, leaf and cacert are not.
 	if base[0] == with[0] {
 		t.Errorf("app: the overlay left %s unchanged", base[0])
 	}
-	if base[1] != with[1] || base[3] != with[3] {
-		t.Errorf("leaf, cacert: the overlay changed %v into %v", base, with)
+	if base[1] != with[1] || base[3] != with[3] || base[5] != with[5] {
+		t.Errorf("leaf, cacert, libressl: the overlay changed %v into %v", base, with)
 	}
 
 	ctx := context.Background()
@@ -150,6 +152,7 @@ func TestOverlayMatchesRewrite(t *testing.T) {
 		"python-3.12":       {1},
 		"hello-2.12.tar.gz": {1},
 		"tool-1.0":          {3},
+		"curl-8.6.0":        {1},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("poisoned %v, want %v", got, want)
@@ -191,7 +194,7 @@ let
   attrs = { name = "b"; x = 1; };
 in {
   serials = builtins.listToAttrs (map (n: { name = n; value = serial n; })
-    [ "zlib" "openssl" "openssl-nofips" "curl" "hello-src" "hello" "python" "tool" "app" "leaf" "cacert" ]);
+    [ "zlib" "openssl" "openssl-nofips" "curl" "hello-src" "hello" "python" "tool" "app" "leaf" "cacert" "curl-bumped" "libressl" ]);
   sameDrv = builtins.listToAttrs (map (n: { name = n; value = same n; })
     [ "zlib" "openssl" "curl" "hello-src" "hello" "python" "tool" "app" "leaf" "cacert" ]);
   sameOut = builtins.listToAttrs (map (n: { name = n; value = sameOut n; }) [ "hello-src" "leaf" "openssl" ]);
@@ -200,6 +203,7 @@ in {
   curlPassthru = pkgs.curl.isCurl;
   # An override by a user after the overlay keeps the serial.
   overridden = (pkgs.openssl.overrideAttrs (_: { patched = "yes"; })).POISON_SERIAL;
+  renamedTwice = (pkgs.libressl.overrideAttrs (_: { pname = "openssl"; })).POISON_SERIAL;
   lib = {
     serialA = plib.serialFor p "a";
     serialNone = plib.serialFor p "zz";
@@ -228,6 +232,7 @@ func TestOverlayAttributes(t *testing.T) {
 		"serials": map[string]any{
 			"zlib": nil, "openssl": "2", "openssl-nofips": "2", "curl": nil, "hello-src": "1",
 			"hello": nil, "python": "1", "tool": "3", "app": nil, "leaf": nil, "cacert": nil,
+			"curl-bumped": "1", "libressl": nil,
 		},
 		"sameDrv": map[string]any{
 			"zlib": true, "openssl": false, "curl": false, "hello-src": false, "hello": false,
@@ -239,6 +244,7 @@ func TestOverlayAttributes(t *testing.T) {
 		"structured":   true,
 		"curlPassthru": true,
 		"overridden":   "2",
+		"renamedTwice": "2",
 		"lib": map[string]any{
 			"serialA": 2.0, "serialNone": 0.0, "untouched": true,
 			"added":   map[string]any{"name": "b", "x": 1.0, "E": "7"},

@@ -2,4 +2,4 @@
 # with nix/overlay.nix applied to the fixture.
 { poison ? null, attrs ? [ ] }:
 let pkgs = import ./pkgs.nix { inherit poison attrs; }; in
-[ pkgs.app pkgs.leaf pkgs.curl pkgs.cacert ]
+[ pkgs.app pkgs.leaf pkgs.curl pkgs.cacert pkgs.curl-bumped pkgs.libressl ]

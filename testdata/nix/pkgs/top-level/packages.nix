@@ -36,6 +36,10 @@ self: {
     passthru.isCurl = true;
   });
 
+  # overrideAttrs that change the name: the serial follows the new name.
+  curl-bumped = self.curl.overrideAttrs (old: { version = "8.6.0"; });
+  libressl = self.openssl.overrideAttrs (final: prev: { pname = "libressl"; });
+
   cacert = self.stdenvNoCC.mkDerivation {
     name = "nss-cacert-3.98";
   };
