@@ -332,8 +332,7 @@ let
   flake = import (/. + root + "/flake.nix");
   lib = {
     genAttrs = names: f: builtins.listToAttrs (map (n: { name = n; value = f n; }) names);
-    cleanSourceWith = { src, filter }: { inherit src; keepsGo = filter (toString src + "/go.mod") "regular"; dropsDrv = !(filter "/x/a.drv" "regular"); };
-    hasSuffix = s: x: builtins.match ".*${s}" x != null;
+    cleanSource = src: { hasGoMod = builtins.pathExists (src + "/go.mod"); };
   };
   pkgsFor = system: rec {
     inherit system;
@@ -347,7 +346,7 @@ let
 in {
   inputs = flake.inputs.nixpkgs.url;
   systems = builtins.attrNames out.packages;
-  pkg = { inherit (pkg) pname subPackages doCheck built; vendorHash = builtins.substring 0 7 pkg.vendorHash; src = { inherit (pkg.src) keepsGo dropsDrv; }; };
+  pkg = { inherit (pkg) pname subPackages doCheck built; vendorHash = builtins.substring 0 7 pkg.vendorHash; inherit (pkg) src; };
   overlayPname = viaOverlay.pname;
   serial = out.lib.serialFor { env = "E"; names.b = 3; } "b";
   overlayIsFunction = builtins.isFunction (out.lib.overlay { poison = { env = "E"; names = { }; }; });
@@ -375,7 +374,7 @@ func TestFlakeOutputs(t *testing.T) {
 		"systems": []any{"aarch64-darwin", "aarch64-linux", "x86_64-darwin", "x86_64-linux"},
 		"pkg": map[string]any{
 			"pname": "poison", "subPackages": []any{"cmd/poison"}, "doCheck": false, "built": true,
-			"vendorHash": "sha256-", "src": map[string]any{"keepsGo": true, "dropsDrv": true},
+			"vendorHash": "sha256-", "src": map[string]any{"hasGoMod": true},
 		},
 		"overlayPname":      "poison",
 		"serial":            3.0,

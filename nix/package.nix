@@ -5,11 +5,8 @@ buildGoModule {
   pname = "poison";
   version = "0.1.0";
 
-  src = lib.cleanSourceWith {
-    src = ../.;
-    # Only what the Go build reads: no editor files, results or test stores.
-    filter = path: type: !(lib.hasSuffix ".drv" path) && baseNameOf path != "result";
-  };
+  # The repository without .git, editor files and result links.
+  src = lib.cleanSource ../.;
 
   # NAR hash of 'go mod vendor' for go.mod/go.sum and the packages the
   # module imports. It changes whenever a dependency or an import of a new
