@@ -1,0 +1,295 @@
+package resolver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-git/go-billy/v5/osfs"
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+
+	"github.com/poison-nix/poison/registry/lock"
+)
+
+// Cache is the on-disk cache of registries, by default
+// $XDG_CACHE_HOME/poison. It holds, per registry URL:
+//
+//	repos/KEY.git        a bare clone, fetched incrementally
+//	repos/KEY.flock      the file lock that serialises resolves of KEY
+//	repos/KEY.json       the state: when the last fetch succeeded
+//	locks/KEY/COMMIT     locks computed for a commit (clean loads only)
+//
+// KEY is a readable form of the URL plus a hash of it.
+type Cache struct {
+	Dir string
+}
+
+var keyUnsafe = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// key names the cache entries of one URL.
+func (c Cache) key(url string) string {
+	sum := sha256.Sum256([]byte(url))
+	s := url
+	if i := strings.Index(s, "://"); i >= 0 {
+		s = s[i+3:]
+	}
+	if j := strings.LastIndex(s, "@"); j >= 0 {
+		s = s[j+1:] // drop credentials and ssh user names
+	}
+	s = strings.Trim(keyUnsafe.ReplaceAllString(s, "_"), "_.")
+	if len(s) > 60 {
+		s = s[len(s)-60:]
+	}
+	return s + "-" + hex.EncodeToString(sum[:6])
+}
+
+func (c Cache) repoDir(url string) string {
+	return filepath.Join(c.Dir, "repos", c.key(url)+".git")
+}
+func (c Cache) flockPath(url string) string {
+	return filepath.Join(c.Dir, "repos", c.key(url)+".flock")
+}
+func (c Cache) statePath(url string) string {
+	return filepath.Join(c.Dir, "repos", c.key(url)+".json")
+}
+func (c Cache) lockCachePath(url, commit string) string {
+	return filepath.Join(c.Dir, "locks", c.key(url), commit)
+}
+
+// state is what the cache remembers about a URL besides its objects.
+type state struct {
+	URL string `json:"url"`
+	// LastFetch is when a fetch (or a read of a local source) last
+	// succeeded.
+	LastFetch time.Time `json:"lastFetch"`
+	// Head is the branch the remote HEAD pointed to at that fetch.
+	Head string `json:"head,omitempty"`
+}
+
+func (c Cache) readState(url string) (state, bool) {
+	b, err := os.ReadFile(c.statePath(url))
+	if err != nil {
+		return state{}, false
+	}
+	var s state
+	if json.Unmarshal(b, &s) != nil || s.URL != url {
+		return state{}, false
+	}
+	return s, true
+}
+
+func (c Cache) writeState(s state) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(c.statePath(s.URL)), 0o755); err != nil {
+		return fmt.Errorf("write cache state: %w", err)
+	}
+	return lock.WriteAtomic(c.statePath(s.URL), append(b, '\n'), 0o644)
+}
+
+// flock takes an exclusive lock on path, waiting until it is free or ctx
+// is done. The returned function releases it.
+func flock(ctx context.Context, path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	delay := 5 * time.Millisecond
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() {
+				syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+				f.Close()
+			}, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
+		case <-time.After(delay):
+		}
+		if delay < 100*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// repo is an open git repository with its storage, closed after use.
+type repo struct {
+	*git.Repository
+	st *filesystem.Storage
+}
+
+func (r *repo) Close() {
+	if r.st != nil {
+		r.st.Close()
+	}
+}
+
+// openRepo opens the git repository at dir (bare, or a work tree's .git).
+func openRepo(dir string) (*repo, error) {
+	if st, err := os.Stat(filepath.Join(dir, ".git")); err == nil && st.IsDir() {
+		dir = filepath.Join(dir, ".git")
+	}
+	if !isGitDir(dir) {
+		return nil, git.ErrRepositoryNotExists
+	}
+	st := filesystem.NewStorageWithOptions(osfs.New(dir, osfs.WithBoundOS()),
+		cache.NewObjectLRU(64*cache.MiByte), filesystem.Options{KeepDescriptors: true})
+	r, err := git.Open(st, nil)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &repo{Repository: r, st: st}, nil
+}
+
+// openCache opens (creating if needed and create is set) the bare clone of
+// url. A cache that cannot be opened is moved aside and recreated when
+// create is set.
+func (c Cache) openCache(url string, create bool) (*repo, error) {
+	dir := c.repoDir(url)
+	r, err := openRepo(dir)
+	if err == nil {
+		if _, err = r.Remote("origin"); err == nil {
+			return r, nil
+		}
+		r.Close()
+	}
+	if !create {
+		if errors.Is(err, git.ErrRepositoryNotExists) {
+			return nil, errNoCache
+		}
+		return nil, fmt.Errorf("open cached clone %s: %w", dir, err)
+	}
+	if _, statErr := os.Stat(dir); statErr == nil {
+		// Corrupt or half-created: keep it for inspection, start afresh.
+		aside := fmt.Sprintf("%s.broken-%d", dir, time.Now().UnixNano())
+		if err := os.Rename(dir, aside); err != nil {
+			return nil, fmt.Errorf("move aside broken cached clone %s: %w", dir, err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create cached clone %s: %w", dir, err)
+	}
+	st := filesystem.NewStorageWithOptions(osfs.New(dir, osfs.WithBoundOS()),
+		cache.NewObjectLRU(64*cache.MiByte), filesystem.Options{KeepDescriptors: true})
+	gr, err := git.Init(st, nil)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("create cached clone %s: %w", dir, err)
+	}
+	if _, err := gr.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{url}}); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("create cached clone %s: %w", dir, err)
+	}
+	return &repo{Repository: gr, st: st}, nil
+}
+
+var errNoCache = errors.New("no cached copy")
+
+var fetchSpecs = []config.RefSpec{
+	"+refs/heads/*:refs/remotes/origin/*",
+	"+refs/tags/*:refs/tags/*",
+}
+
+// fetch brings the cached clone up to date with the remote. It lists the
+// remote refs first and fetches only when one of them is new, so a resolve
+// with nothing new costs one round trip. It returns the branch the remote
+// HEAD points to ("" when the server does not say).
+func fetch(ctx context.Context, r *repo, auth transport.AuthMethod) (string, error) {
+	rem, err := r.Remote("origin")
+	if err != nil {
+		return "", err
+	}
+	refs, err := rem.ListContext(ctx, &git.ListOptions{Auth: auth})
+	if err != nil {
+		if errors.Is(err, transport.ErrEmptyRemoteRepository) {
+			return "", errors.New("the remote repository is empty")
+		}
+		return "", err
+	}
+	head := ""
+	stale := false
+	remote := map[plumbing.ReferenceName]bool{}
+	for _, ref := range refs {
+		name := ref.Name()
+		if name == plumbing.HEAD {
+			if ref.Type() == plumbing.SymbolicReference {
+				head = ref.Target().Short()
+			}
+			continue
+		}
+		var local plumbing.ReferenceName
+		switch {
+		case name.IsBranch():
+			local = plumbing.NewRemoteReferenceName("origin", name.Short())
+		case name.IsTag():
+			local = name
+		default:
+			continue
+		}
+		remote[local] = true
+		have, err := r.Reference(local, false)
+		if err != nil || have.Hash() != ref.Hash() {
+			stale = true
+		}
+	}
+	// A branch deleted on the remote: prune it too.
+	if iter, err := r.References(); err == nil {
+		iter.ForEach(func(ref *plumbing.Reference) error {
+			n := ref.Name()
+			if (n.IsRemote() && strings.HasPrefix(n.String(), "refs/remotes/origin/")) || n.IsTag() {
+				if !remote[n] {
+					stale = true
+				}
+			}
+			return nil
+		})
+	}
+	if !stale {
+		return head, nil
+	}
+	err = rem.FetchContext(ctx, &git.FetchOptions{
+		RefSpecs: fetchSpecs,
+		Auth:     auth,
+		Tags:     git.NoTags,
+		Force:    true,
+		Prune:    true,
+	})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return "", err
+	}
+	return head, nil
+}
+
+// oneLine flattens a multi-line error message (servers send some) so every
+// error stays one line.
+func oneLine(err error) string {
+	s := strings.TrimSpace(err.Error())
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+}

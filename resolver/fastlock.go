@@ -1,0 +1,270 @@
+package resolver
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"sort"
+	"strconv"
+
+	"github.com/poison-nix/poison/registry/lock"
+)
+
+// A lock of a 100,000-entry registry is 13 MB of JSON; encoding/json takes
+// about a second to write or read it, most of the warm-resolve budget. These
+// two functions handle the common case (every key plain printable ASCII)
+// with the exact bytes lock.Marshal produces, and fall back to the lock
+// package for anything else. Tests check both against lock.Marshal and
+// lock.Unmarshal.
+
+// plainKey reports whether s encodes in JSON as itself between quotes
+// (encoding/json with SetEscapeHTML(false)).
+func plainKey(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// encodeLock returns exactly l.Marshal().
+func encodeLock(l *lock.File) ([]byte, error) {
+	maps := []struct {
+		name string
+		m    map[string]int
+	}{{"derivations", l.Derivations}, {"outputs", l.Outputs}, {"names", l.Names}}
+	size := 512
+	for _, f := range maps {
+		for k := range f.m {
+			if !plainKey(k) {
+				return l.Marshal()
+			}
+			size += len(k) + 16
+		}
+	}
+	var b bytes.Buffer
+	b.Grow(size)
+	str := func(s string) {
+		if plainKey(s) {
+			b.WriteByte('"')
+			b.WriteString(s)
+			b.WriteByte('"')
+			return
+		}
+		var q bytes.Buffer
+		enc := json.NewEncoder(&q)
+		enc.SetEscapeHTML(false)
+		enc.Encode(s) // a string always encodes
+		b.Write(bytes.TrimSuffix(q.Bytes(), []byte("\n")))
+	}
+	b.WriteString("{\n  \"version\": ")
+	b.WriteString(strconv.Itoa(l.Version))
+	b.WriteString(",\n  \"registry\": {\n    \"url\": ")
+	str(l.Registry.URL)
+	b.WriteString(",\n    \"ref\": ")
+	str(l.Registry.Ref)
+	b.WriteString(",\n    \"commit\": ")
+	str(l.Registry.Commit)
+	b.WriteString("\n  },\n  \"env\": ")
+	str(l.Env)
+	if l.StoreDir != "" {
+		b.WriteString(",\n  \"storeDir\": ")
+		str(l.StoreDir)
+	}
+	for _, f := range maps {
+		b.WriteString(",\n  \"")
+		b.WriteString(f.name)
+		b.WriteString("\": {")
+		if len(f.m) == 0 {
+			b.WriteString("}")
+			continue
+		}
+		keys := make([]string, 0, len(f.m))
+		for k := range f.m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("\n    \"")
+			b.WriteString(k)
+			b.WriteString("\": ")
+			b.WriteString(strconv.Itoa(f.m[k]))
+		}
+		b.WriteString("\n  }")
+	}
+	b.WriteString("\n}\n")
+	return b.Bytes(), nil
+}
+
+var errLayout = errors.New("not in the canonical layout")
+
+// decodeLock parses a lock written by lock.Marshal. Data in the canonical
+// layout with plain keys is parsed directly (without lock.Validate: it is
+// the cache's own output or a previous lock only compared against);
+// anything else goes through lock.Unmarshal.
+func decodeLock(data []byte) (*lock.File, error) {
+	if l, err := fastDecode(data); err == nil {
+		return l, nil
+	}
+	return lock.Unmarshal(data)
+}
+
+func fastDecode(data []byte) (*lock.File, error) {
+	p := &lineParser{rest: data, hint: bytes.Count(data, []byte("\n")) / 3}
+	l := &lock.File{}
+	var err error
+	p.expect("{")
+	if v, ok := p.field("  ", "version", ","); ok {
+		l.Version, err = strconv.Atoi(v)
+		if err != nil {
+			return nil, errLayout
+		}
+	} else {
+		return nil, errLayout
+	}
+	p.expect(`  "registry": {`)
+	l.Registry.URL = p.str("    ", "url", ",")
+	l.Registry.Ref = p.str("    ", "ref", ",")
+	l.Registry.Commit = p.str("    ", "commit", "")
+	p.expect("  },")
+	line := p.peek()
+	if bytes.HasSuffix(line, []byte(",")) {
+		l.Env = p.str("  ", "env", ",")
+	} else {
+		return nil, errLayout
+	}
+	if bytes.HasPrefix(p.peek(), []byte(`  "storeDir": `)) {
+		l.StoreDir = p.str("  ", "storeDir", ",")
+	}
+	l.Derivations = p.serials("derivations", ",")
+	l.Outputs = p.serials("outputs", ",")
+	l.Names = p.serials("names", "")
+	p.expect("}")
+	if p.bad || len(p.rest) != 0 || l.Version != lock.Version {
+		return nil, errLayout
+	}
+	return l, nil
+}
+
+type lineParser struct {
+	rest []byte
+	hint int // expected keys per map
+	bad  bool
+}
+
+func (p *lineParser) peek() []byte {
+	i := bytes.IndexByte(p.rest, '\n')
+	if i < 0 {
+		return nil
+	}
+	return p.rest[:i]
+}
+
+func (p *lineParser) next() []byte {
+	i := bytes.IndexByte(p.rest, '\n')
+	if i < 0 {
+		p.bad = true
+		p.rest = nil
+		return nil
+	}
+	line := p.rest[:i]
+	p.rest = p.rest[i+1:]
+	return line
+}
+
+func (p *lineParser) expect(s string) {
+	if string(p.next()) != s {
+		p.bad = true
+	}
+}
+
+// field reads `INDENT"NAME": VALUE` + suffix and returns VALUE.
+func (p *lineParser) field(indent, name, suffix string) (string, bool) {
+	line := p.next()
+	pre := indent + `"` + name + `": `
+	if !bytes.HasPrefix(line, []byte(pre)) || !bytes.HasSuffix(line, []byte(suffix)) || len(line) < len(pre)+len(suffix) {
+		p.bad = true
+		return "", false
+	}
+	return string(line[len(pre) : len(line)-len(suffix)]), true
+}
+
+func (p *lineParser) str(indent, name, suffix string) string {
+	v, ok := p.field(indent, name, suffix)
+	if !ok {
+		return ""
+	}
+	var s string
+	if json.Unmarshal([]byte(v), &s) != nil {
+		p.bad = true
+	}
+	return s
+}
+
+func (p *lineParser) serials(name, suffix string) map[string]int {
+	m := make(map[string]int, p.hint)
+	line := p.next()
+	head := `  "` + name + `": {`
+	switch string(line) {
+	case head + "}" + suffix:
+		return m
+	case head:
+	default:
+		p.bad = true
+		return m
+	}
+	for !p.bad {
+		line := p.next()
+		if string(line) == "  }"+suffix {
+			return m
+		}
+		// `    "KEY": N` with an optional trailing comma.
+		line = bytes.TrimSuffix(line, []byte(","))
+		if len(line) < 9 || string(line[:5]) != `    "` {
+			p.bad = true
+			break
+		}
+		j := bytes.Index(line[5:], []byte(`": `))
+		if j < 0 {
+			p.bad = true
+			break
+		}
+		key := line[5 : 5+j]
+		if bytes.IndexByte(key, '\\') >= 0 || bytes.IndexByte(key, '"') >= 0 {
+			p.bad = true
+			break
+		}
+		n, err := strconv.Atoi(string(line[5+j+3:]))
+		if err != nil || n < 1 {
+			p.bad = true
+			break
+		}
+		m[string(key)] = n
+	}
+	return m
+}
+
+// decodeSource reads only the registry source of a lock, for messages.
+func decodeSource(data []byte) (lock.Source, bool) {
+	p := &lineParser{rest: data}
+	p.expect("{")
+	p.field("  ", "version", ",")
+	p.expect(`  "registry": {`)
+	var src lock.Source
+	src.URL = p.str("    ", "url", ",")
+	src.Ref = p.str("    ", "ref", ",")
+	src.Commit = p.str("    ", "commit", "")
+	if !p.bad {
+		return src, true
+	}
+	var v struct {
+		Registry *lock.Source `json:"registry"`
+	}
+	v.Registry = &src
+	return src, json.Unmarshal(data, &v) == nil
+}

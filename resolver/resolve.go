@@ -1,0 +1,615 @@
+package resolver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"github.com/poison-nix/poison/registry"
+	"github.com/poison-nix/poison/registry/lock"
+)
+
+// Options configures Resolve.
+type Options struct {
+	// Registry is a URL (file://, git://, http(s)://, ssh://, user@host:path)
+	// or a directory, relative to BaseDir.
+	Registry string
+	// Ref is a branch, tag, full ref name or 40-digit commit. Empty means the
+	// remote's default branch (HEAD of a local repository).
+	Ref string
+	// BaseDir resolves a relative Registry directory.
+	BaseDir string
+	// Cache holds the clones of remote registries.
+	Cache Cache
+	// Offline resolves from the cache without any network access.
+	Offline bool
+	// SkipInvalid resolves the valid entries when some are invalid; the
+	// invalid ones are reported in Result.Skipped. Without it an invalid
+	// entry fails the resolve with registry.Problems.
+	SkipInvalid bool
+	// TrustedKeys, when set, requires the resolved commit to carry a valid
+	// signature by one of them.
+	TrustedKeys *TrustedKeys
+	// Auth authenticates to the remote (go-git's defaults when nil: the SSH
+	// agent for ssh://).
+	Auth transport.AuthMethod
+	// Now is the time recorded as the last successful fetch and the
+	// reference time of the registry's date rules.
+	Now time.Time
+
+	trace func(string) // test hook: phase boundaries
+}
+
+func (o *Options) mark(phase string) {
+	if o.trace != nil {
+		o.trace(phase)
+	}
+}
+
+// Result is a resolved registry.
+type Result struct {
+	// Lock is the resolved lock.
+	Lock *lock.File
+	// data is Lock encoded, when known.
+	data []byte
+	// base is the encoded lock that Lock extends with added entries only
+	// (so no serial of base is lower in Lock).
+	base []byte
+	Source Source
+	// Fetched is set when the remote was contacted successfully (always
+	// false with Offline; true for local sources).
+	Fetched bool
+	// LastFetch is the time of the last successful fetch the lock is
+	// based on.
+	LastFetch time.Time
+	// Recloned is set when the cached clone was unreadable and was cloned
+	// afresh.
+	Recloned bool
+	// Signer names the key that signed the commit (with TrustedKeys).
+	Signer string
+	// Skipped lists the errors of the entries left out under SkipInvalid.
+	Skipped registry.Problems
+	// Warnings lists the lint warnings of the files that were read.
+	Warnings registry.Problems
+	// Loaded is the number of entry files read: all of them, or only the
+	// new ones when the lock of an earlier commit could be extended.
+	Loaded int
+	// Entries is the number of valid entries in the lock (-1 when the lock
+	// came from the cache and was not recounted).
+	Entries int
+}
+
+// FetchError is a failure to reach or fetch a remote registry.
+type FetchError struct {
+	URL string
+	Err error
+}
+
+func (e *FetchError) Error() string {
+	return fmt.Sprintf("fetch registry %s: %s", e.URL, oneLine(e.Err))
+}
+func (e *FetchError) Unwrap() error { return e.Err }
+
+// ErrNoCache is returned by an offline resolve of a registry that was never
+// fetched.
+var ErrNoCache = errors.New("no cached copy of the registry")
+
+// Resolve fetches (unless offline) and reads a registry and computes its
+// lock. It writes nothing but the cache.
+func Resolve(ctx context.Context, o Options) (*Result, error) {
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	src, err := ParseSource(o.Registry, o.BaseDir)
+	if err != nil {
+		return nil, err
+	}
+	switch src.Kind {
+	case LocalDir:
+		if o.TrustedKeys != nil {
+			return nil, fmt.Errorf("registry %s is a plain directory, not a git repository: there is no commit to verify against --trusted-keys", src.URL)
+		}
+		if o.Ref != "" {
+			return nil, fmt.Errorf("registry %s is a plain directory, not a git repository: --ref %s cannot apply", src.URL, o.Ref)
+		}
+		res := &Result{Source: src, Fetched: true, LastFetch: o.Now}
+		if err := res.load(os.DirFS(src.URL), nil, o, lock.Source{URL: src.URL}); err != nil {
+			return nil, err
+		}
+		o.Cache.writeState(state{URL: src.URL, LastFetch: o.Now})
+		return res, nil
+	case LocalRepo:
+		r, err := openRepo(src.URL)
+		if err != nil {
+			return nil, fmt.Errorf("open registry %s: %w", src.URL, err)
+		}
+		defer r.Close()
+		res := &Result{Source: src, Fetched: true, LastFetch: o.Now}
+		if err := res.fromRepo(ctx, r, false, "", o); err != nil {
+			return nil, err
+		}
+		o.Cache.writeState(state{URL: src.URL, LastFetch: o.Now})
+		return res, nil
+	}
+	return resolveRemote(ctx, src, o)
+}
+
+func resolveRemote(ctx context.Context, src Source, o Options) (*Result, error) {
+	c := o.Cache
+	if c.Dir == "" {
+		return nil, errors.New("no cache directory: set XDG_CACHE_HOME or HOME, or POISON_CACHE_DIR")
+	}
+	unlock, err := flock(ctx, c.flockPath(src.URL))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	st, _ := c.readState(src.URL)
+	if o.Offline {
+		r, err := c.openCache(src.URL, false)
+		if errors.Is(err, errNoCache) {
+			return nil, fmt.Errorf("resolve %s offline: %w; run 'poison resolve' online once", src.URL, ErrNoCache)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s offline: %w; run 'poison resolve' online to repair the cache", src.URL, err)
+		}
+		defer r.Close()
+		res := &Result{Source: src, LastFetch: st.LastFetch}
+		if err := res.fromRepo(ctx, r, true, st.Head, o); err != nil {
+			return nil, fmt.Errorf("resolve %s offline: %w", src.URL, err)
+		}
+		return res, nil
+	}
+	var res *Result
+	for attempt := 0; ; attempt++ {
+		res, err = fetchAndRead(ctx, src, o, st)
+		if err == nil || attempt > 0 || !isCorruption(err) || ctx.Err() != nil {
+			break
+		}
+		// The cached clone is unreadable: move it aside and clone again.
+		dir := c.repoDir(src.URL)
+		if rerr := os.Rename(dir, fmt.Sprintf("%s.broken-%d", dir, o.Now.UnixNano())); rerr != nil {
+			return nil, fmt.Errorf("move aside broken cached clone %s: %w", dir, rerr)
+		}
+		defer func() {
+			if res != nil {
+				res.Recloned = true
+			}
+		}()
+	}
+	return res, err
+}
+
+// corruptError marks a failure to read objects the cache should have.
+type corruptError struct{ err error }
+
+func (e *corruptError) Error() string { return e.err.Error() }
+func (e *corruptError) Unwrap() error { return e.err }
+
+func isCorruption(err error) bool {
+	var ce *corruptError
+	return errors.As(err, &ce)
+}
+
+func fetchAndRead(ctx context.Context, src Source, o Options, st state) (*Result, error) {
+	c := o.Cache
+	r, err := c.openCache(src.URL, true)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	o.mark("open")
+	head, err := fetch(ctx, r, o.Auth)
+	o.mark("fetch")
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, &FetchError{URL: src.URL, Err: ctx.Err()}
+		}
+		if !isNetwork(err) {
+			err = &corruptError{err}
+		}
+		return nil, &FetchError{URL: src.URL, Err: err}
+	}
+	st = state{URL: src.URL, LastFetch: o.Now, Head: head}
+	if err := c.writeState(st); err != nil {
+		return nil, err
+	}
+	res := &Result{Source: src, Fetched: true, LastFetch: o.Now}
+	if err := res.fromRepo(ctx, r, true, head, o); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// isNetwork tells transport failures (keep the cache) from failures to
+// read or write the cached clone (clone it again).
+func isNetwork(err error) bool {
+	var ne net.Error
+	var ue *url.Error
+	var oe *net.OpError
+	switch {
+	case errors.As(err, &ne), errors.As(err, &ue), errors.As(err, &oe),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, transport.ErrRepositoryNotFound),
+		errors.Is(err, transport.ErrAuthenticationRequired),
+		errors.Is(err, transport.ErrAuthorizationFailed),
+		errors.Is(err, transport.ErrInvalidAuthMethod),
+		errors.Is(err, transport.ErrEmptyRemoteRepository),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return true
+	}
+	s := err.Error()
+	for _, frag := range []string{"connection", "dial", "unexpected EOF", "remote", "repository not found", "no such host", "unknown command", "ssh:", "EOF", "http", "empty", "not found", "handshake", "timeout"} {
+		if strings.Contains(s, frag) {
+			return true
+		}
+	}
+	return false
+}
+
+// fromRepo reads the registry at the ref from an open repository.
+func (res *Result) fromRepo(ctx context.Context, r *repo, remote bool, head string, o Options) error {
+	c, recorded, err := resolveRef(r, o.Ref, remote, head)
+	if err != nil {
+		if remote && errors.Is(err, plumbing.ErrObjectNotFound) {
+			return &corruptError{err}
+		}
+		return err
+	}
+	if o.TrustedKeys != nil {
+		signer, err := o.TrustedKeys.VerifyCommit(c)
+		if err != nil {
+			return fmt.Errorf("verify registry commit: %w", err)
+		}
+		res.Signer = signer
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return &corruptError{fmt.Errorf("read commit %s: %w", c.Hash, err)}
+	}
+	src := lock.Source{URL: res.Source.URL, Ref: recorded, Commit: c.Hash.String()}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := res.loadCommit(r, tree.Hash, src, o); err != nil {
+		var ps registry.Problems
+		if errors.As(err, &ps) {
+			return err
+		}
+		return &corruptError{err}
+	}
+	return nil
+}
+
+// load reads a whole registry file system and computes its lock.
+func (res *Result) load(fsys fs.FS, tfs *treeFS, o Options, src lock.Source) error {
+	if tfs != nil {
+		if _, err := tfs.preload(); err != nil {
+			return err
+		}
+	}
+	reg, err := registry.Load(fsys, registry.LoadOptions{Now: o.Now})
+	var ps registry.Problems
+	switch {
+	case err == nil:
+	case errors.As(err, &ps) && reg != nil:
+		if !o.SkipInvalid {
+			return ps
+		}
+		res.Skipped = ps
+	default:
+		return fmt.Errorf("load registry %s: %w", src.URL, err)
+	}
+	res.Warnings = reg.Warnings
+	res.Lock = reg.Lock(src)
+	res.Loaded = len(reg.Entries) + len(skippedFiles(res.Skipped))
+	res.Entries = len(reg.Entries)
+	return nil
+}
+
+// skippedFiles lists the distinct files of problems.
+func skippedFiles(ps registry.Problems) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range ps {
+		if !seen[p.Path] {
+			seen[p.Path] = true
+			out = append(out, p.Path)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// SkippedFiles lists the files left out under SkipInvalid.
+func (res *Result) SkippedFiles() []string { return skippedFiles(res.Skipped) }
+
+// loadCommit computes the lock of a registry tree, from the cache of
+// computed locks when it can: the lock of this very commit, or the lock of
+// an earlier commit plus the entries added since, when the only changes
+// under entries/ are additions and registry.toml is unchanged (serials are
+// sums over entry files, so this equals a full load).
+func (res *Result) loadCommit(r *repo, tree plumbing.Hash, src lock.Source, o Options) error {
+	c := o.Cache
+	if raw, l, ok := c.cachedLock(src.URL, src.Commit); ok {
+		res.Lock, res.Entries = l, -1
+		if bytes.HasPrefix(raw, sourcePrefix(src)) {
+			res.data = raw
+		}
+		l.Registry = src
+		return nil
+	}
+	tfs := newTreeFS(r.Storer, tree)
+	baseRaw, base, baseCommit, ok := c.latestLock(src.URL)
+	if ok && baseCommit != src.Commit {
+		if err := res.extend(r, tfs, base, baseCommit, src, o); err == nil {
+			res.base = baseRaw
+			return res.encode(c, src, o)
+		} else if !errors.Is(err, errNotIncremental) {
+			return err
+		}
+	}
+	if err := res.load(tfs, tfs, o, src); err != nil {
+		return err
+	}
+	return res.encode(c, src, o)
+}
+
+// encode fills res.data and remembers a clean lock in the cache.
+func (res *Result) encode(c Cache, src lock.Source, o Options) error {
+	o.mark("computed")
+	data, err := encodeLock(res.Lock)
+	o.mark("encoded")
+	if err != nil {
+		return err
+	}
+	res.data = data
+	if len(res.Skipped) == 0 {
+		c.storeLock(src.URL, src.Commit, data)
+		o.mark("stored")
+	}
+	return nil
+}
+
+// sourcePrefix is how every lock of src begins.
+func sourcePrefix(src lock.Source) []byte {
+	b, _ := encodeLock(lock.New(src, "X"))
+	return b[:bytes.Index(b, []byte("\n  \"env\""))]
+}
+
+var errNotIncremental = errors.New("not incremental")
+
+// extend computes the lock of tfs from the lock of baseCommit and the
+// entry files added since.
+func (res *Result) extend(r *repo, tfs *treeFS, base *lock.File, baseCommit string, src lock.Source, o Options) error {
+	bc, err := r.CommitObject(plumbing.NewHash(baseCommit))
+	if err != nil {
+		return errNotIncremental
+	}
+	bt, err := bc.Tree()
+	if err != nil {
+		return errNotIncremental
+	}
+	old := newTreeFS(r.Storer, bt.Hash)
+	o.mark("base lock")
+	added, ok, err := addedEntries(old, tfs)
+	o.mark("diff")
+	if err != nil || !ok {
+		return errNotIncremental
+	}
+	sub := newSubsetFS(tfs, append([]string{registry.ConfigFile}, added...))
+	part := &Result{Source: res.Source}
+	if err := part.load(sub, nil, o, src); err != nil {
+		return err
+	}
+	o.mark("load added")
+	p := part.Lock
+	if p.Env != base.Env || p.Store() != base.Store() {
+		return errNotIncremental
+	}
+	l := base
+	for k, v := range p.Derivations {
+		l.Derivations[k] += v
+	}
+	for k, v := range p.Outputs {
+		l.Outputs[k] += v
+	}
+	for k, v := range p.Names {
+		l.Names[k] += v
+	}
+	l.Registry = src
+	res.Lock, res.Skipped, res.Warnings = l, part.Skipped, part.Warnings
+	res.Loaded, res.Entries = part.Loaded, -1
+	return nil
+}
+
+// addedEntries lists the files under entries/ present in new and not in
+// old. ok is false when anything else that Load reads changed: a file
+// under entries/ modified or deleted, or registry.toml changed.
+func addedEntries(old, new *treeFS) (added []string, ok bool, err error) {
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	new.mu.Lock()
+	defer new.mu.Unlock()
+	if err := old.load(old.root); err != nil {
+		return nil, false, err
+	}
+	if err := new.load(new.root); err != nil {
+		return nil, false, err
+	}
+	oc, nc := old.root.child(registry.ConfigFile), new.root.child(registry.ConfigFile)
+	if oc == nil || nc == nil || oc.hash != nc.hash || oc.mode != nc.mode {
+		return nil, false, nil
+	}
+	oe, ne := old.root.child(registry.EntriesDir), new.root.child(registry.EntriesDir)
+	switch {
+	case ne == nil && oe == nil:
+		return nil, true, nil
+	case ne == nil || oe == nil || !ne.isDir() || !oe.isDir():
+		return nil, false, nil
+	}
+	ok = true
+	var diff func(dir string, a, b *tnode) error
+	diff = func(dir string, a, b *tnode) error {
+		if a.hash == b.hash || !ok {
+			return nil
+		}
+		if err := old.load(a); err != nil {
+			return err
+		}
+		if err := new.load(b); err != nil {
+			return err
+		}
+		for _, x := range a.children {
+			if b.child(x.name) == nil {
+				ok = false // deleted
+				return nil
+			}
+		}
+		for _, y := range b.children {
+			p := dir + "/" + y.name
+			x := a.child(y.name)
+			switch {
+			case x == nil && y.isDir():
+				if err := new.walkAll(y, p, func(p string) { added = append(added, p) }); err != nil {
+					return err
+				}
+			case x == nil:
+				added = append(added, p)
+			case x.hash == y.hash && x.mode == y.mode:
+			case x.isDir() && y.isDir():
+				if err := diff(p, x, y); err != nil {
+					return err
+				}
+			default:
+				ok = false // modified
+				return nil
+			}
+		}
+		return nil
+	}
+	if err := diff(registry.EntriesDir, oe, ne); err != nil {
+		return nil, false, err
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	return added, true, nil
+}
+
+// walkAll calls fn for every non-directory path below n. Caller holds mu.
+func (f *treeFS) walkAll(n *tnode, dir string, fn func(string)) error {
+	if err := f.load(n); err != nil {
+		return err
+	}
+	for _, c := range n.children {
+		p := dir + "/" + c.name
+		if c.isDir() {
+			if err := f.walkAll(c, p, fn); err != nil {
+				return err
+			}
+			continue
+		}
+		fn(p)
+	}
+	return nil
+}
+
+// cachedLock returns the lock computed earlier for a commit, and its bytes.
+func (c Cache) cachedLock(url, commit string) ([]byte, *lock.File, bool) {
+	if c.Dir == "" || commit == "" {
+		return nil, nil, false
+	}
+	raw, err := os.ReadFile(c.lockCachePath(url, commit))
+	if err != nil {
+		return nil, nil, false
+	}
+	l, err := decodeLock(raw)
+	if err != nil || l.Registry.Commit != commit {
+		return nil, nil, false
+	}
+	return raw, l, true
+}
+
+// latestLock returns the most recently stored lock of url.
+func (c Cache) latestLock(url string) ([]byte, *lock.File, string, bool) {
+	if c.Dir == "" {
+		return nil, nil, "", false
+	}
+	dir := filepath.Dir(c.lockCachePath(url, "x"))
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, "", false
+	}
+	var best string
+	var bestT time.Time
+	for _, e := range ents {
+		if !fullHash.MatchString(e.Name()) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.ModTime().After(bestT) {
+			best, bestT = e.Name(), fi.ModTime()
+		}
+	}
+	if best == "" {
+		return nil, nil, "", false
+	}
+	raw, l, ok := c.cachedLock(url, best)
+	return raw, l, best, ok
+}
+
+// storeLock remembers the lock of a clean load of commit, keeping the two
+// most recent per URL. Failures only cost speed later, so they are ignored.
+func (c Cache) storeLock(url, commit string, data []byte) {
+	if c.Dir == "" || commit == "" {
+		return
+	}
+	p := c.lockCachePath(url, commit)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return
+	}
+	// Not lock.WriteAtomic: the cache needs no fsync (a lost file only
+	// costs a full load), and syncing 13 MB costs a warm resolve dearly.
+	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
+	if err != nil {
+		return
+	}
+	_, werr := tmp.Write(data)
+	if cerr := tmp.Close(); werr != nil || cerr != nil || os.Rename(tmp.Name(), p) != nil {
+		os.Remove(tmp.Name())
+		return
+	}
+	now := time.Now()
+	os.Chtimes(p, now, now)
+	ents, err := os.ReadDir(filepath.Dir(p))
+	if err != nil {
+		return
+	}
+	type aged struct {
+		name string
+		t    time.Time
+	}
+	var all []aged
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fullHash.MatchString(e.Name()) {
+			all = append(all, aged{e.Name(), fi.ModTime()})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].t.After(all[j].t) })
+	for _, a := range all[min(len(all), 2):] {
+		os.Remove(filepath.Join(filepath.Dir(p), a.name))
+	}
+}

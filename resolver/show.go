@@ -1,0 +1,192 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/poison-nix/poison/registry"
+	"github.com/poison-nix/poison/registry/lock"
+)
+
+// Shown is what `poison show` prints about one key.
+type Shown struct {
+	// Key is the base name or derivation name looked up.
+	Key string
+	// Kind is "derivation", "output" or "name".
+	Kind string
+	// Serial is the serial the lock gives the key: for a derivation the
+	// larger of its own and those of the outputs its entries record.
+	Serial  int
+	Entries []ShownEntry
+}
+
+// ShownEntry is one entry behind a serial.
+type ShownEntry struct {
+	File, Reason, Author, Group, Ticket string
+	Date                                time.Time
+	// Commit is the registry commit that added the entry file ("" when
+	// the history is not available or too long to search).
+	Commit string
+}
+
+// maxHistory bounds the history walk that finds the commit adding an entry.
+const maxHistory = 10000
+
+// Show looks up a .drv path, output path (full or base name) or derivation
+// name in a lock and in the registry commit it pins, read from the cache
+// (or the local registry) without any network access.
+func Show(ctx context.Context, c Cache, l *lock.File, key string, now time.Time) (*Shown, error) {
+	base := key
+	if strings.HasPrefix(key, "/") {
+		if dir := path.Dir(key); dir != l.Store() {
+			return nil, fmt.Errorf("show %s: not a path in the lock's store %s", key, l.Store())
+		}
+		base = path.Base(key)
+	}
+	s := &Shown{Key: base}
+	switch {
+	case registry.ValidateBaseName(base) == nil && strings.HasSuffix(base, ".drv"):
+		s.Kind, s.Serial = "derivation", l.Derivations[base]
+	case registry.ValidateBaseName(base) == nil:
+		s.Kind, s.Serial = "output", l.Outputs[base]
+	default:
+		s.Kind, s.Serial = "name", l.Names[base]
+	}
+	reg, r, err := openAtLock(ctx, c, l, now)
+	if err != nil {
+		return s, err
+	}
+	if r != nil {
+		defer r.Close()
+	}
+	var ents []*registry.Entry
+	if s.Kind == "name" {
+		ents = reg.EntriesForName(base)
+	} else {
+		ents = reg.EntriesFor(base)
+	}
+	var start *object.Commit
+	if r != nil && l.Registry.Commit != "" {
+		start, _ = r.CommitObject(plumbing.NewHash(l.Registry.Commit))
+	}
+	for _, e := range ents {
+		se := ShownEntry{File: e.File, Reason: e.Reason, Author: e.Author, Group: e.Group, Ticket: e.Ticket, Date: e.Date}
+		if start != nil {
+			se.Commit = introducedIn(ctx, start, e.File)
+		}
+		if s.Kind == "derivation" {
+			for _, d := range e.Derivations {
+				if path.Base(d.Path) != base {
+					continue
+				}
+				for _, o := range d.Outputs {
+					s.Serial = max(s.Serial, l.Outputs[path.Base(o)])
+				}
+			}
+		}
+		s.Entries = append(s.Entries, se)
+	}
+	return s, nil
+}
+
+// openAtLock loads the registry at the lock's commit from the cache or the
+// local source.
+func openAtLock(ctx context.Context, c Cache, l *lock.File, now time.Time) (*registry.Registry, *repo, error) {
+	url, commit := l.Registry.URL, l.Registry.Commit
+	src, err := ParseSource(url, "/")
+	if err != nil && !strings.HasPrefix(url, "/") {
+		return nil, nil, fmt.Errorf("lock registry %q: %w", url, err)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("registry %s of the lock is gone: %w", url, err)
+	}
+	load := func(fsys any) (*registry.Registry, error) {
+		var reg *registry.Registry
+		switch f := fsys.(type) {
+		case *treeFS:
+			if _, err := f.preload(); err != nil {
+				return nil, err
+			}
+			reg, err = registry.Load(f, registry.LoadOptions{})
+		default:
+			reg, err = registry.Load(os.DirFS(url), registry.LoadOptions{})
+		}
+		var ps registry.Problems
+		if err != nil && !(errors.As(err, &ps) && reg != nil) {
+			return nil, err
+		}
+		return reg, nil
+	}
+	var r *repo
+	switch src.Kind {
+	case LocalDir:
+		reg, err := load(nil)
+		return reg, nil, err
+	case LocalRepo:
+		r, err = openRepo(url)
+	default:
+		unlock, ferr := flock(ctx, c.flockPath(url))
+		if ferr != nil {
+			return nil, nil, ferr
+		}
+		defer unlock()
+		r, err = c.openCache(url, false)
+		if errors.Is(err, errNoCache) {
+			return nil, nil, fmt.Errorf("registry %s is not in the cache: run 'poison resolve' to fetch it", url)
+		}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("open registry %s: %w", url, err)
+	}
+	cm, err := r.CommitObject(plumbing.NewHash(commit))
+	if err != nil {
+		r.Close()
+		return nil, nil, fmt.Errorf("registry commit %s is not in the cache: run 'poison resolve' to fetch it", commit)
+	}
+	t, err := cm.Tree()
+	if err != nil {
+		r.Close()
+		return nil, nil, fmt.Errorf("read registry commit %s: %w", commit, err)
+	}
+	reg, err := load(newTreeFS(r.Storer, t.Hash))
+	if err != nil {
+		r.Close()
+		return nil, nil, err
+	}
+	return reg, r, nil
+}
+
+// introducedIn returns the oldest commit on the first-parent line from start
+// that has file with the content it has at start, i.e. the commit that
+// added it.
+func introducedIn(ctx context.Context, start *object.Commit, file string) string {
+	want, err := start.File(file)
+	if err != nil {
+		return ""
+	}
+	found := start
+	c := start
+	for i := 0; i < maxHistory && ctx.Err() == nil; i++ {
+		if c.NumParents() == 0 {
+			return found.Hash.String()
+		}
+		p, err := c.Parent(0)
+		if err != nil {
+			return ""
+		}
+		f, err := p.File(file)
+		if err != nil || f.Hash != want.Hash {
+			return found.Hash.String()
+		}
+		found, c = p, p
+	}
+	return ""
+}
