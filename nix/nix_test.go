@@ -384,3 +384,71 @@ func TestFlakeOutputs(t *testing.T) {
 		t.Errorf("flake outputs\n%v\nwant\n%v", got, want)
 	}
 }
+
+// fakeNixpkgs is a flake standing in for nixpkgs in TestFlakeCheck: lib
+// and a buildGoModule whose result is a real (unbuilt) derivation.
+const fakeNixpkgs = `{
+  outputs = { self }: let
+    systems = [ "x86_64-linux" "aarch64-linux" "x86_64-darwin" "aarch64-darwin" ];
+    lib = {
+      genAttrs = names: f: builtins.listToAttrs (map (n: { name = n; value = f n; }) names);
+      cleanSource = src: src;
+    };
+    pkgsFor = system: rec {
+      buildGoModule = args: derivation {
+        inherit system;
+        inherit (args) vendorHash;
+        name = "${args.pname}-${args.version}";
+        builder = "/bin/sh";
+        args = [ "-c" "echo > $out" ];
+      };
+      callPackage = path: args: import path ({ inherit lib buildGoModule; } // args);
+    };
+  in { inherit lib; legacyPackages = lib.genAttrs systems pkgsFor; };
+}
+`
+
+// TestFlakeCheck runs 'nix flake check' on flake.nix (with nix/ and
+// go.mod beside it) against the stand-in nixpkgs, so Nix's own checks of
+// the output schema (overlays.default a final: prev: function, packages
+// derivations) apply.
+func TestFlakeCheck(t *testing.T) {
+	nixtest.Need(t)
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	src, fake := filepath.Join(dir, "src"), filepath.Join(dir, "nixpkgs")
+	for _, d := range []string{filepath.Join(src, "nix"), fake} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"flake.nix", "go.mod", "nix/lib.nix", "nix/overlay.nix", "nix/package.nix"} {
+		data, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(fake, "flake.nix"), []byte(fakeNixpkgs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// An empty flake registry: the global one is on the network.
+	registry := filepath.Join(dir, "registry.json")
+	if err := os.WriteFile(registry, []byte(`{"flakes":[],"version":2}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := nixtest.Command("nix", "--extra-experimental-features", "nix-command flakes", "--flake-registry", registry,
+		"flake", "check", "--no-build", "--no-write-lock-file", "path:"+src, "--override-input", "nixpkgs", "path:"+fake)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("nix flake check: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "error") {
+		t.Errorf("nix flake check reported an error:\n%s", out)
+	}
+}
