@@ -24,8 +24,8 @@
 #   plib.poisonDerivation p pkgs.hello           # via overrideAttrs
 let
   inherit (builtins)
-    all attrNames concatStringsSep elem filter hasAttr head isAttrs isFunction
-    isInt isString match seq toString typeOf;
+    all attrNames concatStringsSep elem filter hasAttr head isAttrs isInt
+    isString match seq toString typeOf;
 
   known = [ "derivations" "env" "names" "outputs" "registry" "storeDir" "version" ];
   required = [ "env" "names" ];
@@ -94,7 +94,10 @@ let
 
   # The serial attribute added to attrs, or attrs unchanged for serial 0.
   withSerialValidated = p: serial: attrs:
-    if serial == 0 then attrs else attrs // { ${p.env} = toString serial; };
+    if !isInt serial || serial < 0 then
+      throw "poison withSerial: the serial must be a non-negative integer, got ${if isInt serial then toString serial else a (typeOf serial)}"
+    else if serial == 0 then attrs
+    else attrs // { ${p.env} = toString serial; };
 in
 rec {
   # validate poison: poison itself when it has the shape of a poison.nix
