@@ -33,8 +33,7 @@ const nixHeader = `# poison.nix: the serials of a poison registry (DESIGN §7), 
 // precedes it, so no name can inject Nix code. A Nix string cannot hold a
 // NUL byte: a string containing one is written as a throw naming the field,
 // so evaluating that part of the file fails instead of yielding another
-// name (a lock validated by Validate never holds such a string in a place
-// a derivation name could match).
+// name; WriteNixFile refuses such a lock outright.
 func (f *File) Nix() []byte {
 	var b bytes.Buffer
 	b.WriteString(nixHeader)
