@@ -67,7 +67,7 @@ type Result struct {
 	data []byte
 	// base is the encoded lock that Lock extends with added entries only
 	// (so no serial of base is lower in Lock).
-	base []byte
+	base   []byte
 	Source Source
 	// Fetched is set when the remote was contacted successfully (always
 	// false with Offline; true for local sources).
