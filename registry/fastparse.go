@@ -19,6 +19,11 @@ var dateLocal = time.FixedZone("date-local", 0)
 // Linting 100,000 entries spends most of its time in TOML decoding; this
 // path is several times faster.
 func fastParse(src string) (map[string]any, bool) {
+	for i := 0; i < len(src); i++ {
+		if c := src[i]; c < 0x20 && c != '\n' && c != '\t' || c == 0x7f {
+			return nil, false // also in comments, TOML forbids them
+		}
+	}
 	top := map[string]any{}
 	cur := top
 	var tables []map[string]any
