@@ -378,7 +378,8 @@ func (g *gen) node(i, layer int, nodes []Node) Node {
 	default:
 		nd.Kind = FixedRecursive
 	}
-	nd.Name = fmt.Sprintf("%s-%d.%d", words[g.intn(len(words))], i%7, i)
+	// every character a store path name may hold: [A-Za-z0-9+-._?=]
+	nd.Name = fmt.Sprintf("%s-%d.%d%s", words[g.intn(len(words))], i%7, i, []string{"", "", "", "+", "_x", "?q=1", "-1.0rc2"}[g.intn(7)])
 	switch nd.Kind {
 	case Multi, StructuredMulti:
 		switch g.intn(4) {
@@ -790,6 +791,11 @@ func (g *gen) writeNode(b *bytes.Buffer, i int) {
 	if g.p.PadMax > 0 {
 		ln := g.p.PadMin + r.IntN(g.p.PadMax-g.p.PadMin+1)
 		add("PAD", fmt.Sprintf("pad %d %d", r.IntN(4096), ln))
+	}
+	if chance(15) {
+		// __ignoreNulls drops null attributes and is not in __json itself
+		add("__ignoreNulls", "true")
+		add("dropped", "null")
 	}
 	if len(args) > 0 {
 		add("args", "[ "+strings.Join(args, " ")+" ]")
