@@ -43,6 +43,13 @@ func Update(ctx context.Context, o UpdateOptions) (*Result, *lock.File, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("lock path %s: %w", o.LockPath, err)
 	}
+	for _, p := range []string{o.LockPath, o.NixPath} {
+		// Files are replaced by renaming a temporary file over them: never
+		// do that to a device such as /dev/null.
+		if fi, err := os.Stat(p); p != "" && err == nil && !fi.Mode().IsRegular() {
+			return nil, nil, fmt.Errorf("output %s is not a regular file; name a file to write", p)
+		}
+	}
 	if o.Cache.Dir != "" {
 		sum := sha256.Sum256([]byte(abs))
 		unlock, err := flock(ctx, filepath.Join(o.Cache.Dir, "projects", hex.EncodeToString(sum[:8])+".flock"))

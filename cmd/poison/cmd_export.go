@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 
 	"strings"
 )
@@ -40,11 +41,25 @@ func exportCommand() command {
 		if err != nil {
 			return err
 		}
-		if *out == "" {
+		if *out == "" || *out == "-" {
 			_, err := e.stdout.Write(l.Nix())
 			return err
 		}
-		return l.WriteNixFile(absPath(e, *out))
+		path := absPath(e, *out)
+		if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+			// A device or pipe (/dev/stdout): write into it; never rename
+			// a temporary file over it.
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			_, err = f.Write(l.Nix())
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		}
+		return l.WriteNixFile(path)
 	}
 	return c
 }
