@@ -16,12 +16,7 @@
 //	res.Poisoned           // the derivations that received a serial
 package builder
 
-import (
-	"context"
-	"errors"
-
-	"github.com/poison-nix/poison/registry/lock"
-)
+import "github.com/poison-nix/poison/registry/lock"
 
 // LoadOptions configures LoadClosure.
 type LoadOptions struct {
@@ -32,17 +27,6 @@ type LoadOptions struct {
 	RealStoreDir string
 	// Parallelism bounds concurrent parsing; GOMAXPROCS when 0.
 	Parallelism int
-}
-
-// Closure is the parsed derivation closure of a set of roots.
-type Closure struct {
-	roots []string
-}
-
-// LoadClosure reads and parses every derivation reachable from roots
-// (.drv paths) through inputDrvs and .drv paths in inputSrcs, each once.
-func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closure, error) {
-	return nil, errors.New("LoadClosure: not implemented yet")
 }
 
 // Options configures Rewrite.
@@ -91,10 +75,4 @@ type Result struct {
 	OutPaths map[string]string
 	Changed  []Drv
 	Poisoned []Poison
-}
-
-// Rewrite computes the closure Nix would have produced had every poisoned
-// derivation carried its serial attribute (DESIGN §5, REWRITE.md).
-func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
-	return nil, errors.New("Rewrite: not implemented yet")
 }

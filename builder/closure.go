@@ -1,0 +1,469 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/sourcegraph/conc/pool"
+
+	"github.com/poison-nix/poison/builder/internal/aterm"
+	"github.com/poison-nix/poison/builder/internal/refscan"
+	"github.com/poison-nix/poison/builder/internal/storepath"
+)
+
+// kind is the derivation type of Nix 2.8 (DerivationType), from its outputs.
+type kind uint8
+
+const (
+	kindInputAddressed kind = iota // every output has a path
+	kindDeferred                   // input-addressed, paths unknown until inputs are built
+	kindFixed                      // fixed-output
+	kindFloating                   // floating content-addressed
+	kindImpure                     // __impure
+)
+
+// node is one derivation of a closure.
+type node struct {
+	path     string // full .drv path
+	hashPart string
+	name     string // derivation name (without .drv)
+	raw      string // file content; drv refers to it
+	drv      *aterm.Derivation
+	kind     kind
+	deferred bool // its hash-modulo is deferred (R7)
+
+	structured bool    // __structuredAttrs: the attribute lives in __json
+	inputs     []int32 // aligned with drv.InputDrvs
+	srcDrvs    []int32 // .drv paths among inputSrcs
+	mentions   []int32 // closure members whose hash parts appear in the text
+}
+
+// Closure is the parsed derivation closure of a set of roots. It is
+// immutable once loaded and safe for concurrent Rewrite calls.
+type Closure struct {
+	storeDir string
+	par      int
+	roots    []int32
+	nodes    []node
+	index    map[string]int32 // .drv path → node
+	order    []int32          // topological: inputs first
+	pos      []int32          // node → position in order
+
+	hmMu   sync.Mutex
+	hm     [][32]byte // hash-modulo of the original derivations, computed lazily
+	hmDone []bool
+}
+
+// StoreDir returns the store directory of the closure.
+func (c *Closure) StoreDir() string { return c.storeDir }
+
+// Len returns the number of derivations in the closure.
+func (c *Closure) Len() int { return len(c.nodes) }
+
+// Roots returns the root .drv paths in argument order.
+func (c *Closure) Roots() []string {
+	out := make([]string, len(c.roots))
+	for i, r := range c.roots {
+		out[i] = c.nodes[r].path
+	}
+	return out
+}
+
+// Paths returns every .drv path of the closure in topological order
+// (inputs first).
+func (c *Closure) Paths() []string {
+	out := make([]string, len(c.order))
+	for i, n := range c.order {
+		out[i] = c.nodes[n].path
+	}
+	return out
+}
+
+type loaded struct {
+	path, parent string
+	n            node
+	inputPaths   []string // inputDrvs then .drv inputSrcs
+}
+
+// LoadClosure reads and parses every derivation reachable from roots
+// (.drv paths) through inputDrvs and .drv paths in inputSrcs, each once.
+func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closure, error) {
+	storeDir := opts.StoreDir
+	if storeDir == "" {
+		storeDir = "/nix/store"
+	}
+	if !strings.HasPrefix(storeDir, "/") || (len(storeDir) > 1 && strings.HasSuffix(storeDir, "/")) {
+		return nil, fmt.Errorf("load closure: store directory %q must be absolute without a trailing slash", storeDir)
+	}
+	realDir := opts.RealStoreDir
+	if realDir == "" {
+		realDir = storeDir
+	}
+	par := opts.Parallelism
+	if par <= 0 {
+		par = runtime.GOMAXPROCS(0)
+	}
+	if len(roots) == 0 {
+		return nil, errors.New("load closure: no derivations given")
+	}
+	c := &Closure{storeDir: storeDir, par: par, index: make(map[string]int32)}
+	var frontier []loaded
+	seen := make(map[string]bool)
+	for _, r := range roots {
+		if !strings.HasSuffix(r, ".drv") {
+			return nil, fmt.Errorf("load closure: %s is not a .drv path", r)
+		}
+		if _, _, _, err := storepath.Split(storeDir, r); err != nil {
+			return nil, fmt.Errorf("load closure: %v", err)
+		}
+		if !seen[r] {
+			seen[r] = true
+			frontier = append(frontier, loaded{path: r})
+		}
+	}
+	var inputPaths [][]string
+	for len(frontier) > 0 {
+		p := pool.New().WithMaxGoroutines(par).WithContext(ctx).WithCancelOnError().WithFirstError()
+		for i := range frontier {
+			l := &frontier[i]
+			p.Go(func(ctx context.Context) error {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return loadOne(storeDir, realDir, l)
+			})
+		}
+		if err := p.Wait(); err != nil {
+			return nil, err
+		}
+		var next []loaded
+		for i := range frontier {
+			l := &frontier[i]
+			c.index[l.path] = int32(len(c.nodes))
+			c.nodes = append(c.nodes, l.n)
+			inputPaths = append(inputPaths, l.inputPaths)
+			for _, in := range l.inputPaths {
+				if !seen[in] {
+					seen[in] = true
+					next = append(next, loaded{path: in, parent: l.path})
+				}
+			}
+		}
+		frontier = next
+	}
+	for _, r := range roots {
+		c.roots = append(c.roots, c.index[r])
+	}
+	for i := range c.nodes {
+		n := &c.nodes[i]
+		k := len(n.drv.InputDrvs)
+		n.inputs = make([]int32, k)
+		for j, in := range inputPaths[i][:k] {
+			n.inputs[j] = c.index[in]
+		}
+		for _, in := range inputPaths[i][k:] {
+			n.srcDrvs = append(n.srcDrvs, c.index[in])
+		}
+	}
+	if err := c.findMentions(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.sort(); err != nil {
+		return nil, err
+	}
+	for _, i := range c.order {
+		n := &c.nodes[i]
+		dependsOnDeferred := false
+		for _, in := range n.inputs {
+			if c.nodes[in].deferred {
+				dependsOnDeferred = true
+			}
+		}
+		switch n.kind {
+		case kindFloating, kindImpure, kindDeferred:
+			n.deferred = true
+		case kindInputAddressed:
+			if dependsOnDeferred {
+				return nil, fmt.Errorf("load derivation %s: it has output paths but depends on a derivation whose outputs are not known in advance (Nix would have deferred them)", n.path)
+			}
+		}
+		if n.kind == kindDeferred && !dependsOnDeferred {
+			return nil, fmt.Errorf("load derivation %s: its output paths are empty but none of its inputs is content-addressed or impure", n.path)
+		}
+	}
+	c.hm = make([][32]byte, len(c.nodes))
+	c.hmDone = make([]bool, len(c.nodes))
+	return c, nil
+}
+
+// loadOne reads, parses and validates one .drv file.
+func loadOne(storeDir, realDir string, l *loaded) error {
+	fail := func(err error) error {
+		if l.parent != "" {
+			return fmt.Errorf("load derivation %s (input of %s): %w", l.path, l.parent, err)
+		}
+		return fmt.Errorf("load derivation %s: %w", l.path, err)
+	}
+	base, hashPart, name, err := storepath.Split(storeDir, l.path)
+	if err != nil {
+		return fail(err)
+	}
+	data, err := os.ReadFile(filepath.Join(realDir, base))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fail(errors.New("no such file in the store; instantiate it first (nix-instantiate) or check the path"))
+		}
+		return fail(err)
+	}
+	// The bytes are never modified after this point; the parsed strings
+	// share them.
+	raw := unsafe.String(unsafe.SliceData(data), len(data))
+	d, err := aterm.Parse(raw)
+	if err != nil {
+		return fail(fmt.Errorf("malformed .drv file: %w", err))
+	}
+	l.n = node{path: l.path, hashPart: hashPart, name: strings.TrimSuffix(name, ".drv"), raw: raw, drv: d}
+	if err := validate(storeDir, &l.n); err != nil {
+		return fail(err)
+	}
+	for _, in := range d.InputDrvs {
+		l.inputPaths = append(l.inputPaths, in.Path)
+	}
+	for _, src := range d.InputSrcs {
+		if strings.HasSuffix(src, ".drv") {
+			l.inputPaths = append(l.inputPaths, src)
+		}
+	}
+	return nil
+}
+
+var knownAlgos = map[string]bool{"md5": true, "sha1": true, "sha256": true, "sha512": true}
+
+// validate checks what Nix checks when it reads a derivation, plus what the
+// rewrite relies on, and sets n.kind and n.structured.
+func validate(storeDir string, n *node) error {
+	d := n.drv
+	if n.name == "" {
+		return errors.New("the derivation name is empty")
+	}
+	if len(d.Outputs) == 0 {
+		return errors.New("the derivation has no outputs")
+	}
+	for i, o := range d.Outputs {
+		if o.Name == "drv" {
+			return errors.New("invalid output name \"drv\"")
+		}
+		if err := storepath.CheckName(storepath.OutputPathName(n.name, o.Name)); err != nil {
+			return fmt.Errorf("output %q: %v", o.Name, err)
+		}
+		var k kind
+		switch {
+		case o.HashAlgo == "" && o.Hash != "":
+			return fmt.Errorf("output %q has a hash but no hash algorithm", o.Name)
+		case o.HashAlgo == "" && o.Path == "":
+			k = kindDeferred
+		case o.HashAlgo == "":
+			k = kindInputAddressed
+			if _, _, _, err := storepath.Split(storeDir, o.Path); err != nil {
+				return fmt.Errorf("output %q: %v", o.Name, err)
+			}
+		case o.Hash == "impure" || o.Hash == "":
+			k = kindFloating
+			if o.Hash == "impure" {
+				k = kindImpure
+			}
+			if !knownAlgos[strings.TrimPrefix(o.HashAlgo, "r:")] {
+				return fmt.Errorf("output %q: unknown hash algorithm %q", o.Name, o.HashAlgo)
+			}
+			if o.Path != "" {
+				return fmt.Errorf("output %q: a content-addressed output without a fixed hash must have an empty path", o.Name)
+			}
+		default:
+			k = kindFixed
+			want, err := storepath.Fixed(storeDir, o.HashAlgo, o.Hash, storepath.OutputPathName(n.name, o.Name))
+			if err != nil {
+				return fmt.Errorf("output %q: %v", o.Name, err)
+			}
+			if o.Path != want {
+				return fmt.Errorf("fixed output %q: path %s does not match its hash (want %s): %w", o.Name, o.Path, want, aterm.ErrNotCanonical)
+			}
+		}
+		if i == 0 {
+			n.kind = k
+		} else if k != n.kind {
+			return errors.New("the derivation mixes output types (input-addressed, fixed, floating, impure)")
+		}
+	}
+	if n.kind == kindFixed && (len(d.Outputs) != 1 || d.Outputs[0].Name != "out") {
+		return errors.New("a fixed-output derivation must have exactly one output, named \"out\"")
+	}
+	for _, in := range d.InputDrvs {
+		if !strings.HasSuffix(in.Path, ".drv") {
+			return fmt.Errorf("input %s is not a .drv path", in.Path)
+		}
+		if _, _, _, err := storepath.Split(storeDir, in.Path); err != nil {
+			return fmt.Errorf("input: %v", err)
+		}
+	}
+	for _, src := range d.InputSrcs {
+		if _, _, _, err := storepath.Split(storeDir, src); err != nil {
+			return fmt.Errorf("input source: %v", err)
+		}
+	}
+	if j, ok := d.EnvIndex("__json"); ok {
+		_ = j
+		n.structured = true
+		for _, e := range d.Env {
+			if e.Key != "__json" && !d.HasOutput(e.Key) {
+				n.structured = false
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// findMentions records, for every derivation, the other closure members
+// whose .drv or output hash parts appear in its builder, args, env values
+// or input sources (R1). Fixed output paths never change, so mentions of
+// them are no edges.
+func (c *Closure) findMentions(ctx context.Context) error {
+	owners := make(map[string]int32, len(c.nodes)*2)
+	for i := range c.nodes {
+		n := &c.nodes[i]
+		owners[n.hashPart] = int32(i)
+		if n.kind == kindFixed {
+			continue
+		}
+		for _, o := range n.drv.Outputs {
+			if o.Path != "" {
+				owners[o.Path[len(c.storeDir)+1:][:storepath.HashLen]] = int32(i)
+			}
+		}
+	}
+	p := pool.New().WithMaxGoroutines(c.par).WithContext(ctx).WithCancelOnError().WithFirstError()
+	const chunk = 256
+	for start := 0; start < len(c.nodes); start += chunk {
+		end := min(start+chunk, len(c.nodes))
+		p.Go(func(ctx context.Context) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			for i := start; i < end; i++ {
+				c.nodes[i].mentions = mentionsOf(&c.nodes[i], int32(i), owners)
+			}
+			return nil
+		})
+	}
+	return p.Wait()
+}
+
+func mentionsOf(n *node, self int32, owners map[string]int32) []int32 {
+	var out []int32
+	add := func(w string) {
+		if o, ok := owners[w]; ok && o != self {
+			for _, x := range out {
+				if x == o {
+					return
+				}
+			}
+			out = append(out, o)
+		}
+	}
+	d := n.drv
+	refscan.Each(d.Builder, add)
+	for _, a := range d.Args {
+		refscan.Each(a, add)
+	}
+	for _, e := range d.Env {
+		refscan.Each(e.Value, add)
+	}
+	for _, s := range d.InputSrcs {
+		refscan.Each(s, add)
+	}
+	return out
+}
+
+// edges calls fn for every node n depends on.
+func (c *Closure) edges(n *node, fn func(int32)) {
+	for _, x := range n.inputs {
+		fn(x)
+	}
+	for _, x := range n.srcDrvs {
+		fn(x)
+	}
+	for _, x := range n.mentions {
+		fn(x)
+	}
+}
+
+// sort computes a topological order (inputs first) and rejects cycles.
+func (c *Closure) sort() error {
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := make([]uint8, len(c.nodes))
+	c.order = make([]int32, 0, len(c.nodes))
+	type frame struct {
+		n    int32
+		deps []int32
+		next int
+	}
+	var stack []frame
+	depsOf := func(i int32) []int32 {
+		var ds []int32
+		c.edges(&c.nodes[i], func(x int32) { ds = append(ds, x) })
+		return ds
+	}
+	visit := func(r int32) error {
+		if color[r] != white {
+			return nil
+		}
+		color[r] = grey
+		stack = append(stack[:0], frame{n: r, deps: depsOf(r)})
+		for len(stack) > 0 {
+			f := &stack[len(stack)-1]
+			if f.next == len(f.deps) {
+				color[f.n] = black
+				c.order = append(c.order, f.n)
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			d := f.deps[f.next]
+			f.next++
+			switch color[d] {
+			case grey:
+				return fmt.Errorf("load closure: derivation %s depends on itself through %s (a cycle; the derivation files are corrupt)", c.nodes[d].path, c.nodes[f.n].path)
+			case white:
+				color[d] = grey
+				stack = append(stack, frame{n: d, deps: depsOf(d)})
+			}
+		}
+		return nil
+	}
+	for _, r := range c.roots {
+		if err := visit(r); err != nil {
+			return err
+		}
+	}
+	for i := range c.nodes {
+		if err := visit(int32(i)); err != nil {
+			return err
+		}
+	}
+	c.pos = make([]int32, len(c.nodes))
+	for p, i := range c.order {
+		c.pos[i] = int32(p)
+	}
+	return nil
+}

@@ -1,0 +1,216 @@
+package builder
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"hash"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/poison-nix/poison/builder/internal/aterm"
+)
+
+var impureHash = sha256.Sum256([]byte("impure"))
+
+func writeString(h hash.Hash, s string) {
+	if len(s) > 0 {
+		h.Write(unsafe.Slice(unsafe.StringData(s), len(s)))
+	}
+}
+
+// fixedHash is the hash-modulo of a fixed-output derivation (R7).
+func fixedHash(o aterm.Output) [32]byte {
+	h := sha256.New()
+	writeString(h, "fixed:out:")
+	writeString(h, o.HashAlgo)
+	writeString(h, ":")
+	writeString(h, o.Hash)
+	writeString(h, ":")
+	writeString(h, o.Path)
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// moduloInputs builds the inputDrvs replacement of hashDerivationModulo:
+// each input's hash-modulo (hex) mapped to the SET of output names used,
+// merged when two inputs have the same hash (R6, Nix ≥ 2.8).
+func moduloInputs(d *aterm.Derivation, hmOf func(j int) [32]byte) []aterm.InputDrv {
+	out := make([]aterm.InputDrv, 0, len(d.InputDrvs))
+	for j, in := range d.InputDrvs {
+		h := hmOf(j)
+		key := hex.EncodeToString(h[:])
+		k := slices.IndexFunc(out, func(x aterm.InputDrv) bool { return x.Path == key })
+		if k < 0 {
+			out = append(out, aterm.InputDrv{Path: key, Outputs: in.Outputs})
+			continue
+		}
+		merged := slices.Concat(out[k].Outputs, in.Outputs)
+		slices.Sort(merged)
+		out[k].Outputs = slices.Compact(merged)
+	}
+	slices.SortFunc(out, func(a, b aterm.InputDrv) int {
+		if a.Path < b.Path {
+			return -1
+		}
+		if a.Path > b.Path {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// origHash returns the hash-modulo of an unchanged derivation, given those
+// of its inputs. For input-addressed and floating derivations it hashes the
+// file bytes with the inputDrvs section replaced: the parser guarantees the
+// file is exactly what Nix's unparse writes.
+func (c *Closure) origHash(i int32) [32]byte {
+	n := &c.nodes[i]
+	switch n.kind {
+	case kindFixed:
+		return fixedHash(n.drv.Outputs[0])
+	case kindImpure:
+		return impureHash
+	}
+	ins := moduloInputs(n.drv, func(j int) [32]byte { return c.hm[n.inputs[j]] })
+	bp := bufPool.Get().(*[]byte)
+	buf := aterm.AppendInputs((*bp)[:0], ins)
+	h := sha256.New()
+	writeString(h, n.raw[:n.drv.InputDrvsStart])
+	h.Write(buf)
+	writeString(h, n.raw[n.drv.InputDrvsEnd:])
+	*bp = buf
+	bufPool.Put(bp)
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// ensureHashes computes the original hash-modulo of every node in seeds and
+// of their inputs, recursively, that is not known yet.
+func (c *Closure) ensureHashes(ctx context.Context, seeds []int32) error {
+	c.hmMu.Lock()
+	defer c.hmMu.Unlock()
+	inSet := make(map[int32]bool)
+	var set []int32
+	stack := append([]int32(nil), seeds...)
+	for len(stack) > 0 {
+		i := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if c.hmDone[i] || inSet[i] {
+			continue
+		}
+		inSet[i] = true
+		set = append(set, i)
+		if k := c.nodes[i].kind; k == kindFixed || k == kindImpure {
+			continue
+		}
+		stack = append(stack, c.nodes[i].inputs...)
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	err := c.runDAG(ctx, set, func(i int32, fn func(int32)) {
+		if k := c.nodes[i].kind; k == kindFixed || k == kindImpure {
+			return
+		}
+		for _, x := range c.nodes[i].inputs {
+			fn(x)
+		}
+	}, func(i int32) error {
+		c.hm[i] = c.origHash(i)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, i := range set {
+		c.hmDone[i] = true
+	}
+	return nil
+}
+
+// runDAG runs fn on every node of set after it has run on the node's deps
+// that are in set, with up to c.par goroutines. Small sets run in order.
+func (c *Closure) runDAG(ctx context.Context, set []int32, deps func(int32, func(int32)), fn func(int32) error) error {
+	slices.SortFunc(set, func(a, b int32) int { return int(c.pos[a] - c.pos[b]) })
+	if c.par <= 1 || len(set) < 64 {
+		for _, i := range set {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	idx := make(map[int32]int32, len(set))
+	for k, i := range set {
+		idx[i] = int32(k)
+	}
+	pending := make([]atomic.Int32, len(set))
+	dependents := make([][]int32, len(set))
+	for k, i := range set {
+		deps(i, func(d int32) {
+			if dk, ok := idx[d]; ok {
+				pending[k].Add(1)
+				dependents[dk] = append(dependents[dk], int32(k))
+			}
+		})
+	}
+	ready := make(chan int32, len(set))
+	for k := range set {
+		if pending[k].Load() == 0 {
+			ready <- int32(k)
+		}
+	}
+	var (
+		wg       sync.WaitGroup
+		remain   atomic.Int64
+		errOnce  sync.Once
+		firstErr error
+		stop     = make(chan struct{})
+	)
+	remain.Store(int64(len(set)))
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; close(stop) })
+	}
+	for w := 0; w < c.par; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-ctx.Done():
+					fail(ctx.Err())
+					return
+				case k := <-ready:
+					if err := fn(set[k]); err != nil {
+						fail(err)
+						return
+					}
+					for _, dk := range dependents[k] {
+						if pending[dk].Add(-1) == 0 {
+							ready <- dk
+						}
+					}
+					if remain.Add(-1) == 0 {
+						fail(nil)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}

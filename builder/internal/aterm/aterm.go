@@ -1,0 +1,521 @@
+// Package aterm reads and writes Nix derivations in the ATerm form Nix 2.8
+// stores in .drv files.
+//
+// Parse is a single pass over the text. Strings without escapes are slices
+// of the input (no copy), so a parsed Derivation keeps its input alive and
+// the input must never be modified afterwards.
+//
+// Nix writes some fields quoted but unescaped (output names and paths, hash
+// algorithms and hashes, input paths, output names of inputs, input sources
+// and the platform) and the rest with printString, which escapes `"`, `\`,
+// newline, carriage return and tab. Parse accepts only files that are a fixed
+// point of Nix's parse then unparse (sorted, duplicate-free sections,
+// canonical escapes, no raw control characters where Nix would escape them):
+// for those, hashing the file bytes is hashing what Nix hashes. Anything else
+// is reported as an error instead of silently hashed differently.
+package aterm
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Output is one entry of a derivation's outputs.
+type Output struct {
+	Name     string
+	Path     string // "" for floating, impure and deferred outputs
+	HashAlgo string // "" for input-addressed outputs; "r:sha256", "sha256", ...
+	Hash     string // hex for fixed outputs, "impure" for impure ones, else ""
+}
+
+// InputDrv is one entry of inputDrvs: a .drv path and the outputs used.
+type InputDrv struct {
+	Path    string
+	Outputs []string
+}
+
+// EnvVar is one environment entry.
+type EnvVar struct {
+	Key, Value string
+}
+
+// Derivation is a parsed .drv file. Sections are sorted as Nix writes them.
+type Derivation struct {
+	Outputs   []Output
+	InputDrvs []InputDrv
+	InputSrcs []string
+	Platform  string
+	Builder   string
+	Args      []string
+	Env       []EnvVar
+
+	// InputDrvsStart and InputDrvsEnd delimit the content of the inputDrvs
+	// list in the parsed text (between its brackets), so a hash with the
+	// inputs replaced can be computed without re-serialising. Zero for a
+	// Derivation that was not parsed.
+	InputDrvsStart, InputDrvsEnd int
+}
+
+// EnvIndex finds key in the sorted env: its index, or where it would be
+// inserted, and whether it is present.
+func (d *Derivation) EnvIndex(key string) (int, bool) {
+	lo, hi := 0, len(d.Env)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if d.Env[m].Key < key {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo, lo < len(d.Env) && d.Env[lo].Key == key
+}
+
+// HasOutput reports whether name is one of d's outputs.
+func (d *Derivation) HasOutput(name string) bool {
+	for i := range d.Outputs {
+		if d.Outputs[i].Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// SyntaxError is a parse failure at a byte offset.
+type SyntaxError struct {
+	Offset int
+	Msg    string
+}
+
+func (e *SyntaxError) Error() string { return fmt.Sprintf("offset %d: %s", e.Offset, e.Msg) }
+
+// ErrNotCanonical is wrapped by errors for input that Nix would read but
+// write back differently.
+var ErrNotCanonical = errors.New("not in the canonical form Nix writes")
+
+type parser struct {
+	s      string
+	i      int
+	nextBS int // offset of the next backslash at or after i, or len(s)
+	rawCtl bool
+	err    error
+}
+
+// Parse parses the text of a .drv file. The returned Derivation refers to s.
+func Parse(s string) (*Derivation, error) {
+	p := &parser{s: s}
+	p.nextBS = indexFrom(s, 0, '\\')
+	// Nix escapes \n, \r and \t in printString fields; a file with none of
+	// them raw needs no per-string check.
+	p.rawCtl = strings.IndexByte(s, '\n') >= 0 || strings.IndexByte(s, '\r') >= 0 || strings.IndexByte(s, '\t') >= 0
+	d := p.derivation()
+	if p.err != nil {
+		return nil, p.err
+	}
+	return d, nil
+}
+
+func indexFrom(s string, from int, c byte) int {
+	if from >= len(s) {
+		return len(s)
+	}
+	j := strings.IndexByte(s[from:], c)
+	if j < 0 {
+		return len(s)
+	}
+	return from + j
+}
+
+func (p *parser) fail(msg string) {
+	if p.err == nil {
+		p.err = &SyntaxError{Offset: p.i, Msg: msg}
+	}
+}
+
+func (p *parser) noncanonical(what string) {
+	if p.err == nil {
+		p.err = &SyntaxError{Offset: p.i, Msg: fmt.Sprintf("%s: %v", what, ErrNotCanonical)}
+	}
+}
+
+func (p *parser) expect(lit string) bool {
+	if p.err != nil {
+		return false
+	}
+	if !strings.HasPrefix(p.s[p.i:], lit) {
+		if strings.HasPrefix(lit, "Derive(") && strings.HasPrefix(p.s[p.i:], "DrvWithVersion(") {
+			p.fail("derivation format DrvWithVersion is newer than Nix 2.8 and not supported")
+			return false
+		}
+		if p.i >= len(p.s) {
+			p.fail(fmt.Sprintf("unexpected end of file, expected %q", lit))
+		} else {
+			p.fail(fmt.Sprintf("expected %q", lit))
+		}
+		return false
+	}
+	p.i += len(lit)
+	return true
+}
+
+// peek reports whether the next byte is c.
+func (p *parser) peek(c byte) bool { return p.err == nil && p.i < len(p.s) && p.s[p.i] == c }
+
+// str parses a quoted string. escaped selects printString semantics (Nix
+// escapes the content); otherwise Nix wrote the content raw and a backslash
+// means the value cannot survive a round trip.
+func (p *parser) str(escaped bool) string {
+	if !p.expect(`"`) {
+		return ""
+	}
+	start := p.i
+	end := indexFrom(p.s, start, '"')
+	if end >= len(p.s) {
+		p.i = len(p.s)
+		p.fail("unterminated string")
+		return ""
+	}
+	if p.nextBS < start {
+		// A backslash outside any string (malformed input) was skipped.
+		p.nextBS = indexFrom(p.s, start, '\\')
+	}
+	if p.nextBS > end {
+		// Fast path: no backslash inside.
+		v := p.s[start:end]
+		if escaped && p.rawCtl && strings.ContainsAny(v, "\n\r\t") {
+			p.noncanonical("raw control character in string")
+			return ""
+		}
+		p.i = end + 1
+		return v
+	}
+	if !escaped {
+		p.i = p.nextBS
+		p.noncanonical("backslash in a field Nix writes unescaped")
+		return ""
+	}
+	// Slow path: unescape.
+	var b strings.Builder
+	b.Grow(end - start)
+	i := start
+	for {
+		if i >= len(p.s) {
+			p.i = i
+			p.fail("unterminated string")
+			return ""
+		}
+		c := p.s[i]
+		switch c {
+		case '"':
+			p.i = i + 1
+			p.nextBS = indexFrom(p.s, p.i, '\\')
+			return b.String()
+		case '\\':
+			if i+1 >= len(p.s) {
+				p.i = i
+				p.fail("unterminated string")
+				return ""
+			}
+			switch p.s[i+1] {
+			case '"', '\\':
+				b.WriteByte(p.s[i+1])
+			case 'n':
+				b.WriteByte('\n')
+			case 'r':
+				b.WriteByte('\r')
+			case 't':
+				b.WriteByte('\t')
+			default:
+				p.i = i
+				p.noncanonical(fmt.Sprintf("escape \\%c", p.s[i+1]))
+				return ""
+			}
+			i += 2
+		case '\n', '\r', '\t':
+			p.i = i
+			p.noncanonical("raw control character in string")
+			return ""
+		default:
+			// Copy up to the next special byte.
+			j := i + 1
+			for j < len(p.s) {
+				c := p.s[j]
+				if c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' {
+					break
+				}
+				j++
+			}
+			b.WriteString(p.s[i:j])
+			i = j
+		}
+	}
+}
+
+// strList parses ["a","b",...] and checks strict ascending order when sorted.
+func (p *parser) strList(escaped, sorted bool, what string) []string {
+	if !p.expect("[") {
+		return nil
+	}
+	var out []string
+	if p.peek(']') {
+		p.i++
+		return out
+	}
+	n := 0
+	for p.err == nil {
+		v := p.str(escaped)
+		if p.err != nil {
+			return nil
+		}
+		if sorted && n > 0 && out[n-1] >= v {
+			p.noncanonical(what + " not sorted or duplicated")
+			return nil
+		}
+		out = append(out, v)
+		n++
+		if p.peek(',') {
+			p.i++
+			continue
+		}
+		p.expect("]")
+		break
+	}
+	return out
+}
+
+func (p *parser) derivation() *Derivation {
+	d := &Derivation{}
+	if !p.expect("Derive([") {
+		return nil
+	}
+	// Outputs.
+	if !p.peek(']') {
+		for p.err == nil {
+			var o Output
+			p.expect("(")
+			o.Name = p.str(false)
+			p.expect(",")
+			o.Path = p.str(false)
+			p.expect(",")
+			o.HashAlgo = p.str(false)
+			p.expect(",")
+			o.Hash = p.str(false)
+			p.expect(")")
+			if p.err != nil {
+				return nil
+			}
+			if n := len(d.Outputs); n > 0 && d.Outputs[n-1].Name >= o.Name {
+				p.noncanonical("outputs not sorted or duplicated")
+				return nil
+			}
+			d.Outputs = append(d.Outputs, o)
+			if p.peek(',') {
+				p.i++
+				continue
+			}
+			break
+		}
+	}
+	p.expect("],[")
+	d.InputDrvsStart = p.i
+	if !p.peek(']') {
+		for p.err == nil {
+			var in InputDrv
+			p.expect("(")
+			in.Path = p.str(false)
+			p.expect(",")
+			in.Outputs = p.strList(false, true, "input outputs")
+			p.expect(")")
+			if p.err != nil {
+				return nil
+			}
+			if n := len(d.InputDrvs); n > 0 && d.InputDrvs[n-1].Path >= in.Path {
+				p.noncanonical("inputDrvs not sorted or duplicated")
+				return nil
+			}
+			d.InputDrvs = append(d.InputDrvs, in)
+			if p.peek(',') {
+				p.i++
+				continue
+			}
+			break
+		}
+	}
+	d.InputDrvsEnd = p.i
+	p.expect("],")
+	d.InputSrcs = p.strList(false, true, "inputSrcs")
+	p.expect(",")
+	d.Platform = p.str(false)
+	p.expect(",")
+	d.Builder = p.str(true)
+	p.expect(",")
+	d.Args = p.strList(true, false, "args")
+	p.expect(",[")
+	if !p.peek(']') {
+		for p.err == nil {
+			var e EnvVar
+			p.expect("(")
+			e.Key = p.str(true)
+			p.expect(",")
+			e.Value = p.str(true)
+			p.expect(")")
+			if p.err != nil {
+				return nil
+			}
+			if n := len(d.Env); n > 0 && d.Env[n-1].Key >= e.Key {
+				p.noncanonical("env not sorted or duplicated")
+				return nil
+			}
+			d.Env = append(d.Env, e)
+			if p.peek(',') {
+				p.i++
+				continue
+			}
+			break
+		}
+	}
+	p.expect("])")
+	if p.err != nil {
+		return nil
+	}
+	if p.i != len(p.s) {
+		p.fail("trailing data after the derivation")
+		return nil
+	}
+	return d
+}
+
+// Writer helpers. Nix's unparse: printUnquotedString for output fields,
+// input paths and names, input sources and the platform; printString for
+// builder, args and env.
+
+func appendRaw(b []byte, s string) []byte {
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+func appendEscaped(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		var esc string
+		switch s[i] {
+		case '"':
+			esc = `\"`
+		case '\\':
+			esc = `\\`
+		case '\n':
+			esc = `\n`
+		case '\r':
+			esc = `\r`
+		case '\t':
+			esc = `\t`
+		default:
+			continue
+		}
+		b = append(b, s[start:i]...)
+		b = append(b, esc...)
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+func appendList(b []byte, l []string, escaped bool) []byte {
+	b = append(b, '[')
+	for i, s := range l {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if escaped {
+			b = appendEscaped(b, s)
+		} else {
+			b = appendRaw(b, s)
+		}
+	}
+	return append(b, ']')
+}
+
+// Append appends the ATerm of d to b, exactly as Nix 2.8 writes it.
+func Append(b []byte, d *Derivation) []byte {
+	return AppendModulo(b, d, false, d.InputDrvs)
+}
+
+// AppendModulo appends the ATerm Nix hashes in hashDerivationModulo: with
+// inputs in place of d.InputDrvs (keys are hex hashes there) and, when
+// mask is set, every output path and every env variable named after an
+// output blanked.
+func AppendModulo(b []byte, d *Derivation, mask bool, inputs []InputDrv) []byte {
+	b = append(b, "Derive(["...)
+	for i, o := range d.Outputs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '(')
+		b = appendRaw(b, o.Name)
+		b = append(b, ',')
+		if mask {
+			b = appendRaw(b, "")
+		} else {
+			b = appendRaw(b, o.Path)
+		}
+		b = append(b, ',')
+		b = appendRaw(b, o.HashAlgo)
+		b = append(b, ',')
+		b = appendRaw(b, o.Hash)
+		b = append(b, ')')
+	}
+	b = append(b, "],["...)
+	b = AppendInputs(b, inputs)
+	b = append(b, "],"...)
+	b = appendList(b, d.InputSrcs, false)
+	b = append(b, ',')
+	b = appendRaw(b, d.Platform)
+	b = append(b, ',')
+	b = appendEscaped(b, d.Builder)
+	b = append(b, ',')
+	b = appendList(b, d.Args, true)
+	b = append(b, ",["...)
+	for i, e := range d.Env {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '(')
+		b = appendEscaped(b, e.Key)
+		b = append(b, ',')
+		if mask && d.HasOutput(e.Key) {
+			b = appendEscaped(b, "")
+		} else {
+			b = appendEscaped(b, e.Value)
+		}
+		b = append(b, ')')
+	}
+	return append(b, "])"...)
+}
+
+// AppendInputs appends the content of an inputDrvs list (without the
+// surrounding brackets).
+func AppendInputs(b []byte, inputs []InputDrv) []byte {
+	for i, in := range inputs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '(')
+		b = appendRaw(b, in.Path)
+		b = append(b, ',')
+		b = appendList(b, in.Outputs, false)
+		b = append(b, ')')
+	}
+	return b
+}
+
+// Marshal returns the ATerm of d.
+func Marshal(d *Derivation) []byte { return Append(nil, d) }
+
+// Equal reports whether two derivations have the same content.
+func Equal(a, b *Derivation) bool {
+	return bytes.Equal(Marshal(a), Marshal(b))
+}

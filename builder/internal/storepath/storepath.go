@@ -1,0 +1,165 @@
+// Package storepath computes and validates Nix store paths as Nix 2.8 does
+// (libstore/path.cc, store-api.cc).
+//
+// A store path is StoreDir + "/" + hashPart + "-" + name, where hashPart is
+// the nixbase32 encoding of a 160-bit hash folded from
+//
+//	sha256(type + ":sha256:" + hex(inner) + ":" + StoreDir + ":" + name)
+//
+// and type is "output:OUT" for input-addressed outputs, "text:REF:REF..."
+// for .drv files (REF the sorted, de-duplicated references) and "source" or
+// "output:out" for fixed-output paths.
+package storepath
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/nix-community/go-nix/pkg/nixbase32"
+)
+
+// HashLen is the length of the hash part of a store path.
+const HashLen = 32
+
+// MaxNameLen is the longest name Nix 2.8 accepts.
+const MaxNameLen = 211
+
+// IsHashChar reports whether c belongs to the nixbase32 alphabet.
+func IsHashChar(c byte) bool { return hashChar[c] }
+
+var hashChar = func() (t [256]bool) {
+	for _, c := range []byte("0123456789abcdfghijklmnpqrsvwxyz") {
+		t[c] = true
+	}
+	return t
+}()
+
+// CheckName returns an error when name is not a valid store path name.
+func CheckName(name string) error {
+	if name == "" {
+		return fmt.Errorf("empty name")
+	}
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("name longer than %d characters", MaxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' ||
+			c == '+' || c == '-' || c == '.' || c == '_' || c == '?' || c == '=') {
+			return fmt.Errorf("name %q contains the illegal character %q", name, c)
+		}
+	}
+	return nil
+}
+
+// Split checks that path is a valid store path in storeDir and returns its
+// base name, hash part and name.
+func Split(storeDir, path string) (base, hashPart, name string, err error) {
+	if !strings.HasPrefix(path, storeDir) || len(path) <= len(storeDir) || path[len(storeDir)] != '/' {
+		return "", "", "", fmt.Errorf("%q is not in the store %s", path, storeDir)
+	}
+	base = path[len(storeDir)+1:]
+	if len(base) < HashLen+2 || base[HashLen] != '-' {
+		return "", "", "", fmt.Errorf("%q is not a store path (want %s/<32-character hash>-<name>)", path, storeDir)
+	}
+	for i := 0; i < HashLen; i++ {
+		if !hashChar[base[i]] {
+			return "", "", "", fmt.Errorf("store path %q has an invalid hash part", path)
+		}
+	}
+	name = base[HashLen+1:]
+	if err := CheckName(name); err != nil {
+		return "", "", "", fmt.Errorf("store path %q: %v", path, err)
+	}
+	return base, base[:HashLen], name, nil
+}
+
+// Make returns makeStorePath(type, sha256 inner, name).
+func Make(storeDir, typ string, inner [32]byte, name string) string {
+	h := sha256.New()
+	h.Write([]byte(typ))
+	h.Write([]byte(":sha256:"))
+	var hx [64]byte
+	hex.Encode(hx[:], inner[:])
+	h.Write(hx[:])
+	h.Write([]byte(":"))
+	h.Write([]byte(storeDir))
+	h.Write([]byte(":"))
+	h.Write([]byte(name))
+	var sum [32]byte
+	h.Sum(sum[:0])
+	var c [20]byte
+	for i, b := range sum {
+		c[i%20] ^= b
+	}
+	return storeDir + "/" + nixbase32.EncodeToString(c[:]) + "-" + name
+}
+
+// OutputPathName is the name of output out of a derivation called name.
+func OutputPathName(name, out string) string {
+	if out == "out" {
+		return name
+	}
+	return name + "-" + out
+}
+
+// Output returns the path of output out of an input-addressed derivation
+// whose masked hash-modulo is h.
+func Output(storeDir, drvName, out string, h [32]byte) string {
+	return Make(storeDir, "output:"+out, h, OutputPathName(drvName, out))
+}
+
+// Text returns the path of a text object (a .drv) with content hash h and
+// the given references, which must be sorted and free of duplicates.
+func Text(storeDir, name string, h [32]byte, refs []string) string {
+	n := len("text")
+	for _, r := range refs {
+		n += 1 + len(r)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString("text")
+	for _, r := range refs {
+		b.WriteByte(':')
+		b.WriteString(r)
+	}
+	return Make(storeDir, b.String(), h, name)
+}
+
+var hashSizes = map[string]int{"md5": 16, "sha1": 20, "sha256": 32, "sha512": 64}
+
+// Fixed returns the output path of a fixed-output derivation given the
+// hashAlgo field of its output ("r:sha256", "sha1", ...) and the hex hash.
+func Fixed(storeDir, algoField, hexHash, name string) (string, error) {
+	algo, recursive := strings.CutPrefix(algoField, "r:")
+	size, ok := hashSizes[algo]
+	if !ok {
+		return "", fmt.Errorf("unknown hash algorithm %q", algoField)
+	}
+	raw, err := hex.DecodeString(hexHash)
+	if err != nil || len(raw) != size || strings.ToLower(hexHash) != hexHash {
+		return "", fmt.Errorf("hash %q is not a lowercase base16 %s hash", hexHash, algo)
+	}
+	if recursive && algo == "sha256" {
+		var h [32]byte
+		copy(h[:], raw)
+		return Make(storeDir, "source", h, name), nil
+	}
+	prefix := ""
+	if recursive {
+		prefix = "r:"
+	}
+	inner := sha256.Sum256([]byte("fixed:out:" + prefix + algo + ":" + hexHash + ":"))
+	return Make(storeDir, "output:out", inner, name), nil
+}
+
+// DownstreamPlaceholder is the string Nix puts in dependents for output out
+// of a derivation whose output path is not known in advance (floating
+// content-addressed, impure, deferred): "/" + nixbase32(sha256(
+// "nix-upstream-output:" + drvHashPart + ":" + outputPathName)).
+func DownstreamPlaceholder(drvHashPart, drvName, out string) string {
+	h := sha256.Sum256([]byte("nix-upstream-output:" + drvHashPart + ":" + OutputPathName(drvName, out)))
+	return "/" + nixbase32.EncodeToString(h[:])
+}

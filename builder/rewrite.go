@@ -1,0 +1,446 @@
+package builder
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/poison-nix/poison/builder/internal/aterm"
+	"github.com/poison-nix/poison/builder/internal/refscan"
+	"github.com/poison-nix/poison/builder/internal/storepath"
+	"github.com/poison-nix/poison/builder/internal/structattrs"
+	"github.com/poison-nix/poison/registry/lock"
+)
+
+// vnode is the state of one derivation in a view (canonical or final).
+type vnode struct {
+	changed bool
+	path    string   // new .drv path
+	outs    []string // new output paths, aligned with drv.Outputs
+	hm      [32]byte // hash-modulo of the rewritten derivation
+	drv     *aterm.Derivation
+	text    []byte
+}
+
+// view is one rewrite of the whole closure: attr[i] is the attribute value
+// node i gets ("" = none).
+type view struct {
+	c     *Closure
+	attr  string
+	nodes []vnode
+}
+
+// attrState is the attribute as found in the original derivation.
+type attrState struct {
+	present bool
+	value   string // env value, or raw JSON value for structured attrs
+}
+
+func (c *Closure) attrOf(i int32, attr string) (attrState, error) {
+	n := &c.nodes[i]
+	if n.structured {
+		j, _ := n.drv.EnvIndex("__json")
+		raw, ok, err := structattrs.Get(n.drv.Env[j].Value, attr)
+		if err != nil {
+			return attrState{}, fmt.Errorf("derivation %s: %v", n.path, err)
+		}
+		return attrState{present: ok, value: raw}, nil
+	}
+	j, ok := n.drv.EnvIndex(attr)
+	if !ok {
+		return attrState{}, nil
+	}
+	return attrState{present: true, value: n.drv.Env[j].Value}, nil
+}
+
+// wanted is the attribute state that serial gives a node.
+func (c *Closure) wanted(i int32, serial int) attrState {
+	if serial <= 0 {
+		return attrState{}
+	}
+	v := strconv.Itoa(serial)
+	if c.nodes[i].structured {
+		v = structattrs.Quote(v)
+	}
+	return attrState{present: true, value: v}
+}
+
+// hmOf returns the hash-modulo of node i in view v.
+func (v *view) hmOf(i int32) [32]byte {
+	if v.nodes[i].changed {
+		return v.nodes[i].hm
+	}
+	return v.c.hm[i]
+}
+
+func (v *view) drvPath(i int32) string {
+	if v.nodes[i].changed {
+		return v.nodes[i].path
+	}
+	return v.c.nodes[i].path
+}
+
+func (v *view) outPath(i int32, k int) string {
+	if v.nodes[i].changed {
+		return v.nodes[i].outs[k]
+	}
+	return v.c.nodes[i].drv.Outputs[k].Path
+}
+
+// run rewrites every node with changed[i] set, in dependency order. want
+// gives the attribute state each changed node must end with.
+func (v *view) run(ctx context.Context, want func(int32) attrState) error {
+	c := v.c
+	var set, seeds []int32
+	for i := range v.nodes {
+		if !v.nodes[i].changed {
+			continue
+		}
+		set = append(set, int32(i))
+		for _, x := range c.nodes[i].inputs {
+			if !v.nodes[x].changed {
+				seeds = append(seeds, x)
+			}
+		}
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	if err := c.ensureHashes(ctx, seeds); err != nil {
+		return err
+	}
+	return c.runDAG(ctx, set, func(i int32, fn func(int32)) {
+		c.edges(&c.nodes[i], func(x int32) {
+			if v.nodes[x].changed {
+				fn(x)
+			}
+		})
+	}, func(i int32) error {
+		return v.rewriteNode(i, want(i))
+	})
+}
+
+// rewriteNode computes the rewritten derivation i (DESIGN §5 steps 3–5).
+func (v *view) rewriteNode(i int32, want attrState) error {
+	c := v.c
+	n := &c.nodes[i]
+	d := *n.drv // shallow copy; slices are copied before modification
+	d.InputDrvsStart, d.InputDrvsEnd = 0, 0
+
+	// R4: hash parts and placeholders of changed dependencies.
+	var r refscan.Replacer
+	c.edges(n, func(x int32) {
+		if !v.nodes[x].changed {
+			return
+		}
+		xn := &c.nodes[x]
+		newDrv := v.nodes[x].path
+		newHash := newDrv[len(c.storeDir)+1:][:storepath.HashLen]
+		r.Add(xn.hashPart, newHash)
+		for k, o := range xn.drv.Outputs {
+			if o.Path != "" {
+				r.Add(o.Path[len(c.storeDir)+1:][:storepath.HashLen], v.nodes[x].outs[k][len(c.storeDir)+1:][:storepath.HashLen])
+			}
+			if xn.deferred {
+				r.Add(storepath.DownstreamPlaceholder(xn.hashPart, xn.name, o.Name)[1:],
+					storepath.DownstreamPlaceholder(newHash, xn.name, o.Name)[1:])
+			}
+		}
+	})
+	if r.Len() > 0 {
+		d.Builder, _ = r.Replace(d.Builder)
+		argsCopied := false
+		for k, a := range d.Args {
+			if na, ok := r.Replace(a); ok {
+				if !argsCopied {
+					d.Args = slices.Clone(d.Args)
+					argsCopied = true
+				}
+				d.Args[k] = na
+			}
+		}
+		envCopied := false
+		for k, e := range d.Env {
+			if d.HasOutput(e.Key) {
+				continue // recomputed below
+			}
+			if nv, ok := r.Replace(e.Value); ok {
+				if !envCopied {
+					d.Env = slices.Clone(d.Env)
+					envCopied = true
+				}
+				d.Env[k].Value = nv
+			}
+		}
+		srcsChanged := false
+		srcs := slices.Clone(d.InputSrcs)
+		for k, s := range srcs {
+			if ns, ok := r.Replace(s); ok {
+				srcs[k] = ns
+				srcsChanged = true
+			}
+		}
+		if srcsChanged {
+			slices.Sort(srcs)
+			d.InputSrcs = slices.Compact(srcs)
+		}
+	}
+
+	// R2: the attribute.
+	if err := v.setAttr(n, &d, want); err != nil {
+		return err
+	}
+
+	// R5: inputDrvs re-keyed.
+	d.InputDrvs = make([]aterm.InputDrv, len(n.drv.InputDrvs))
+	resorted := false
+	for k, in := range n.drv.InputDrvs {
+		d.InputDrvs[k] = aterm.InputDrv{Path: v.drvPath(n.inputs[k]), Outputs: in.Outputs}
+		if d.InputDrvs[k].Path != in.Path {
+			resorted = true
+		}
+	}
+	if resorted {
+		slices.SortFunc(d.InputDrvs, func(a, b aterm.InputDrv) int { return strings.Compare(a.Path, b.Path) })
+	}
+
+	// R6/R7: outputs and hash-modulo.
+	vn := &v.nodes[i]
+	vn.outs = make([]string, len(d.Outputs))
+	for k, o := range d.Outputs {
+		vn.outs[k] = o.Path
+	}
+	hmInputs := func() []aterm.InputDrv {
+		return moduloInputs(n.drv, func(j int) [32]byte { return v.hmOf(n.inputs[j]) })
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	switch n.kind {
+	case kindInputAddressed:
+		ins := hmInputs()
+		*bp = aterm.AppendModulo((*bp)[:0], &d, true, ins)
+		masked := sha256.Sum256(*bp)
+		d.Outputs = slices.Clone(d.Outputs)
+		for k := range d.Outputs {
+			p := storepath.Output(c.storeDir, n.name, d.Outputs[k].Name, masked)
+			d.Outputs[k].Path = p
+			vn.outs[k] = p
+			setEnv(&d, d.Outputs[k].Name, p)
+		}
+		*bp = aterm.AppendModulo((*bp)[:0], &d, false, ins)
+		vn.hm = sha256.Sum256(*bp)
+	case kindFixed:
+		vn.hm = fixedHash(d.Outputs[0])
+	case kindImpure:
+		vn.hm = impureHash
+	default: // floating, deferred: outputs stay as they are
+		*bp = aterm.AppendModulo((*bp)[:0], &d, false, hmInputs())
+		vn.hm = sha256.Sum256(*bp)
+	}
+
+	// R8: the .drv path.
+	text := aterm.Append(make([]byte, 0, len(n.raw)+64), &d)
+	refs := make([]string, 0, len(d.InputSrcs)+len(d.InputDrvs))
+	refs = append(refs, d.InputSrcs...)
+	for _, in := range d.InputDrvs {
+		refs = append(refs, in.Path)
+	}
+	slices.Sort(refs)
+	refs = slices.Compact(refs)
+	vn.path = storepath.Text(c.storeDir, n.name+".drv", sha256.Sum256(text), refs)
+	vn.drv = &d
+	vn.text = text
+	return nil
+}
+
+// setEnv sets key in d.Env (sorted), copying the slice first.
+func setEnv(d *aterm.Derivation, key, value string) {
+	j, ok := d.EnvIndex(key)
+	env := make([]aterm.EnvVar, 0, len(d.Env)+1)
+	env = append(env, d.Env[:j]...)
+	if ok {
+		env = append(env, aterm.EnvVar{Key: key, Value: value})
+		env = append(env, d.Env[j+1:]...)
+	} else {
+		env = append(env, aterm.EnvVar{Key: key, Value: value})
+		env = append(env, d.Env[j:]...)
+	}
+	d.Env = env
+}
+
+// setAttr gives d the wanted attribute state (R2, R3).
+func (v *view) setAttr(n *node, d *aterm.Derivation, want attrState) error {
+	if n.structured {
+		j, _ := d.EnvIndex("__json")
+		js := d.Env[j].Value
+		var err error
+		if want.present {
+			js, err = structattrs.Set(js, v.attr, want.value)
+		} else {
+			js, _, err = structattrs.Remove(js, v.attr)
+		}
+		if err != nil {
+			return fmt.Errorf("rewrite %s: %v", n.path, err)
+		}
+		if js != d.Env[j].Value {
+			setEnv(d, "__json", js)
+		}
+		return nil
+	}
+	j, ok := d.EnvIndex(v.attr)
+	switch {
+	case want.present && (!ok || d.Env[j].Value != want.value):
+		if n.drv.HasOutput(v.attr) {
+			return fmt.Errorf("rewrite %s: the attribute %s is also an output name", n.path, v.attr)
+		}
+		setEnv(d, v.attr, want.value)
+	case !want.present && ok:
+		env := make([]aterm.EnvVar, 0, len(d.Env)-1)
+		env = append(env, d.Env[:j]...)
+		d.Env = append(env, d.Env[j+1:]...)
+	}
+	return nil
+}
+
+// Rewrite computes the closure Nix would have produced had every poisoned
+// derivation carried its serial attribute (DESIGN §5, REWRITE.md).
+//
+// Every derivation is first canonicalised (the attribute removed, with the
+// effect propagated downstream), its serial looked up by its canonical
+// .drv and output base names, then the attribute is set to the serial (or
+// left out for serial 0). Derivations whose result equals the original
+// keep their paths and are not re-serialised.
+func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
+	lk := opts.Lock
+	if lk == nil {
+		lk = lock.New(lock.Source{}, lock.DefaultEnv)
+	}
+	attr := lk.Env
+	if attr == "" {
+		attr = lock.DefaultEnv
+	}
+	if lk.Store() != c.storeDir && (len(lk.Derivations) > 0 || len(lk.Outputs) > 0) {
+		return nil, fmt.Errorf("rewrite: the lock is for store %s but the derivations are in %s", lk.Store(), c.storeDir)
+	}
+	n := len(c.nodes)
+	cur := make([]attrState, n)
+	anyAttr := false
+	for i := range c.nodes {
+		s, err := c.attrOf(int32(i), attr)
+		if err != nil {
+			return nil, fmt.Errorf("rewrite: %v", err)
+		}
+		cur[i] = s
+		anyAttr = anyAttr || s.present
+	}
+
+	// Canonical view: every attribute removed.
+	canon := &view{c: c, attr: attr, nodes: make([]vnode, n)}
+	if anyAttr {
+		propagate(c, canon, func(i int32) bool { return cur[i].present })
+		if err := canon.run(ctx, func(int32) attrState { return attrState{} }); err != nil {
+			return nil, err
+		}
+	}
+
+	// Serials by canonical paths.
+	serials := make([]int, n)
+	byName := make([]bool, n)
+	var outBases []string
+	for i := range c.nodes {
+		nd := &c.nodes[i]
+		outBases = outBases[:0]
+		for k := range nd.drv.Outputs {
+			if p := canon.outPath(int32(i), k); p != "" {
+				outBases = append(outBases, p[len(c.storeDir)+1:])
+			}
+		}
+		s := lk.Serial(canon.drvPath(int32(i))[len(c.storeDir)+1:], outBases)
+		if opts.ByName {
+			if ns := lk.NameSerial(nd.name); ns > s {
+				s, byName[i] = ns, true
+			}
+		}
+		serials[i] = s
+	}
+
+	final := &view{c: c, attr: attr, nodes: make([]vnode, n)}
+	propagate(c, final, func(i int32) bool { return c.wanted(i, serials[i]) != cur[i] })
+	if err := final.run(ctx, func(i int32) attrState { return c.wanted(i, serials[i]) }); err != nil {
+		return nil, err
+	}
+
+	res := &Result{
+		DrvPaths: make(map[string]string, n),
+		OutPaths: make(map[string]string, n),
+	}
+	for _, r := range c.roots {
+		res.Roots = append(res.Roots, final.drvPath(r))
+	}
+	for i := range c.nodes {
+		nd := &c.nodes[i]
+		res.DrvPaths[nd.path] = final.drvPath(int32(i))
+		for k, o := range nd.drv.Outputs {
+			if o.Path != "" {
+				res.OutPaths[o.Path] = final.outPath(int32(i), k)
+			}
+		}
+	}
+	for _, i := range c.order {
+		nd := &c.nodes[i]
+		vn := &final.nodes[i]
+		if serials[i] > 0 {
+			p := Poison{
+				DrvPath:          nd.path,
+				CanonicalDrvPath: canon.drvPath(i),
+				NewDrvPath:       final.drvPath(i),
+				Name:             nd.name,
+				Serial:           serials[i],
+				ByName:           byName[i],
+				FixedOutput:      nd.kind == kindFixed,
+			}
+			res.Poisoned = append(res.Poisoned, p)
+			if p.FixedOutput && opts.Warn != nil {
+				opts.Warn(Warning{DrvPath: nd.path, Message: fmt.Sprintf(
+					"fixed-output derivation %s poisoned with serial %d: its output path does not change, so nothing will rebuild; delete the path %s from the store and fetch it again",
+					nd.path, serials[i], nd.drv.Outputs[0].Path)})
+			}
+		}
+		if !vn.changed {
+			continue
+		}
+		refs := make([]string, 0, len(vn.drv.InputSrcs)+len(vn.drv.InputDrvs))
+		refs = append(refs, vn.drv.InputSrcs...)
+		for _, in := range vn.drv.InputDrvs {
+			refs = append(refs, in.Path)
+		}
+		slices.Sort(refs)
+		outs := make(map[string]string, len(vn.outs))
+		for k, o := range vn.drv.Outputs {
+			outs[o.Name] = vn.outs[k]
+		}
+		res.Changed = append(res.Changed, Drv{
+			Path:       vn.path,
+			OldPath:    nd.path,
+			Name:       nd.name,
+			ATerm:      vn.text,
+			References: slices.Compact(refs),
+			Outputs:    outs,
+		})
+	}
+	return res, nil
+}
+
+// propagate marks self-changed nodes and everything depending on them.
+func propagate(c *Closure, v *view, self func(int32) bool) {
+	for _, i := range c.order {
+		ch := self(i)
+		if !ch {
+			c.edges(&c.nodes[i], func(x int32) { ch = ch || v.nodes[x].changed })
+		}
+		v.nodes[i].changed = ch
+	}
+}
