@@ -120,6 +120,10 @@ func (f *fixture) lock(t *testing.T, s lockSpec) *lock.File {
 	for n, v := range s.names {
 		lk.Names[n] = v
 	}
+	// Entries for derivations outside the closure change nothing.
+	lk.Derivations["00000000000000000000000000000000-absent.drv"] = 3
+	lk.Outputs["00000000000000000000000000000000-absent"] = 4
+	lk.Names["absent-name"] = 5
 	if err := lk.Validate(); err != nil {
 		t.Fatal(err)
 	}
