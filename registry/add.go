@@ -158,7 +158,7 @@ func Add(ctx context.Context, dir string, opts AddOptions) (string, error) {
 		return "", err
 	}
 	abs := filepath.Join(dir, filepath.FromSlash(dirRel))
-	if err := os.MkdirAll(abs, 0o755); err != nil {
+	if err := mkdirInside(dir, dirRel); err != nil {
 		return "", fmt.Errorf("add: %w", err)
 	}
 	for n := 1; n < 100; n++ {
@@ -176,6 +176,30 @@ func Add(ctx context.Context, dir string, opts AddOptions) (string, error) {
 		return path.Join(dirRel, name), nil
 	}
 	return "", fmt.Errorf("add: %s/%s-*.toml: 99 entries with this name exist; pass --slug", dirRel, stem)
+}
+
+// mkdirInside creates the slash-separated directory rel under root,
+// refusing to follow a symlink on the way: nothing in a registry can make
+// poison write outside it.
+func mkdirInside(root, rel string) error {
+	cur := root
+	for _, part := range strings.Split(rel, "/") {
+		cur = filepath.Join(cur, part)
+		fi, err := os.Lstat(cur)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			if err := os.Mkdir(cur, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				return err
+			}
+		case err != nil:
+			return err
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return fmt.Errorf("%s is a symlink; entries must be plain directories inside the registry (remove the link)", cur)
+		case !fi.IsDir():
+			return fmt.Errorf("%s is not a directory", cur)
+		}
+	}
+	return nil
 }
 
 // createExclusive writes data to a temporary file and links it to name,

@@ -134,6 +134,20 @@ outputs = ["` + outB + `", "` + outBd + `"]
 		t.Fatalf("registry after failures: %v entries, %v", r, err)
 	}
 
+	// A symlinked directory on the way is refused, nothing written outside.
+	outside := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(dir, "entries/2027")); err != nil {
+		t.Fatal(err)
+	}
+	o = base
+	o.Paths, o.Date, o.Now = []string{drvA}, time.Date(2027, 1, 5, 0, 0, 0, 0, time.UTC), time.Date(2027, 1, 5, 0, 0, 0, 0, time.UTC)
+	if _, err := registry.Add(ctx, dir, o); err == nil || !strings.Contains(err.Error(), "entries/2027 is a symlink") {
+		t.Errorf("add through a symlink: %v", err)
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Errorf("add wrote outside the registry: %v", ents)
+	}
+
 	// Not a registry.
 	if _, err := registry.Add(ctx, t.TempDir(), base); !errors.Is(err, registry.ErrNotRegistry) {
 		t.Errorf("add outside a registry: %v", err)
