@@ -181,3 +181,50 @@ func refersTo(n graphgen.Node, i int) bool {
 	}
 	return false
 }
+
+// TestBenchShape checks the benchmark shape of issue 3 on a small sample:
+// every .drv 2–10 KB, 3–15 inputs, 40 layers, all kinds present.
+func TestBenchShape(t *testing.T) {
+	nixtest.Need(t)
+	p := graphgen.Bench(1, 400)
+	g, err := graphgen.Generate(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "graph.nix")
+	if err := os.WriteFile(file, g.Expr(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	paths, err := graphgen.Eval(context.Background(), nixtest.Environ(), file, "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[graphgen.Kind]bool{}
+	for _, n := range g.Nodes {
+		kinds[n.Kind] = true
+		fi, err := os.Stat(paths[n.Attr].Drv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() < 2000 || fi.Size() > 10240 {
+			t.Errorf("%s: %d bytes, want 2–10 KB", n.Attr, fi.Size())
+		}
+		if n.Layer > 0 && (len(n.Refs) < 3 || len(n.Refs) > 15+3) { // +3: a twin pair's common dependent
+			t.Errorf("%s: %d references, want 3–15", n.Attr, len(n.Refs))
+		}
+		for _, r := range n.Refs {
+			if r.Kind == graphgen.RefDrvPath {
+				t.Errorf("%s: drvPath reference in the benchmark shape (breaks --readonly-mode)", n.Attr)
+			}
+		}
+	}
+	if last := g.Nodes[len(g.Nodes)-1].Layer; last != 39 {
+		t.Errorf("deepest layer %d, want 39", last)
+	}
+	if len(kinds) != 6 {
+		t.Errorf("kinds %v, want all six", kinds)
+	}
+	if n, down := g.Deep(); n < 0 || down < len(g.Nodes)/2 {
+		t.Errorf("Deep() = %d with %d downstream, want a node upstream of most of the graph", n, down)
+	}
+}
