@@ -153,6 +153,12 @@ func (s *scanner) keyValue(prefix string) bool {
 	}
 	path := join(prefix, k)
 	s.out[path] = start
+	// A dotted key also defines its parents (a.b = 1 defines a).
+	for i := strings.LastIndexByte(path, '.'); i > len(prefix); i = strings.LastIndexByte(path[:i], '.') {
+		if _, ok := s.out[path[:i]]; !ok {
+			s.out[path[:i]] = start
+		}
+	}
 	s.skip(false)
 	if s.eof() || s.src[s.i] != '=' {
 		return false
