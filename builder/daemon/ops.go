@@ -309,39 +309,68 @@ func (c *Conn) writeFramed(data []byte) {
 // transport failure is returned as err.
 func (c *Conn) AddTexts(ctx context.Context, texts []Text) (paths []string, errs []error, err error) {
 	paths = make([]string, len(texts))
-	errs = make([]error, len(texts))
-	err = c.run(ctx, "AddToStore", func() error {
+	errs, err = c.pipeline(ctx, "AddToStore", len(texts), func(i int) {
+		c.writeAddText(texts[i])
+		c.writeFramed(texts[i].Content)
+	}, func(i int) error {
+		info := PathInfo{}
+		p, err := c.readString()
+		if err != nil {
+			return err
+		}
+		paths[i] = p
+		return c.readPathInfo(&info)
+	})
+	return paths, errs, err
+}
+
+// AddTempRoots is AddTempRoot for many paths, pipelined.
+func (c *Conn) AddTempRoots(ctx context.Context, paths []string) error {
+	errs, err := c.pipeline(ctx, "AddTempRoot", len(paths), func(i int) {
+		c.writeU64(opAddTempRoot)
+		c.writeString(paths[i])
+	}, func(int) error {
+		_, err := c.readU64()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}
+
+// pipeline sends n requests (written by req) from one goroutine while
+// this one reads the n replies (stderr loop, then reply). A daemon error
+// for request i lands in errs[i]; a transport failure ends the batch.
+func (c *Conn) pipeline(ctx context.Context, op string, n int, req func(i int), reply func(i int) error) (errs []error, err error) {
+	errs = make([]error, n)
+	err = c.run(ctx, op, func() error {
 		werr := make(chan error, 1)
 		go func() {
-			for _, t := range texts {
-				c.writeAddText(t)
-				c.writeFramed(t.Content)
+			for i := range n {
+				req(i)
 			}
 			werr <- c.flush()
 		}()
-		for i := range texts {
-			err := c.processStderr("AddToStore", nil)
+		for i := range n {
+			err := c.processStderr(op, nil)
 			var de *Error
 			if errors.As(err, &de) {
 				errs[i] = err
 				continue
 			}
 			if err == nil {
-				info := PathInfo{}
-				if info.Path, err = c.readString(); err == nil {
-					err = c.readPathInfo(&info)
-				}
-				paths[i] = info.Path
+				err = reply(i)
 			}
 			if err != nil {
-				c.rwc.Close()
+				c.rwc.Close() // unblock the writer
 				<-werr
 				return err
 			}
 		}
 		return <-werr
 	})
-	return paths, errs, err
+	return errs, err
 }
 
 // BuildPathsWithResults builds targets (DerivedPaths such as
