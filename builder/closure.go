@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"unsafe"
@@ -56,6 +58,11 @@ type Closure struct {
 	index    map[string]int32 // .drv path → node
 	order    []int32          // topological: inputs first
 	pos      []int32          // node → position in order
+
+	// shared lists the owners of output hash parts that several members
+	// have (twins: same outputs, different .drv paths, e.g. built from two
+	// fixed-output derivations with the same result).
+	shared map[string][]int32
 
 	hmMu   sync.Mutex
 	hm     [][32]byte // hash-modulo of the original derivations, computed lazily
@@ -337,6 +344,7 @@ func validate(storeDir string, n *node) error {
 // them are no edges.
 func (c *Closure) findMentions(ctx context.Context) error {
 	owners := make(map[string]int32, len(c.nodes)*2)
+	c.shared = make(map[string][]int32)
 	for i := range c.nodes {
 		n := &c.nodes[i]
 		owners[n.hashPart] = int32(i)
@@ -344,9 +352,20 @@ func (c *Closure) findMentions(ctx context.Context) error {
 			continue
 		}
 		for _, o := range n.drv.Outputs {
-			if o.Path != "" {
-				owners[o.Path[len(c.storeDir)+1:][:storepath.HashLen]] = int32(i)
+			if o.Path == "" {
+				continue
 			}
+			h := o.Path[len(c.storeDir)+1:][:storepath.HashLen]
+			if prev, ok := owners[h]; ok && prev != int32(i) {
+				if len(c.shared[h]) == 0 {
+					c.shared[h] = []int32{prev}
+				}
+				if !slices.Contains(c.shared[h], int32(i)) {
+					c.shared[h] = append(c.shared[h], int32(i))
+				}
+				continue
+			}
+			owners[h] = int32(i)
 		}
 	}
 	p := pool.New().WithMaxGoroutines(c.par).WithContext(ctx).WithCancelOnError().WithFirstError()
@@ -358,7 +377,7 @@ func (c *Closure) findMentions(ctx context.Context) error {
 				return err
 			}
 			for i := start; i < end; i++ {
-				c.nodes[i].mentions = mentionsOf(&c.nodes[i], int32(i), owners)
+				c.nodes[i].mentions = mentionsOf(&c.nodes[i], int32(i), owners, c.shared)
 			}
 			return nil
 		})
@@ -366,16 +385,27 @@ func (c *Closure) findMentions(ctx context.Context) error {
 	return p.Wait()
 }
 
-func mentionsOf(n *node, self int32, owners map[string]int32) []int32 {
+func mentionsOf(n *node, self int32, owners map[string]int32, shared map[string][]int32) []int32 {
 	var out []int32
-	add := func(w string) {
-		if o, ok := owners[w]; ok && o != self {
-			for _, x := range out {
-				if x == o {
-					return
-				}
-			}
+	add1 := func(o int32) {
+		if o != self && !slices.Contains(out, o) {
 			out = append(out, o)
+		}
+	}
+	own := func(w string) bool {
+		for _, o := range n.drv.Outputs {
+			if o.Path != "" && strings.HasPrefix(o.Path[len(o.Path)-len(path.Base(o.Path)):], w) {
+				return true
+			}
+		}
+		return false
+	}
+	add := func(w string) {
+		if o, ok := owners[w]; ok && !own(w) {
+			add1(o)
+			for _, o := range shared[w] {
+				add1(o)
+			}
 		}
 	}
 	d := n.drv
@@ -384,7 +414,10 @@ func mentionsOf(n *node, self int32, owners map[string]int32) []int32 {
 		refscan.Each(a, add)
 	}
 	for _, e := range d.Env {
-		refscan.Each(e.Value, add)
+		if !d.HasOutput(e.Key) { // recomputed, never rewritten
+			refscan.Each(e.Key, add)
+			refscan.Each(e.Value, add)
+		}
 	}
 	for _, s := range d.InputSrcs {
 		refscan.Each(s, add)

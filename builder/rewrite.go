@@ -19,6 +19,7 @@ import (
 type vnode struct {
 	changed bool
 	path    string   // new .drv path
+	name    string   // new derivation name (changes if it contains a hash part)
 	outs    []string // new output paths, aligned with drv.Outputs
 	hm      [32]byte // hash-modulo of the rewritten derivation
 	drv     *aterm.Derivation
@@ -132,24 +133,50 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 
 	// R4: hash parts and placeholders of changed dependencies.
 	var r refscan.Replacer
+	var shared []string
 	c.edges(n, func(x int32) {
 		if !v.nodes[x].changed {
 			return
 		}
 		xn := &c.nodes[x]
 		newDrv := v.nodes[x].path
-		newHash := newDrv[len(c.storeDir)+1:][:storepath.HashLen]
+		newHash := c.hashOf(newDrv)
 		r.Add(xn.hashPart, newHash)
 		for k, o := range xn.drv.Outputs {
 			if o.Path != "" {
-				r.Add(o.Path[len(c.storeDir)+1:][:storepath.HashLen], v.nodes[x].outs[k][len(c.storeDir)+1:][:storepath.HashLen])
+				h := c.hashOf(o.Path)
+				if _, ok := c.shared[h]; ok {
+					shared = append(shared, h)
+				} else {
+					r.Add(h, c.hashOf(v.nodes[x].outs[k]))
+				}
 			}
 			if xn.deferred {
 				r.Add(storepath.DownstreamPlaceholder(xn.hashPart, xn.name, o.Name)[1:],
-					storepath.DownstreamPlaceholder(newHash, xn.name, o.Name)[1:])
+					storepath.DownstreamPlaceholder(newHash, v.nodes[x].name, o.Name)[1:])
 			}
 		}
 	})
+	slices.Sort(shared)
+	for _, h := range slices.Compact(shared) {
+		if !textContains(n, h) {
+			continue // nothing to decide
+		}
+		nh, err := v.resolveShared(n, h)
+		if err != nil {
+			return err
+		}
+		r.Add(h, nh)
+	}
+	// A name that contains a hash part changes with it (the name is
+	// computed from the same string Nix re-evaluates).
+	name := n.name
+	if r.Len() > 0 {
+		name, _ = r.Replace(name)
+		if err := storepath.CheckName(name + ".drv"); err != nil {
+			return fmt.Errorf("rewrite %s: new name: %v", n.path, err)
+		}
+	}
 	if r.Len() > 0 {
 		d.Builder, _ = r.Replace(d.Builder)
 		argsCopied := false
@@ -162,18 +189,34 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 				d.Args[k] = na
 			}
 		}
-		envCopied := false
+		envCopied, keysChanged := false, false
 		for k, e := range d.Env {
 			if d.HasOutput(e.Key) {
 				continue // recomputed below
 			}
-			if nv, ok := r.Replace(e.Value); ok {
-				if !envCopied {
-					d.Env = slices.Clone(d.Env)
-					envCopied = true
-				}
-				d.Env[k].Value = nv
+			nv, okv := r.Replace(e.Value)
+			nk, okk := r.Replace(e.Key)
+			if !okv && !okk {
+				continue
 			}
+			if !envCopied {
+				d.Env = slices.Clone(d.Env)
+				envCopied = true
+			}
+			if okv && e.Key == "__json" {
+				// A hash part inside an object key moves the member to
+				// its new sorted place.
+				sorted, err := structattrs.SortObjects(nv)
+				if err != nil {
+					return fmt.Errorf("rewrite %s: %v", n.path, err)
+				}
+				nv = sorted
+			}
+			d.Env[k] = aterm.EnvVar{Key: nk, Value: nv}
+			keysChanged = keysChanged || okk
+		}
+		if keysChanged {
+			slices.SortStableFunc(d.Env, func(a, b aterm.EnvVar) int { return strings.Compare(a.Key, b.Key) })
 		}
 		srcsChanged := false
 		srcs := slices.Clone(d.InputSrcs)
@@ -225,7 +268,7 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 		masked := sha256.Sum256(*bp)
 		d.Outputs = slices.Clone(d.Outputs)
 		for k := range d.Outputs {
-			p := storepath.Output(c.storeDir, n.name, d.Outputs[k].Name, masked)
+			p := storepath.Output(c.storeDir, name, d.Outputs[k].Name, masked)
 			d.Outputs[k].Path = p
 			vn.outs[k] = p
 			setEnv(&d, d.Outputs[k].Name, p)
@@ -250,10 +293,96 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 	}
 	slices.Sort(refs)
 	refs = slices.Compact(refs)
-	vn.path = storepath.Text(c.storeDir, n.name+".drv", sha256.Sum256(text), refs)
+	vn.path = storepath.Text(c.storeDir, name+".drv", sha256.Sum256(text), refs)
+	vn.name = name
 	vn.drv = &d
 	vn.text = text
 	return nil
+}
+
+// textContains reports whether the rewritable text of n contains h.
+func textContains(n *node, h string) bool {
+	d := n.drv
+	if strings.Contains(n.name, h) || strings.Contains(d.Builder, h) {
+		return true
+	}
+	for _, a := range d.Args {
+		if strings.Contains(a, h) {
+			return true
+		}
+	}
+	for _, e := range d.Env {
+		if !d.HasOutput(e.Key) && (strings.Contains(e.Value, h) || strings.Contains(e.Key, h)) {
+			return true
+		}
+	}
+	for _, src := range d.InputSrcs {
+		if strings.Contains(src, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// hashOf returns the hash part of a store path.
+func (c *Closure) hashOf(p string) string { return p[len(c.storeDir)+1:][:storepath.HashLen] }
+
+// resolveShared decides what an output hash part shared by twins (several
+// members with the same output path) becomes in derivation n: the owners
+// must agree, or n's inputDrvs must say which twin provides it. Otherwise
+// the origin is undecidable and the rewrite fails closed.
+func (v *view) resolveShared(n *node, h string) (string, error) {
+	c := v.c
+	owners := c.shared[h]
+	valueOf := func(o int32, outName string) (string, bool) {
+		for k, out := range c.nodes[o].drv.Outputs {
+			if out.Path != "" && c.hashOf(out.Path) == h && (outName == "" || out.Name == outName) {
+				return c.hashOf(v.outPath(o, k)), true
+			}
+		}
+		return "", false
+	}
+	agree := func(vals []string) (string, bool) {
+		if len(vals) == 0 {
+			return "", false
+		}
+		for _, x := range vals[1:] {
+			if x != vals[0] {
+				return "", false
+			}
+		}
+		return vals[0], true
+	}
+	var all []string
+	for _, o := range owners {
+		if x, ok := valueOf(o, ""); ok {
+			all = append(all, x)
+		}
+	}
+	if x, ok := agree(all); ok {
+		return x, nil
+	}
+	var cands []string
+	for j, in := range n.drv.InputDrvs {
+		t := n.inputs[j]
+		if !slices.Contains(owners, t) {
+			continue
+		}
+		for _, o := range in.Outputs {
+			if x, ok := valueOf(t, o); ok {
+				cands = append(cands, x)
+			}
+		}
+	}
+	if x, ok := agree(cands); ok {
+		return x, nil
+	}
+	var names []string
+	for _, o := range owners {
+		names = append(names, c.nodes[o].path)
+	}
+	return "", fmt.Errorf("rewrite %s: it refers to an output hash %s that derivations %s share and that changes for only some of them; which one it means cannot be decided, so poison refuses to guess (poison all of them, or none)",
+		n.path, h, strings.Join(names, ", "))
 }
 
 // setEnv sets key in d.Env (sorted), copying the slice first.
@@ -425,7 +554,7 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 		res.Changed = append(res.Changed, Drv{
 			Path:       vn.path,
 			OldPath:    nd.path,
-			Name:       nd.name,
+			Name:       vn.name,
 			ATerm:      vn.text,
 			References: slices.Compact(refs),
 			Outputs:    outs,

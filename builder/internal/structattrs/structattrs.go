@@ -9,6 +9,7 @@ package structattrs
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -285,4 +286,122 @@ func Quote(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+// SortObjects returns js with the members of every object, at any depth,
+// in bytewise order of their decoded keys, as Nix writes attribute sets.
+// Values are copied verbatim; only member order changes. It is used after a
+// hash part inside a key was replaced.
+func SortObjects(js string) (string, error) {
+	out, end, err := sortValue(js, 0)
+	if err != nil {
+		return "", err
+	}
+	if end != len(js) {
+		return "", errors.New("__json: trailing data after the value")
+	}
+	return out, nil
+}
+
+// sortValue returns the sorted text of the value at js[i] and its end.
+func sortValue(js string, i int) (string, int, error) {
+	if i >= len(js) {
+		return "", 0, errors.New("__json: missing value")
+	}
+	switch js[i] {
+	case '{':
+		type kv struct{ key, text string }
+		var ms []kv
+		changed := false
+		j := i + 1
+		if j < len(js) && js[j] == '}' {
+			return js[i : j+1], j + 1, nil
+		}
+		for {
+			if j >= len(js) || js[j] != '"' {
+				return "", 0, fmt.Errorf("__json offset %d: expected a key", j)
+			}
+			ke, err := skipString(js, j)
+			if err != nil {
+				return "", 0, err
+			}
+			key, err := decodeString(js[j:ke])
+			if err != nil {
+				return "", 0, err
+			}
+			if ke >= len(js) || js[ke] != ':' {
+				return "", 0, fmt.Errorf("__json offset %d: expected ':'", ke)
+			}
+			val, ve, err := sortValue(js, ke+1)
+			if err != nil {
+				return "", 0, err
+			}
+			if val != js[ke+1:ve] {
+				changed = true
+			}
+			if len(ms) > 0 && ms[len(ms)-1].key > key {
+				changed = true
+			}
+			ms = append(ms, kv{key, js[j:ke+1] + val})
+			if ve >= len(js) {
+				return "", 0, errors.New("__json: unterminated object")
+			}
+			if js[ve] == '}' {
+				if !changed {
+					return js[i : ve+1], ve + 1, nil
+				}
+				sort.SliceStable(ms, func(a, b int) bool { return ms[a].key < ms[b].key })
+				var b strings.Builder
+				b.WriteByte('{')
+				for k, m := range ms {
+					if k > 0 {
+						b.WriteByte(',')
+					}
+					b.WriteString(m.text)
+				}
+				b.WriteByte('}')
+				return b.String(), ve + 1, nil
+			}
+			if js[ve] != ',' {
+				return "", 0, fmt.Errorf("__json offset %d: expected ',' or '}'", ve)
+			}
+			j = ve + 1
+		}
+	case '[':
+		var elems []string
+		changed := false
+		j := i + 1
+		if j < len(js) && js[j] == ']' {
+			return js[i : j+1], j + 1, nil
+		}
+		for {
+			val, ve, err := sortValue(js, j)
+			if err != nil {
+				return "", 0, err
+			}
+			if val != js[j:ve] {
+				changed = true
+			}
+			elems = append(elems, val)
+			if ve >= len(js) {
+				return "", 0, errors.New("__json: unterminated array")
+			}
+			if js[ve] == ']' {
+				if !changed {
+					return js[i : ve+1], ve + 1, nil
+				}
+				return "[" + strings.Join(elems, ",") + "]", ve + 1, nil
+			}
+			if js[ve] != ',' {
+				return "", 0, fmt.Errorf("__json offset %d: expected ',' or ']'", ve)
+			}
+			j = ve + 1
+		}
+	default:
+		end, err := skipValue(js, i)
+		if err != nil {
+			return "", 0, err
+		}
+		return js[i:end], end, nil
+	}
 }
