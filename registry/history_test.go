@@ -12,6 +12,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/poison-nix/poison/registry"
+	"github.com/poison-nix/poison/registry/internal/gen"
 )
 
 // histRepo is a real git repository in a temporary directory.
@@ -270,5 +271,41 @@ func TestTreeFS(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), entB+": is a symlink") {
 		t.Fatalf("symlink not reported: %v", err)
+	}
+}
+
+// TestCheckHistoryGenerated checks a longer history: 200 generated
+// commits are clean; one deletion among later commits is found and named.
+func TestCheckHistoryGenerated(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := gen.WriteHistory(ctx, dir, 7, 200); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := registry.OpenGitRepo(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps, err := registry.CheckHistory(ctx, repo, "HEAD~200", "HEAD"); err != nil || len(ps) != 0 {
+		t.Fatalf("clean history: %v, %v", ps, err)
+	}
+	h := &histRepo{t: t, dir: dir, repo: repo, n: 1000}
+	h.wt, err = repo.Worktree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim, _ := gen.Entry(7, 42)
+	h.write("entries/new/a.toml", "a")
+	h.commit("add a")
+	h.remove(victim)
+	h.commit("drop 42")
+	h.write("entries/new/b.toml", "b")
+	h.commit("add b")
+	ps, err := registry.CheckHistory(ctx, repo, "HEAD~203", "HEAD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 || ps[0].Path != victim || !strings.Contains(ps[0].Message, `("drop 42")`) {
+		t.Fatalf("problems = %v", ps)
 	}
 }
