@@ -1,0 +1,147 @@
+package builder_test
+
+import (
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/poison-nix/poison/builder"
+	"github.com/poison-nix/poison/builder/daemon"
+	"github.com/poison-nix/poison/builder/daemon/daemontest"
+)
+
+// TestBuildPoisoned: the original graph is built, then node b is poisoned:
+// exactly b and what depends on it (c, top) run again, seen from the log
+// the builders write outside the store. In both modes.
+func TestBuildPoisoned(t *testing.T) {
+	d := daemontest.Start(t)
+	for _, perDrv := range []bool{false, true} {
+		name := map[bool]string{false: "default", true: "per-derivation"}[perDrv]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			g, res := rewriteGraph(t, daemontest.WorldDir(t), "b")
+			ctx := daemontest.Context(t, time.Minute)
+			p := daemon.NewPool(d.URI(), offlineOpts(), 3)
+			defer p.Close()
+			opts := builder.BuildOptions{PerDerivation: perDrv, Jobs: 2}
+			rep, err := builder.Build(ctx, p, []string{g.Drvs["top"]}, opts)
+			if err != nil || rep.Failed() {
+				t.Fatalf("build original: %+v, %v", rep, err)
+			}
+			if got := sorted(g.Ran(t)); !slices.Equal(got, []string{"a", "b", "c", "d", "top"}) {
+				t.Fatalf("original build ran %v", got)
+			}
+			os.WriteFile(g.Log, nil, 0o666)
+
+			if err := builder.WritePool(ctx, p, res, 2); err != nil {
+				t.Fatal(err)
+			}
+			opts.Drvs = res.Changed
+			var plan *daemon.Missing
+			opts.OnPlan = func(m *daemon.Missing) { plan = m }
+			rep, err = builder.Build(ctx, p, res.Roots, opts)
+			if err != nil || rep.Failed() {
+				t.Fatalf("build poisoned: %+v, %v", rep, err)
+			}
+			if got := sorted(g.Ran(t)); !slices.Equal(got, []string{"b", "c", "top"}) {
+				t.Errorf("poisoned build ran %v, want [b c top]", got)
+			}
+			if plan == nil || len(plan.WillBuild) != 3 {
+				t.Errorf("plan %+v, want 3 to build", plan)
+			}
+			newTop := rep.Roots[0]
+			if newTop.DrvPath != res.Roots[0] || newTop.Outputs["out"] == "" || newTop.Outputs["out"] == res.OutPaths[""] {
+				t.Errorf("root result %+v", newTop)
+			}
+			for old, nw := range res.OutPaths {
+				if old != nw && newTop.Outputs["out"] == old {
+					t.Errorf("top output %s not rewritten", old)
+				}
+			}
+			if perDrv && len(rep.Derivations) != 3 {
+				t.Errorf("%d per-derivation results, want 3", len(rep.Derivations))
+			}
+		})
+	}
+}
+
+// TestBuildFailure: a failing builder gives PermanentFailure (exit 100),
+// its log in the message, and (per-derivation, keep-going) the branch
+// that does not depend on it still builds.
+func TestBuildFailure(t *testing.T) {
+	d := daemontest.Start(t)
+	tests := []struct {
+		name      string
+		perDrv    bool
+		keepGoing bool
+		wantRan   []string
+	}{
+		{"default", false, false, nil},
+		{"per-derivation keep-going", true, true, []string{"a", "b", "d"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			g := daemontest.Instantiate(t, daemontest.WorldDir(t), daemontest.GraphArgs{Fail: "b"})
+			ctx := daemontest.Context(t, time.Minute)
+			p := daemon.NewPool(d.URI(), offlineOpts(), 3)
+			defer p.Close()
+			rep, err := builder.Build(ctx, p, []string{g.Drvs["top"]}, builder.BuildOptions{PerDerivation: tt.perDrv, KeepGoing: tt.keepGoing, Jobs: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.Failed() {
+				t.Fatal("build of a failing graph succeeded")
+			}
+			var statuses []daemon.BuildStatus
+			for _, r := range append(rep.Roots, rep.Derivations...) {
+				statuses = append(statuses, r.Status)
+			}
+			if tt.perDrv {
+				if got := builder.ExitStatus(statuses, 0); got != 100 {
+					t.Errorf("exit status %d, want 100 (statuses %v)", got, statuses)
+				}
+			} else if rep.Roots[0].Status != daemon.DependencyFailed || builder.ExitStatus(statuses, 4) != 100 || builder.ExitStatus(statuses, 0) != 1 {
+				t.Errorf("default mode root %+v", rep.Roots[0])
+			}
+			if tt.wantRan != nil {
+				if got := sorted(g.Ran(t)); !slices.Equal(got, tt.wantRan) {
+					t.Errorf("ran %v, want %v", got, tt.wantRan)
+				}
+			}
+			if ran := g.Ran(t); slices.Contains(ran, "c") || slices.Contains(ran, "top") {
+				t.Errorf("dependents of the failure ran: %v", ran)
+			}
+		})
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	tests := []struct {
+		st    []daemon.BuildStatus
+		extra int
+		want  int
+	}{
+		{[]daemon.BuildStatus{daemon.Built, daemon.AlreadyValid}, 0, 0},
+		{[]daemon.BuildStatus{daemon.PermanentFailure}, 0, 100},
+		{[]daemon.BuildStatus{daemon.TimedOut}, 0, 101},
+		{[]daemon.BuildStatus{daemon.OutputRejected}, 0, 102},
+		{[]daemon.BuildStatus{daemon.NotDeterministic}, 0, 104},
+		{[]daemon.BuildStatus{daemon.TimedOut, daemon.PermanentFailure}, 0, 101},
+		{[]daemon.BuildStatus{daemon.MiscFailure}, 0, 1},
+		{[]daemon.BuildStatus{daemon.DependencyFailed}, builder.FailureBits("\x1b[31;1merror:\x1b[0m builder for '/nix/store/x.drv' failed with exit code 2"), 100},
+		{[]daemon.BuildStatus{daemon.DependencyFailed}, builder.FailureBits("building of '/nix/store/x.drv' timed out after 1 seconds"), 101},
+	}
+	for _, tt := range tests {
+		if got := builder.ExitStatus(tt.st, tt.extra); got != tt.want {
+			t.Errorf("ExitStatus(%v, %d) = %d, want %d", tt.st, tt.extra, got, tt.want)
+		}
+	}
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
