@@ -56,6 +56,9 @@ type Poison struct {
 	Serial           int
 	ByName           bool // the serial came from Lock.Names
 	FixedOutput      bool // poisoning it changes no output path
+	// Entries are the lock keys that carry the serial, sorted:
+	// "derivations/<base>", "outputs/<base>" or "names/<name>".
+	Entries []string
 }
 
 // Drv is one rewritten derivation ready to be added to a store.

@@ -479,6 +479,12 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 	serials := make([]int, n)
 	byName := make([]bool, n)
 	var outBases []string
+	canonName := func(i int32) string {
+		if canon.nodes[i].changed {
+			return canon.nodes[i].name
+		}
+		return c.nodes[i].name
+	}
 	for i := range c.nodes {
 		nd := &c.nodes[i]
 		outBases = outBases[:0]
@@ -489,11 +495,27 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 		}
 		s := lk.Serial(canon.drvPath(int32(i))[len(c.storeDir)+1:], outBases)
 		if opts.ByName {
-			if ns := lk.NameSerial(nd.name); ns > s {
+			if ns := lk.NameSerial(canonName(int32(i))); ns > s {
 				s, byName[i] = ns, true
 			}
 		}
 		serials[i] = s
+	}
+	entries := func(i int32) []string {
+		var es []string
+		if b := canon.drvPath(i)[len(c.storeDir)+1:]; lk.Derivations[b] == serials[i] {
+			es = append(es, "derivations/"+b)
+		}
+		for k := range c.nodes[i].drv.Outputs {
+			if p := canon.outPath(i, k); p != "" && lk.Outputs[p[len(c.storeDir)+1:]] == serials[i] {
+				es = append(es, "outputs/"+p[len(c.storeDir)+1:])
+			}
+		}
+		if opts.ByName && lk.NameSerial(canonName(i)) == serials[i] {
+			es = append(es, "names/"+canonName(i))
+		}
+		slices.Sort(es)
+		return slices.Compact(es)
 	}
 
 	final := &view{c: c, attr: attr, nodes: make([]vnode, n)}
@@ -530,6 +552,7 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 				Serial:           serials[i],
 				ByName:           byName[i],
 				FixedOutput:      nd.kind == kindFixed,
+				Entries:          entries(i),
 			}
 			res.Poisoned = append(res.Poisoned, p)
 			if p.FixedOutput && opts.Warn != nil {

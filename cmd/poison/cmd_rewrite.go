@@ -1,15 +1,243 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/poison-nix/poison/builder"
+	"github.com/poison-nix/poison/builder/daemon"
+	"github.com/poison-nix/poison/registry/lock"
 )
 
-// PLACEHOLDER: replaced by the owner of the 'rewrite' command.
+// rewriteOptions are the settings of one `poison rewrite`.
+type rewriteOptions struct {
+	lock     string
+	noWrite  bool
+	json     bool
+	stdin    bool
+	explain  bool
+	byName   bool
+	storeDir string
+	store    string
+	drvs     []string
+}
+
 func rewriteCommand() command {
-	c := command{name: "rewrite", summary: "(not yet implemented)", usage: ""}
+	c := command{
+		name:    "rewrite",
+		summary: "rewrite derivations with the serials of poison.lock and print the new .drv paths",
+		usage:   "[--lock FILE] [--no-write] [--json] [--stdin] [--explain] [--by-name] [--store URI] [--store-dir DIR] DRV...",
+	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
-		return errors.New("rewrite: not implemented yet")
+		var o rewriteOptions
+		fs := newFlags(e, &c)
+		fs.StringVar(&o.lock, "lock", "poison.lock", "lock file to take the serials from")
+		fs.BoolVar(&o.noWrite, "no-write", false, "compute the paths without adding the .drv files to the store")
+		fs.BoolVar(&o.json, "json", false, "print one JSON document instead of one path per line")
+		fs.BoolVar(&o.stdin, "stdin", false, "read the .drv paths from standard input, one per line")
+		fs.BoolVar(&o.explain, "explain", false, "say on stderr which derivations are poisoned, how many are rewritten, and old → new output paths")
+		fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
+		fs.StringVar(&o.store, "store", "auto", "store to add the rewritten .drv files to (daemon, unix://PATH, auto, ssh-ng://HOST, local?root=DIR)")
+		fs.StringVar(&o.storeDir, "store-dir", "", "logical store directory (default: the lock's, else /nix/store)")
+		if err := parseFlags(e, &c, fs, args); err != nil {
+			return err
+		}
+		o.drvs = fs.Args()
+		if o.stdin {
+			sc := bufio.NewScanner(e.stdin)
+			sc.Buffer(make([]byte, 64<<10), 1<<20)
+			for sc.Scan() {
+				if l := strings.TrimSpace(sc.Text()); l != "" {
+					o.drvs = append(o.drvs, l)
+				}
+			}
+			if err := sc.Err(); err != nil {
+				return fmt.Errorf("read standard input: %w", err)
+			}
+		}
+		if len(o.drvs) == 0 {
+			return &exitErr{code: exitUsage, err: errors.New("rewrite: no derivations given"), hint: "pass .drv paths as arguments or with --stdin"}
+		}
+		return runRewrite(ctx, e, o)
 	}
 	return c
+}
+
+func runRewrite(ctx context.Context, e *env, o rewriteOptions) error {
+	lockPath := o.lock
+	if !filepath.IsAbs(lockPath) {
+		lockPath = filepath.Join(e.dir, lockPath)
+	}
+	lk, err := lock.ReadFile(lockPath)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return withHint(fmt.Errorf("rewrite: no lock file %s", lockPath), "run 'poison resolve' first, or pass --lock FILE")
+		}
+		return fmt.Errorf("rewrite: %w", err)
+	}
+	commit := lk.Registry.Commit
+	if commit == "" {
+		commit = "unknown commit"
+	}
+	fmt.Fprintf(e.stderr, "poison: using lock %s (registry %s at %s)\n", o.lock, lk.Registry.URL, commit)
+
+	storeDir := o.storeDir
+	if storeDir == "" {
+		storeDir = lk.Store()
+	}
+	roots := make([]string, len(o.drvs))
+	for i, d := range o.drvs {
+		roots[i] = rootPath(e, storeDir, d)
+	}
+	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: storeDir}, roots)
+	if err != nil {
+		return err
+	}
+	res, err := builder.Rewrite(ctx, c, builder.Options{
+		Lock:   lk,
+		ByName: o.byName,
+		Warn: func(w builder.Warning) {
+			fmt.Fprintf(e.stderr, "poison: warning: %s\n", w.Message)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if o.explain {
+		explain(e.stderr, c, res)
+	}
+	if !o.noWrite && len(res.Changed) > 0 {
+		conn, err := daemon.Dial(ctx, o.store, daemon.Options{StoreDir: storeDir, SocketPath: e.getenv("NIX_DAEMON_SOCKET_PATH")})
+		if err != nil {
+			return withHint(fmt.Errorf("rewrite: connect to store %s: %w", o.store, err), "pass --store URI, or --no-write to only print the paths")
+		}
+		err = builder.Write(ctx, conn, res)
+		conn.Close()
+		if err != nil {
+			return fmt.Errorf("rewrite: %w", err)
+		}
+	}
+	w := bufio.NewWriter(e.stdout)
+	if o.json {
+		if err := writeRewriteJSON(w, roots, res); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range res.Roots {
+			w.WriteString(r)
+			w.WriteByte('\n')
+		}
+	}
+	return w.Flush()
+}
+
+// rootPath accepts what Nix tools print (path!output) and symlinks to
+// .drv files (gc roots), and returns the store path.
+func rootPath(e *env, storeDir, arg string) string {
+	if i := strings.LastIndexByte(arg, '!'); i > 0 && strings.HasSuffix(arg[:i], ".drv") {
+		arg = arg[:i]
+	}
+	if strings.HasPrefix(arg, storeDir+"/") {
+		return arg
+	}
+	p := arg
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(e.dir, p)
+	}
+	if r, err := filepath.EvalSymlinks(p); err == nil && strings.HasPrefix(r, storeDir+"/") {
+		return r
+	}
+	return arg // LoadClosure reports it
+}
+
+func explain(w io.Writer, c *builder.Closure, res *builder.Result) {
+	if len(res.Poisoned) == 0 {
+		fmt.Fprintf(w, "poison: no derivation of the %d in the closure is poisoned\n", c.Len())
+	}
+	for _, p := range res.Poisoned {
+		how := strings.Join(p.Entries, ", ")
+		fmt.Fprintf(w, "poison: poisoned %s: serial %d (lock %s)\n", p.Name, p.Serial, how)
+		fmt.Fprintf(w, "poison:   canonical %s\n", p.CanonicalDrvPath)
+		fmt.Fprintf(w, "poison:   rewritten %s\n", p.NewDrvPath)
+		if p.FixedOutput {
+			fmt.Fprintf(w, "poison:   fixed-output: its output path does not change\n")
+		}
+	}
+	poisoned := make(map[string]bool, len(res.Poisoned))
+	for _, p := range res.Poisoned {
+		poisoned[p.DrvPath] = true
+	}
+	down := 0
+	for _, d := range res.Changed {
+		if !poisoned[d.OldPath] {
+			down++
+		}
+	}
+	fmt.Fprintf(w, "poison: %d of %d derivations rewritten (%d downstream of poisoned ones)\n", len(res.Changed), c.Len(), down)
+	var olds []string
+	for old, nw := range res.OutPaths {
+		if old != nw {
+			olds = append(olds, old)
+		}
+	}
+	slices.Sort(olds)
+	for _, old := range olds {
+		fmt.Fprintf(w, "poison:   %s -> %s\n", old, res.OutPaths[old])
+	}
+}
+
+type rewriteJSON struct {
+	Roots    []rootJSON    `json:"roots"`
+	Poisoned []poisonJSON  `json:"poisoned"`
+	Changed  []changedJSON `json:"changed"`
+}
+
+type rootJSON struct {
+	DrvPath  string `json:"drvPath"`
+	Original string `json:"original"`
+}
+
+type poisonJSON struct {
+	DrvPath          string   `json:"drvPath"`
+	CanonicalDrvPath string   `json:"canonicalDrvPath"`
+	NewDrvPath       string   `json:"newDrvPath"`
+	Name             string   `json:"name"`
+	Serial           int      `json:"serial"`
+	ByName           bool     `json:"byName"`
+	FixedOutput      bool     `json:"fixedOutput"`
+	Entries          []string `json:"entries"`
+}
+
+type changedJSON struct {
+	DrvPath  string            `json:"drvPath"`
+	Original string            `json:"original"`
+	Outputs  map[string]string `json:"outputs"`
+}
+
+func writeRewriteJSON(w io.Writer, roots []string, res *builder.Result) error {
+	doc := rewriteJSON{Roots: []rootJSON{}, Poisoned: []poisonJSON{}, Changed: []changedJSON{}}
+	for i, r := range res.Roots {
+		doc.Roots = append(doc.Roots, rootJSON{DrvPath: r, Original: roots[i]})
+	}
+	for _, p := range res.Poisoned {
+		doc.Poisoned = append(doc.Poisoned, poisonJSON{
+			DrvPath: p.DrvPath, CanonicalDrvPath: p.CanonicalDrvPath, NewDrvPath: p.NewDrvPath,
+			Name: p.Name, Serial: p.Serial, ByName: p.ByName, FixedOutput: p.FixedOutput, Entries: p.Entries,
+		})
+	}
+	for _, d := range res.Changed {
+		doc.Changed = append(doc.Changed, changedJSON{DrvPath: d.Path, Original: d.OldPath, Outputs: d.Outputs})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
 }
