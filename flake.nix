@@ -10,7 +10,7 @@
 
       # Recompute with nix/vendor-hash.sh whenever go.mod, go.sum or the
       # set of imported modules changes (see nix/package.nix).
-      vendorHash = "sha256-L0kdlHx5HFbk4sbKaafAJyTyK7UXbUaptte2S5ZLB2U=";
+      vendorHash = "sha256-UgB34XQyoTj42UPIezRzypoLMp5za/aoJBnPHf/6jgA=";
 
       # go.mod requires Go 1.26: nixpkgs' default Go must be at least that.
       poisonFor = pkgs: pkgs.callPackage ./nix/package.nix { inherit vendorHash; };
