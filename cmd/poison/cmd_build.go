@@ -1,15 +1,604 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/poison-nix/poison/builder"
+	"github.com/poison-nix/poison/builder/daemon"
+	"github.com/poison-nix/poison/registry/lock"
 )
 
-// PLACEHOLDER: replaced by the owner of the 'build' command.
+// buildOptions are the settings of one `poison build`.
+type buildOptions struct {
+	lock          string
+	store         string
+	storeDir      string
+	jobs          string
+	keepGoing     bool
+	printLogs     bool
+	dryRun        bool
+	json          bool
+	printOutPaths bool
+	perDrv        bool
+	byName        bool
+	logFormat     string
+	attrs         stringsFlag
+	installables  []string
+}
+
 func buildCommand() command {
-	c := command{name: "build", summary: "(not yet implemented)", usage: ""}
+	c := command{
+		name:    "build",
+		summary: "rewrite derivations with the serials of poison.lock and build them through the nix-daemon",
+		usage:   "[--lock FILE] [--store URI] [-j N] [-k] [-L] [--dry-run] [--json] [--print-out-paths] [--log-format internal-json] [--per-derivation] [--by-name] [-A ATTR] INSTALLABLE...",
+	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
-		return errors.New("build: not implemented yet")
+		var o buildOptions
+		fs := newFlags(e, &c)
+		fs.StringVar(&o.lock, "lock", "poison.lock", "lock file to take the serials from")
+		fs.StringVar(&o.store, "store", "auto", "store to build in (daemon, unix://PATH, auto, ssh-ng://HOST, local?root=DIR)")
+		fs.StringVar(&o.storeDir, "store-dir", "", "logical store directory (default: the lock's, else /nix/store)")
+		for _, n := range []string{"j", "max-jobs"} {
+			fs.StringVar(&o.jobs, n, "1", "builds to run at once: a number or 'auto' (all cores)")
+		}
+		for _, n := range []string{"k", "keep-going"} {
+			fs.BoolVar(&o.keepGoing, n, false, "keep building what does not depend on a failure")
+		}
+		for _, n := range []string{"L", "print-build-logs"} {
+			fs.BoolVar(&o.printLogs, n, false, "print the builders' output on stderr")
+		}
+		fs.BoolVar(&o.dryRun, "dry-run", false, "write the rewritten .drv files and say what would be built, substituted or is valid, and why; build nothing")
+		fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout (drvPath, outputs, startTime, stopTime)")
+		fs.BoolVar(&o.printOutPaths, "print-out-paths", false, "print the output paths on stdout")
+		fs.StringVar(&o.logFormat, "log-format", "", "'internal-json' passes the daemon's activity messages through as Nix's @nix lines (for nom --json)")
+		fs.BoolVar(&o.perDrv, "per-derivation", false, "send each derivation with BuildDerivation in topological order (needs a trusted user)")
+		fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
+		for _, n := range []string{"A", "attr"} {
+			fs.Var(&o.attrs, n, "attribute of the Nix file to build (repeatable); the file defaults to ./default.nix")
+		}
+		// Nix accepts flags after the installables: parse around them.
+		for {
+			if err := parseFlags(e, &c, fs, args); err != nil {
+				return err
+			}
+			rest := fs.Args()
+			if len(rest) == 0 {
+				break
+			}
+			o.installables = append(o.installables, rest[0])
+			args = rest[1:]
+		}
+		if len(o.installables) == 0 && len(o.attrs) == 0 {
+			return &exitErr{code: exitUsage, err: errors.New("build: nothing to build"), hint: "pass .drv paths, output paths, or a Nix file with -A ATTR"}
+		}
+		if o.logFormat != "" && o.logFormat != "internal-json" && o.logFormat != "raw" {
+			return usageErrorf("build: --log-format %q: want internal-json or raw", o.logFormat)
+		}
+		return runBuild(ctx, e, o)
 	}
 	return c
+}
+
+func (o *buildOptions) maxJobs() (int, error) {
+	if o.jobs == "auto" {
+		return runtime.NumCPU(), nil
+	}
+	n, err := strconv.Atoi(o.jobs)
+	if err != nil || n < 1 {
+		return 0, usageErrorf("build: -j %q: want a positive number or 'auto'", o.jobs)
+	}
+	return n, nil
+}
+
+func runBuild(ctx context.Context, e *env, o buildOptions) error {
+	jobs, err := o.maxJobs()
+	if err != nil {
+		return err
+	}
+	lockPath := o.lock
+	if !filepath.IsAbs(lockPath) {
+		lockPath = filepath.Join(e.dir, lockPath)
+	}
+	lk, err := lock.ReadFile(lockPath)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return withHint(fmt.Errorf("build: no lock file %s", lockPath), "run 'poison resolve' first, or pass --lock FILE")
+		}
+		return fmt.Errorf("build: %w", err)
+	}
+	commit := lk.Registry.Commit
+	if commit == "" {
+		commit = "unknown commit"
+	}
+	fmt.Fprintf(e.stderr, "poison: using lock %s (registry %s at %s)\n", o.lock, lk.Registry.URL, commit)
+	storeDir := o.storeDir
+	if storeDir == "" {
+		storeDir = lk.Store()
+	}
+
+	prog := newProgress(e.stderr, o.printLogs, o.logFormat == "internal-json")
+	settings := daemon.DefaultSettings()
+	settings.MaxBuildJobs = jobs
+	settings.KeepGoing = o.keepGoing
+	settings.Overrides = nixConfigOverrides(e.getenv("NIX_CONFIG"))
+	dopts := daemon.Options{
+		StoreDir:   storeDir,
+		SocketPath: e.getenv("NIX_DAEMON_SOCKET_PATH"),
+		SSHOpts:    strings.Fields(e.getenv("NIX_SSHOPTS")),
+		Settings:   &settings,
+		Log:        prog.message,
+	}
+	p := daemon.NewPool(o.store, dopts, jobs+1)
+	defer p.Close()
+	// Connect first: a missing daemon is the most common problem.
+	conn, err := p.Get(ctx)
+	if err != nil {
+		return withHint(fmt.Errorf("build: connect to store %s: %w", o.store, err), "start the nix-daemon, or pass --store URI")
+	}
+	roots, err := resolveInstallables(ctx, e, conn, storeDir, o)
+	p.Put(conn, err != nil)
+	if err != nil {
+		return err
+	}
+
+	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: storeDir}, roots)
+	if err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	res, err := builder.Rewrite(ctx, c, builder.Options{
+		Lock:   lk,
+		ByName: o.byName,
+		Warn:   func(w builder.Warning) { fmt.Fprintf(e.stderr, "poison: warning: %s\n", w.Message) },
+	})
+	if err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	if o.dryRun {
+		explain(e.stderr, c, res)
+	} else {
+		fmt.Fprintf(e.stderr, "poison: %d derivations poisoned, %d of %d rewritten\n", len(res.Poisoned), len(res.Changed), c.Len())
+	}
+	if err := builder.WritePool(ctx, p, res, min(jobs, 2)); err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	if o.dryRun {
+		return dryRun(ctx, e, p, res)
+	}
+
+	rep, err := builder.Build(ctx, p, res.Roots, builder.BuildOptions{
+		PerDerivation: o.perDrv,
+		Jobs:          jobs,
+		KeepGoing:     o.keepGoing,
+		StoreDir:      storeDir,
+		Drvs:          res.Changed,
+		OnPlan:        func(m *daemon.Missing) { prog.plan(len(m.WillBuild)) },
+	})
+	prog.finish()
+	if err != nil {
+		if errors.Is(err, builder.ErrNotTrusted) {
+			return withHint(err, "run without --per-derivation: writing the .drv files and building them by path works for any user")
+		}
+		return err
+	}
+	if err := printBuildResults(e.stdout, o, roots, rep); err != nil {
+		return err
+	}
+	var statuses []daemon.BuildStatus
+	var failures []string
+	for _, r := range append(slices.Clone(rep.Derivations), rep.Roots...) {
+		statuses = append(statuses, r.Status)
+		if !r.Status.Success() && r.Status != daemon.DependencyFailed {
+			failures = append(failures, fmt.Sprintf("build of %s failed (%s): %s", r.DrvPath, r.Status, r.Error))
+		}
+	}
+	code := builder.ExitStatus(statuses, prog.failureBits())
+	if code == 0 {
+		return nil
+	}
+	if len(failures) == 0 {
+		for _, r := range rep.Roots {
+			if !r.Status.Success() {
+				failures = append(failures, fmt.Sprintf("build of %s failed (%s): %s", r.DrvPath, r.Status, r.Error))
+			}
+		}
+	}
+	return &exitErr{code: code, err: errors.New(strings.Join(failures, "\n"))}
+}
+
+// resolveInstallables turns the arguments into .drv paths: .drv paths,
+// output paths (their deriver), Nix files (nix-instantiate, with -A).
+func resolveInstallables(ctx context.Context, e *env, conn *daemon.Conn, storeDir string, o buildOptions) ([]string, error) {
+	var roots, files []string
+	for _, arg := range o.installables {
+		p := rootPath(e, storeDir, arg)
+		switch {
+		case strings.HasPrefix(p, storeDir+"/") && strings.HasSuffix(p, ".drv"):
+			roots = append(roots, p)
+		case strings.HasPrefix(p, storeDir+"/"):
+			base := p
+			if rest := p[len(storeDir)+1:]; strings.Contains(rest, "/") {
+				base = storeDir + "/" + rest[:strings.IndexByte(rest, '/')]
+			}
+			info, err := conn.QueryPathInfo(ctx, base)
+			if err != nil {
+				return nil, fmt.Errorf("build: installable %s: %w", arg, err)
+			}
+			if info.Deriver == "" {
+				return nil, withHint(fmt.Errorf("build: installable %s: the store does not know which derivation built it", arg), "pass its .drv path instead")
+			}
+			if ok, err := conn.IsValidPath(ctx, info.Deriver); err != nil || !ok {
+				return nil, withHint(fmt.Errorf("build: installable %s: its derivation %s is not in the store", arg, info.Deriver), "instantiate it again (nix-instantiate) and pass the .drv path")
+			}
+			roots = append(roots, info.Deriver)
+		default:
+			files = append(files, arg)
+		}
+	}
+	if len(o.attrs) > 0 && len(files) == 0 {
+		files = append(files, "./default.nix")
+	}
+	for _, f := range files {
+		drvs, err := instantiate(ctx, e, f, o)
+		if err != nil {
+			return nil, err
+		}
+		roots = append(roots, drvs...)
+	}
+	return roots, nil
+}
+
+// instantiate runs nix-instantiate on a Nix file and returns the .drv
+// paths it printed.
+func instantiate(ctx context.Context, e *env, file string, o buildOptions) ([]string, error) {
+	args := []string{file}
+	for _, a := range o.attrs {
+		args = append(args, "-A", a)
+	}
+	if o.store != "auto" && o.store != "daemon" && !strings.HasPrefix(o.store, "ssh-ng://") {
+		args = append(args, "--store", o.store)
+	}
+	cmd := exec.CommandContext(ctx, "nix-instantiate", args...)
+	cmd.Dir = e.dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		msg := lastErrorLine(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return nil, withHint(fmt.Errorf("build: installable %s does not evaluate: %s", file, msg), "check it with: nix-instantiate "+strings.Join(args, " "))
+	}
+	var drvs []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			drvs = append(drvs, rootPath(e, "/nix/store", l))
+		}
+	}
+	if len(drvs) == 0 {
+		return nil, fmt.Errorf("build: installable %s evaluates to no derivation", file)
+	}
+	return drvs, nil
+}
+
+// lastErrorLine picks the most telling line of a Nix error output.
+func lastErrorLine(s string) string {
+	s = daemon.StripANSI(s)
+	var last string
+	for _, l := range strings.Split(s, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "error:") {
+			last = strings.TrimSpace(strings.TrimPrefix(l, "error:"))
+			if last != "" {
+				return last
+			}
+			continue
+		}
+		if last == "" && l != "" && !strings.HasPrefix(l, "warning:") && !strings.HasPrefix(l, "…") && !strings.HasPrefix(l, "at ") {
+			last = l
+		}
+	}
+	return last
+}
+
+// nixConfigOverrides turns NIX_CONFIG's "name = value" lines into the
+// overrides a Nix client sends with SetOptions.
+func nixConfigOverrides(cfg string) map[string]string {
+	out := map[string]string{}
+	for _, l := range strings.Split(cfg, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			continue
+		}
+		out[strings.TrimSpace(k)] = strings.Join(strings.Fields(v), " ")
+	}
+	return out
+}
+
+// dryRun says what a build would do, and why each derivation is rebuilt.
+func dryRun(ctx context.Context, e *env, p *daemon.Pool, res *builder.Result) error {
+	targets := make([]string, len(res.Roots))
+	for i, r := range res.Roots {
+		targets[i] = r + "!*"
+	}
+	var m *daemon.Missing
+	err := p.Do(ctx, func(c *daemon.Conn) (err error) {
+		m, err = c.QueryMissing(ctx, targets)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	why := reasons(res)
+	w := bufio.NewWriter(e.stderr)
+	fmt.Fprintf(w, "these %d derivations will be built:\n", len(m.WillBuild))
+	for _, d := range m.WillBuild {
+		r := why[d]
+		if r == "" {
+			r = "not built yet, not rewritten"
+		}
+		fmt.Fprintf(w, "  %s (%s)\n", d, r)
+	}
+	if len(m.WillSubstitute) > 0 {
+		fmt.Fprintf(w, "these %d paths will be fetched:\n", len(m.WillSubstitute))
+		for _, s := range m.WillSubstitute {
+			fmt.Fprintf(w, "  %s\n", s)
+		}
+	}
+	for _, r := range res.Roots {
+		if !slices.Contains(m.WillBuild, r) {
+			fmt.Fprintf(w, "already valid or fetched: %s\n", r)
+		}
+	}
+	return w.Flush()
+}
+
+// reasons says for every rewritten derivation why it changed: poisoned
+// (with its serial and lock entries) or downstream of a poisoned one.
+func reasons(res *builder.Result) map[string]string {
+	out := map[string]string{}
+	for _, p := range res.Poisoned {
+		how := "lock: " + strings.Join(p.Entries, ", ")
+		out[p.NewDrvPath] = fmt.Sprintf("poisoned, serial %d, %s", p.Serial, how)
+	}
+	cause := map[string]string{}
+	for _, p := range res.Poisoned {
+		cause[p.NewDrvPath] = p.Name
+	}
+	for _, d := range res.Changed {
+		if _, ok := out[d.Path]; ok {
+			continue
+		}
+		for _, r := range d.References {
+			if c, ok := cause[r]; ok {
+				cause[d.Path] = c
+				out[d.Path] = "depends on poisoned " + c
+				break
+			}
+		}
+		if out[d.Path] == "" {
+			out[d.Path] = "rewritten"
+		}
+	}
+	return out
+}
+
+type buildResultJSON struct {
+	DrvPath         string            `json:"drvPath"`
+	OriginalDrvPath string            `json:"originalDrvPath"`
+	Outputs         map[string]string `json:"outputs"`
+	StartTime       int64             `json:"startTime"`
+	StopTime        int64             `json:"stopTime"`
+	Status          string            `json:"status"`
+}
+
+func printBuildResults(w io.Writer, o buildOptions, roots []string, rep *builder.BuildReport) error {
+	bw := bufio.NewWriter(w)
+	if o.json {
+		doc := []buildResultJSON{}
+		for i, r := range rep.Roots {
+			j := buildResultJSON{DrvPath: r.DrvPath, OriginalDrvPath: roots[i], Outputs: r.Outputs, Status: r.Status.String()}
+			if j.Outputs == nil {
+				j.Outputs = map[string]string{}
+			}
+			if !r.StartTime.IsZero() {
+				j.StartTime, j.StopTime = r.StartTime.Unix(), r.StopTime.Unix()
+			}
+			doc = append(doc, j)
+		}
+		enc := json.NewEncoder(bw)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(doc); err != nil {
+			return err
+		}
+	} else if o.printOutPaths {
+		for _, r := range rep.Roots {
+			for _, name := range slices.Sorted(maps.Keys(r.Outputs)) {
+				fmt.Fprintln(bw, r.Outputs[name])
+			}
+		}
+	}
+	return bw.Flush()
+}
+
+// progress shows what the daemon does on stderr: one live line on a
+// terminal (built / running / left), plain lines otherwise; builder
+// output with -L; Nix's internal-json lines with --log-format.
+type progress struct {
+	mu           sync.Mutex
+	w            io.Writer
+	tty          bool
+	logs         bool
+	internalJSON bool
+	builds       map[uint64]string // build activity → derivation name
+	total        int
+	done         int
+	bits         int
+	live         bool
+}
+
+func newProgress(w io.Writer, logs, internalJSON bool) *progress {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	return &progress{w: w, tty: tty, logs: logs, internalJSON: internalJSON, builds: map[uint64]string{}}
+}
+
+func (p *progress) plan(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.total = n
+	if !p.internalJSON && n > 0 {
+		p.clear()
+		fmt.Fprintf(p.w, "poison: %d derivations to build\n", n)
+	}
+}
+
+func (p *progress) failureBits() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bits
+}
+
+// message handles one daemon message; it is called from several
+// connections at once.
+func (p *progress) message(m daemon.Message) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if m.Kind == daemon.LogLine {
+		p.bits |= builder.FailureBits(m.Text)
+	}
+	if p.internalJSON {
+		p.writeJSON(m)
+		return
+	}
+	switch m.Kind {
+	case daemon.LogLine:
+		p.line(p.text(m.Text))
+	case daemon.StartActivity:
+		if m.Activity == daemon.ActBuild {
+			p.builds[m.ID] = drvBaseName(m.StringField(0))
+			if !p.tty {
+				p.line(p.text(m.Text))
+			}
+		} else if m.Activity == daemon.ActSubstitute && !p.tty {
+			p.line(p.text(m.Text))
+		}
+	case daemon.StopActivity:
+		if _, ok := p.builds[m.ID]; ok {
+			delete(p.builds, m.ID)
+			p.done++
+		}
+	case daemon.Result:
+		if p.logs && (m.Result == daemon.ResBuildLogLine || m.Result == daemon.ResPostBuildLogLine) {
+			name := p.builds[m.ID]
+			p.line(name + "> " + p.text(m.StringField(0)))
+		}
+	}
+	p.redraw()
+}
+
+func (p *progress) text(s string) string {
+	if p.tty {
+		return s
+	}
+	return daemon.StripANSI(s)
+}
+
+// line prints a full line above the live line.
+func (p *progress) line(s string) {
+	p.clear()
+	fmt.Fprintln(p.w, s)
+}
+
+func (p *progress) clear() {
+	if p.live {
+		fmt.Fprint(p.w, "\r\x1b[K")
+		p.live = false
+	}
+}
+
+func (p *progress) redraw() {
+	if !p.tty {
+		return
+	}
+	names := make([]string, 0, len(p.builds))
+	for _, n := range p.builds {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	s := fmt.Sprintf("[%d built, %d running, %d left]", p.done, len(p.builds), max(p.total-p.done-len(p.builds), 0))
+	if len(names) > 0 {
+		s += " building " + strings.Join(names, ", ")
+	}
+	if len(s) > 120 {
+		s = s[:117] + "..."
+	}
+	fmt.Fprint(p.w, "\r\x1b[K"+s)
+	p.live = true
+}
+
+func (p *progress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clear()
+}
+
+// writeJSON writes m as Nix's internal-json logger does ("@nix {...}").
+func (p *progress) writeJSON(m daemon.Message) {
+	fields := make([]any, len(m.Fields))
+	for i, f := range m.Fields {
+		if f.IsString {
+			fields[i] = f.String
+		} else {
+			fields[i] = f.Int
+		}
+	}
+	var v any
+	switch m.Kind {
+	case daemon.LogLine:
+		v = map[string]any{"action": "msg", "level": 0, "msg": m.Text}
+	case daemon.StartActivity:
+		v = map[string]any{"action": "start", "id": m.ID, "level": m.Level, "type": m.Activity, "text": m.Text, "fields": fields, "parent": m.Parent}
+	case daemon.StopActivity:
+		v = map[string]any{"action": "stop", "id": m.ID}
+	case daemon.Result:
+		v = map[string]any{"action": "result", "id": m.ID, "type": m.Result, "fields": fields}
+	}
+	data, err := json.Marshal(v)
+	if err == nil {
+		fmt.Fprintf(p.w, "@nix %s\n", data)
+	}
+}
+
+// drvBaseName turns "/nix/store/…-hello-2.12.drv" into "hello-2.12".
+func drvBaseName(p string) string {
+	b := filepath.Base(p)
+	if i := strings.IndexByte(b, '-'); i >= 0 {
+		b = b[i+1:]
+	}
+	return strings.TrimSuffix(b, ".drv")
 }
