@@ -445,10 +445,9 @@ func TestFlakeCheck(t *testing.T) {
 	cmd := nixtest.Command("nix", "--extra-experimental-features", "nix-command flakes", "--flake-registry", registry,
 		"flake", "check", "--no-build", "--no-write-lock-file", "path:"+src, "--override-input", "nixpkgs", "path:"+fake)
 	out, err := cmd.CombinedOutput()
+	// The exit status is the verdict: Nix also prints "error (ignored)"
+	// notices, e.g. when its cache database is busy.
 	if err != nil {
 		t.Fatalf("nix flake check: %v\n%s", err, out)
-	}
-	if strings.Contains(string(out), "error") {
-		t.Errorf("nix flake check reported an error:\n%s", out)
 	}
 }
