@@ -247,3 +247,27 @@ func StartHTTP(tb testing.TB, root string) *HTTP {
 	tb.Cleanup(h.Close)
 	return h
 }
+
+// WriteMany writes n generated entries (and registry.toml) into dir,
+// spread over twelve month directories like a real registry's.
+func WriteMany(dir string, n int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "registry.toml"), []byte(Config), 0o644); err != nil {
+		return err
+	}
+	for m := 1; m <= 12; m++ {
+		if err := os.MkdirAll(filepath.Join(dir, "entries", "2026", fmt.Sprintf("%02d", m)), 0o755); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("pkg%d-1.%d", i, i%13)
+		p := filepath.Join(dir, "entries", "2026", fmt.Sprintf("%02d", i%12+1), fmt.Sprintf("incident-%06d.toml", i))
+		if err := os.WriteFile(p, Entry(name, fmt.Sprintf("generated incident %d", i)), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

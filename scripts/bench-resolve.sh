@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# bench-resolve.sh: time `poison resolve` on a generated registry served by
+# a local git daemon, next to plain git clone / git fetch of the same
+# repository (the floor), in one run.
+#
+#   scripts/bench-resolve.sh [ENTRIES]      (default 100000)
+#
+# Targets (issue 4): cold resolve <= 10 s, warm resolve (no new commit)
+# <= 1 s, resolve after one new commit <= 1.5 s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-100000}
+tmp=$(mktemp -d)
+daemon=
+cleanup() { [ -n "$daemon" ] && kill "$daemon" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
+export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.com
+export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.com
+
+go build -o "$tmp/poison" ./cmd/poison
+echo "generating a $n-entry registry..." >&2
+go run ./registry/internal/gen/genregistry "$tmp/work" "$n"
+git -C "$tmp/work" init -q -b main
+git -C "$tmp/work" add -A
+git -C "$tmp/work" commit -q -m "$n entries"
+mkdir "$tmp/srv"
+git clone -q --bare "$tmp/work" "$tmp/srv/reg.git"
+git -C "$tmp/srv/reg.git" gc -q
+
+for attempt in 1 2 3 4 5; do
+  port=$(( 20000 + RANDOM % 40000 ))
+  git daemon --export-all --reuseaddr --base-path="$tmp/srv" --listen=127.0.0.1 --port="$port" "$tmp/srv" 2>"$tmp/daemon.log" &
+  daemon=$!
+  for _ in $(seq 50); do
+    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break 2; fi
+    kill -0 "$daemon" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill "$daemon" 2>/dev/null || true; daemon=
+done
+[ -n "$daemon" ] || { echo "git daemon did not start" >&2; exit 1; }
+url=git://127.0.0.1:$port/reg.git
+
+now() { date +%s.%N; }
+timeit() { # timeit LABEL CMD...: prints LABEL SECONDS
+  local t0 t1
+  t0=$(now); "${@:2}" >/dev/null; t1=$(now)
+  printf '%-40s %6.2f s\n' "$1" "$(echo "$t1 - $t0" | bc)"
+}
+export POISON_CACHE_DIR=$tmp/cache
+resolve() { "$tmp/poison" resolve --registry "$url" --lock "$tmp/poison.lock"; }
+newcommit() {
+  local i=$1
+  mkdir -p "$tmp/work/entries/2026/12"
+  cat > "$tmp/work/entries/2026/12/bench-$i.toml" <<TOML
+reason = "bench incident $i"
+author = "Bench <bench@example.com>"
+date = 2026-11-20
+
+[[derivation]]
+path = "/nix/store/$(printf '%032d' "$i")-bench-$i.drv"
+TOML
+  git -C "$tmp/work" add -A
+  git -C "$tmp/work" commit -q -m "bench $i"
+  git -C "$tmp/work" push -q "$tmp/srv/reg.git" main
+}
+
+echo "registry: $n entries, $(du -sh "$tmp/srv/reg.git" | cut -f1) packed, served at $url"
+timeit "floor: git clone --bare (cold)"          git clone -q --bare "$url" "$tmp/floor.git"
+timeit "poison resolve (cold)"                   resolve
+timeit "floor: git fetch (nothing new)"          git -C "$tmp/floor.git" fetch -q "$url" "+refs/heads/*:refs/heads/*"
+timeit "poison resolve (warm, nothing new)"      resolve
+newcommit 1
+timeit "floor: git fetch (one new commit)"       git -C "$tmp/floor.git" fetch -q "$url" "+refs/heads/*:refs/heads/*"
+timeit "poison resolve (one new commit)"         resolve
+timeit "poison resolve --offline"                "$tmp/poison" resolve --offline --registry "$url" --lock "$tmp/poison.lock"
+grep -q "bench-1" "$tmp/poison.lock" && echo "lock: $(wc -c < "$tmp/poison.lock") bytes, new entry present"
