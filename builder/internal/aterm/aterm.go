@@ -87,9 +87,12 @@ func (d *Derivation) HasOutput(name string) bool {
 type SyntaxError struct {
 	Offset int
 	Msg    string
+	Err    error // ErrNotCanonical, or nil
 }
 
 func (e *SyntaxError) Error() string { return fmt.Sprintf("offset %d: %s", e.Offset, e.Msg) }
+
+func (e *SyntaxError) Unwrap() error { return e.Err }
 
 // ErrNotCanonical is wrapped by errors for input that Nix would read but
 // write back differently.
@@ -136,7 +139,7 @@ func (p *parser) fail(msg string) {
 
 func (p *parser) noncanonical(what string) {
 	if p.err == nil {
-		p.err = &SyntaxError{Offset: p.i, Msg: fmt.Sprintf("%s: %v", what, ErrNotCanonical)}
+		p.err = &SyntaxError{Offset: p.i, Msg: fmt.Sprintf("%s: %v", what, ErrNotCanonical), Err: ErrNotCanonical}
 	}
 }
 
