@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -357,6 +358,7 @@ func (g *gen) twinNodes(i, layer, gi int, nodes []Node) (Node, Node) {
 		}
 		a.Refs = append(a.Refs, r)
 	}
+	a.Refs = decidable(a.Refs, nodes)
 	b := a
 	b.Attr = "n" + strconv.Itoa(i+1)
 	b.Twin = i
@@ -419,8 +421,52 @@ func (g *gen) node(i, layer int, nodes []Node) Node {
 				}
 			}
 		}
+		nd.Refs = decidable(nd.Refs, nodes)
 	}
 	return nd
+}
+
+// decidable adjusts the references to twins so that every mention of a
+// twin's output path can be traced to one twin: Nix records which one in
+// inputDrvs, but only if no other listed input has the same output. A
+// textual mention (no edge) of a twin's output, the same output of both
+// twins, or an output of a twin next to a drvPath reference (which lists
+// whole closures with all outputs) would leave a rewrite that poisons one
+// twin nothing to go by: it must refuse, which testdata/graphs/ambiguous
+// tests. Such references become references to the twin's .drv.
+func decidable(refs []Ref, nodes []Node) []Ref {
+	drvPath := false
+	for _, r := range refs {
+		drvPath = drvPath || r.Kind == RefDrvPath
+	}
+	mentioned := map[[2]int]bool{} // (node, output index) of twin outputs mentioned
+	for i, r := range refs {
+		n := nodes[r.Node]
+		if n.Twin < 0 {
+			continue
+		}
+		switch r.Kind {
+		case RefText, RefHash:
+			r.Kind = RefOut
+		}
+		out := ""
+		switch r.Kind {
+		case RefOut, RefBaseName, RefBuilder:
+			out = n.Outputs[0]
+		case RefOutput:
+			out = r.Output
+		}
+		if out != "" {
+			oi := slices.Index(n.Outputs, out)
+			if drvPath || mentioned[[2]int{n.Twin, oi}] {
+				r.Kind, r.Output = RefDiscardOut, ""
+			} else {
+				mentioned[[2]int{r.Node, oi}] = true
+			}
+		}
+		refs[i] = r
+	}
+	return refs
 }
 
 // fixed makes nd a member of a new or existing fixed-output group.
