@@ -19,9 +19,10 @@ else
   hex=$(nix-hash --type sha256 "$tmp/vendor")
   hash="sha256-$(printf '%s' "$hex" | xxd -r -p | base64 -w0)"
 fi
+if [ "$hash" = null ]; then want="vendorHash = null;"; else want="vendorHash = \"$hash\";"; fi
 if [ "${1:-}" = --check ]; then
-  if ! grep -qF "vendorHash = \"$hash\";" flake.nix; then
-    echo "vendor-hash: flake.nix: vendorHash is stale, want \"$hash\"; run nix/vendor-hash.sh and update flake.nix" >&2
+  if ! grep -qF "$want" flake.nix; then
+    echo "vendor-hash: flake.nix: vendorHash is stale, want '$want'; run nix/vendor-hash.sh and update flake.nix" >&2
     exit 1
   fi
   exit 0
