@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"container/heap"
 	"context"
 	"fmt"
 	"path"
@@ -34,27 +35,8 @@ func CheckHistory(ctx context.Context, repo *git.Repository, base, head string) 
 	}
 	h := historyChecker{repo: repo, flagged: map[string]bool{}}
 
-	// The commits reachable from base are excluded.
-	excluded := map[plumbing.Hash]bool{}
-	if err := walkCommits(ctx, repo, baseC, func(c *object.Commit) bool {
-		if excluded[c.Hash] {
-			return false
-		}
-		excluded[c.Hash] = true
-		return true
-	}); err != nil {
-		return nil, fmt.Errorf("check history: %w", err)
-	}
-	var inRange []*object.Commit
-	seen := map[plumbing.Hash]bool{}
-	if err := walkCommits(ctx, repo, headC, func(c *object.Commit) bool {
-		if excluded[c.Hash] || seen[c.Hash] {
-			return false
-		}
-		seen[c.Hash] = true
-		inRange = append(inRange, c)
-		return true
-	}); err != nil {
+	inRange, err := commitRange(ctx, repo, headC, baseC)
+	if err != nil {
 		return nil, fmt.Errorf("check history: %w", err)
 	}
 	// Oldest first, so the commit that first broke a file is named.
@@ -96,28 +78,92 @@ func CheckHistory(ctx context.Context, repo *git.Repository, base, head string) 
 	return h.problems, nil
 }
 
-// walkCommits visits commits from start through their parents; visit
-// returns false to stop descending from a commit.
-func walkCommits(ctx context.Context, repo *git.Repository, start *object.Commit, visit func(*object.Commit) bool) error {
-	stack := []*object.Commit{start}
-	for len(stack) > 0 {
-		if err := ctx.Err(); err != nil {
-			return err
+// commitRange returns the commits reachable from head but not from base
+// (git rev-list head ^base). Like git, it walks both sides newest first
+// and stops once everything left to visit is reachable from base, so the
+// cost follows the size of the range, not of the whole history; a few
+// extra steps absorb clock skew between commits.
+func commitRange(ctx context.Context, repo *git.Repository, head, base *object.Commit) ([]*object.Commit, error) {
+	const (
+		interesting = 1
+		excluded    = 2
+		slop        = 8
+	)
+	flags := map[plumbing.Hash]uint8{}
+	var queue commitQueue
+	push := func(c *object.Commit, f uint8) {
+		old, seen := flags[c.Hash]
+		if old|f == old && seen {
+			return
 		}
-		c := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if !visit(c) {
-			continue
+		flags[c.Hash] = old | f
+		heap.Push(&queue, c)
+	}
+	push(base, excluded)
+	push(head, interesting)
+	var out []*object.Commit
+	emitted := map[plumbing.Hash]bool{}
+	extra := slop
+	for queue.Len() > 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if queue.allExcluded(flags, excluded) {
+			if extra == 0 {
+				break
+			}
+			extra--
+		} else {
+			extra = slop
+		}
+		c := heap.Pop(&queue).(*object.Commit)
+		f := flags[c.Hash]
+		if f&excluded == 0 && !emitted[c.Hash] {
+			emitted[c.Hash] = true
+			out = append(out, c)
 		}
 		for _, ph := range c.ParentHashes {
 			p, err := repo.CommitObject(ph)
 			if err != nil {
-				return fmt.Errorf("parent %s of %s: %w", ph, c.Hash, err)
+				return nil, fmt.Errorf("parent %s of %s: %w", ph, c.Hash, err)
 			}
-			stack = append(stack, p)
+			push(p, f)
 		}
 	}
-	return nil
+	// A commit reached first from head may later turn out to be reachable
+	// from base (clock skew): drop it.
+	kept := out[:0]
+	for _, c := range out {
+		if flags[c.Hash]&excluded == 0 {
+			kept = append(kept, c)
+		}
+	}
+	return kept, nil
+}
+
+// commitQueue is a max-heap of commits by committer time.
+type commitQueue []*object.Commit
+
+func (q commitQueue) Len() int { return len(q) }
+func (q commitQueue) Less(i, j int) bool {
+	return q[i].Committer.When.After(q[j].Committer.When)
+}
+func (q commitQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *commitQueue) Push(x any)   { *q = append(*q, x.(*object.Commit)) }
+func (q *commitQueue) Pop() any {
+	old := *q
+	c := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return c
+}
+
+func (q commitQueue) allExcluded(flags map[plumbing.Hash]uint8, excluded uint8) bool {
+	for _, c := range q {
+		if flags[c.Hash]&excluded == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // entriesTree returns the hash of the entries/ tree of c, or ZeroHash.
