@@ -75,29 +75,31 @@ best() { sort -n | head -1; }
 for _ in $(seq "$repeat"); do
   /usr/bin/time -v -o "$dir/poison.tv" "$dir/poison" rewrite --lock "$dir/poison.lock" --no-write --stdin \
     <"$dir/roots" >"$dir/poison.out" 2>"$dir/poison.err" || { cat "$dir/poison.err" "$dir/poison.tv" >&2; exit 1; }
-  awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$dir/poison.tv" >>"$dir/poison.times"
+  # wall and CPU (user + system) seconds of this run
+  awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); w = 0; for (i = 1; i <= n; i++) w = w * 60 + p[i] }
+    /User time/ { u = $2 } /System time/ { s = $2 } END { print w, u + s }' "$dir/poison.tv" >>"$dir/poison.times"
   awk -F': ' '/Maximum resident set size/ { print $2 }' "$dir/poison.tv" >>"$dir/poison.rss"
 done
-poison_s=$(best <"$dir/poison.times")
+read -r poison_s poison_cpu < <(best <"$dir/poison.times")
 poison_rss_kb=$(sort -n "$dir/poison.rss" | tail -1)
 
 # (b) the floor
-read -r _ files _ bytes _ floor_seq _ floor_par _ workers < <("$dir/graphgen" floor -rounds "$repeat" <"$dir/roots")
+read -r _ files _ bytes _ floor_seq _ floor_par _ workers _ floor_seq_cpu _ floor_par_cpu < <("$dir/graphgen" floor -rounds "$repeat" <"$dir/roots")
 
 # (c) nix-instantiate --readonly-mode with the attribute added
 : >"$dir/nix.times"
 for _ in $(seq "$repeat"); do
-  /usr/bin/time -f "%e" -o "$dir/nix.time" nix-instantiate --readonly-mode "$graph" --arg poison "{ $victim = 1; }" \
+  /usr/bin/time -f "%e %U %S" -o "$dir/nix.time" nix-instantiate --readonly-mode "$graph" --arg poison "{ $victim = 1; }" \
     >"$dir/nix.out" 2>"$dir/nix.err" || { cat "$dir/nix.err" >&2; exit 1; }
-  cat "$dir/nix.time" >>"$dir/nix.times"
+  awk '{ print $1, $2 + $3 }' "$dir/nix.time" >>"$dir/nix.times"
 done
-nix_s=$(best <"$dir/nix.times")
+read -r nix_s nix_cpu < <(best <"$dir/nix.times")
 # How much of (c) is parsing the expression and building the attribute set
 # (no derivation evaluated): a generated expression is far cheaper per
 # derivation than nixpkgs, so this share flatters nothing.
-/usr/bin/time -f "%e" -o "$dir/parse.time" nix-instantiate --eval --readonly-mode \
+/usr/bin/time -f "%e %U %S" -o "$dir/parse.time" nix-instantiate --eval --readonly-mode \
   -E "builtins.length (builtins.attrNames (import $graph {}))" >/dev/null 2>"$dir/parse.err" || { cat "$dir/parse.err" >&2; exit 1; }
-parse_s=$(cat "$dir/parse.time")
+read -r parse_s parse_cpu < <(awk '{ print $1, $2 + $3 }' "$dir/parse.time")
 
 # Correctness of (a) against (c).
 sed 's/!.*//' "$dir/nix.out" >"$dir/nix.paths"
@@ -111,17 +113,22 @@ else
   status=0
 fi
 
-awk -v n="$nodes" -v files="$files" -v bytes="$bytes" -v inst="$(cat "$dir/inst.time")" \
-  -v p="$poison_s" -v rss="$poison_rss_kb" -v fs="$floor_seq" -v fp="$floor_par" -v w="$workers" -v x="$nix_s" \
-  -v parse="$parse_s" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
+awk -v files="$files" -v bytes="$bytes" -v inst="$(cut -d' ' -f1 "$dir/inst.time")" \
+  -v p="$poison_s" -v pc="$poison_cpu" -v rss="$poison_rss_kb" \
+  -v fs="$floor_seq" -v fp="$floor_par" -v fsc="$floor_seq_cpu" -v fpc="$floor_par_cpu" -v w="$workers" \
+  -v x="$nix_s" -v xc="$nix_cpu" -v parse="$parse_s" -v parsec="$parse_cpu" \
+  -v load="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
   printf "closure            %d derivations, %.1f MB, %.1f KB average\n", files, bytes / 1e6, bytes / files / 1024
-  printf "nix-instantiate    %.2f s  (writing the clean closure)\n", inst
-  printf "(a) poison rewrite %.3f s  peak RSS %.0f MB  (--no-write --stdin, best of runs)\n", p, rss / 1024
-  printf "(b) floor          %.3f s sequential, %.3f s on %d workers (read + sha256 twice)\n", fs, fp, w
-  printf "(c) nix readonly   %.2f s  (nix-instantiate --readonly-mode with the attribute; %.2f s of it parsing)\n", x, parse
-  printf "poison/floor       %.2f (vs sequential floor %.2f)  target <= 2\n", p / fp, p / fs
-  printf "nix/poison         %.1f  target >= 3 (%.1f without Nix parsing)\n", x / p, (x - parse) / p
+  printf "nix-instantiate    %.2f s wall (writing the clean closure)\n", inst
+  printf "                   wall s   cpu s (user+sys)\n"
+  printf "(a) poison rewrite %7.3f %7.3f  peak RSS %.0f MB (--no-write --stdin)\n", p, pc, rss / 1024
+  printf "(b) floor, %d cores %7.3f %7.3f  (read + sha256 twice, in-process)\n", w, fp, fpc
+  printf "(b) floor, 1 core  %7.3f %7.3f\n", fs, fsc
+  printf "(c) nix readonly   %7.3f %7.3f  (nix-instantiate --readonly-mode with the attribute)\n", x, xc
+  printf "    of which parse %7.3f %7.3f  (parse the expression, list the attributes)\n", parse, parsec
+  printf "poison/floor       wall %.2f (1-core floor %.2f)  cpu %.2f  target <= 2\n", p / fp, p / fs, pc / fpc
+  printf "nix/poison         wall %.1f  cpu %.1f  (without parsing: wall %.1f)  target >= 3\n", x / p, xc / pc, (x - parse) / p
   printf "peak RSS           %.0f MB  target <= 300\n", rss / 1024
-  printf "load average       %s (2 shared cores: figures are noisy when it is high)\n", load
+  printf "load average       %s (2 shared cores: wall times are noisy when it is high)\n", load
 }'
 exit $status

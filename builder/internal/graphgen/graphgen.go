@@ -223,19 +223,21 @@ func (g *Graph) Deep() (node, downstream int) {
 
 // reach counts the nodes that reach i through references.
 func reach(deps [][]int, i int) int {
-	seen := map[int]bool{}
+	seen := make([]bool, len(deps))
 	stack := []int{i}
+	n := 0
 	for len(stack) > 0 {
-		n := stack[len(stack)-1]
+		x := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		for _, d := range deps[n] {
+		for _, d := range deps[x] {
 			if !seen[d] {
 				seen[d] = true
+				n++
 				stack = append(stack, d)
 			}
 		}
 	}
-	return len(seen)
+	return n
 }
 
 var attrRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/poison-nix/poison/builder/internal/graphgen"
@@ -123,20 +124,21 @@ func floor(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		_, _ = h, h2
 		return nil
 	}
-	best := func(f func() error) (time.Duration, error) {
-		var d time.Duration
+	// best returns the best wall time of the rounds and the CPU time (user
+	// + system, all threads) of that round.
+	best := func(f func() error) (wall, cpu time.Duration, err error) {
 		for r := 0; r < *rounds; r++ {
-			t := time.Now()
+			t, c := time.Now(), cpuTime()
 			if err := f(); err != nil {
-				return 0, err
+				return 0, 0, err
 			}
-			if e := time.Since(t); r == 0 || e < d {
-				d = e
+			if e := time.Since(t); r == 0 || e < wall {
+				wall, cpu = e, cpuTime()-c
 			}
 		}
-		return d, nil
+		return wall, cpu, nil
 	}
-	seq, err := best(func() error {
+	seq, seqCPU, err := best(func() error {
 		for _, p := range paths {
 			if err := work(p); err != nil {
 				return err
@@ -149,7 +151,7 @@ func floor(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	workers := runtime.GOMAXPROCS(0)
-	par, err := best(func() error {
+	par, parCPU, err := best(func() error {
 		ch := make(chan string)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -180,7 +182,16 @@ func floor(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "graphgen floor:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "files %d bytes %d floor_seq_s %.3f floor_par_s %.3f workers %d\n",
-		len(paths), total, seq.Seconds(), par.Seconds(), workers)
+	fmt.Fprintf(stdout, "files %d bytes %d floor_seq_s %.3f floor_par_s %.3f workers %d seq_cpu_s %.3f par_cpu_s %.3f\n",
+		len(paths), total, seq.Seconds(), par.Seconds(), workers, seqCPU.Seconds(), parCPU.Seconds())
 	return 0
+}
+
+// cpuTime is the user + system CPU time of this process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
