@@ -207,7 +207,7 @@ func buildEach(ctx context.Context, p *daemon.Pool, c *daemon.Conn, rep *BuildRe
 		})
 		var de *daemon.Error
 		if errors.As(err, &de) && de.NotTrusted() {
-			return false, fmt.Errorf("build %s: %w (%s); drop --per-derivation to let the daemon build, or add the user to trusted-users", n.path, ErrNotTrusted, de.Message)
+			return false, fmt.Errorf("build %s: %w (%s)", n.path, ErrNotTrusted, de.Message)
 		}
 		if err != nil {
 			return false, fmt.Errorf("build %s: %w", n.path, err)

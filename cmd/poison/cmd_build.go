@@ -192,7 +192,7 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 	prog.finish()
 	if err != nil {
 		if errors.Is(err, builder.ErrNotTrusted) {
-			return withHint(err, "run without --per-derivation: writing the .drv files and building them by path works for any user")
+			return withHint(err, "run without --per-derivation (building by path works for any user), or add the user to trusted-users")
 		}
 		return err
 	}
