@@ -13,6 +13,7 @@
 package registry
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -188,8 +189,9 @@ func checkTreeEntry(p string, d fs.DirEntry) (Problems, bool) {
 // decodeFiles reads and decodes files in parallel.
 func decodeFiles(read func(string) ([]byte, error), files []string, cfg Config, opts LoadOptions) ([]*Entry, Problems, error) {
 	type result struct {
-		e  *Entry
-		ps Problems
+		e    *Entry
+		ps   Problems
+		hash [sha256.Size]byte
 	}
 	results := make([]result, len(files))
 	workers := opts.Parallelism
@@ -213,6 +215,7 @@ func decodeFiles(read func(string) ([]byte, error), files []string, cfg Config, 
 					return fmt.Errorf("load registry: read %s: %w", name, err)
 				}
 				results[i].e, results[i].ps = DecodeEntry(name, data, cfg, opts.Now)
+				results[i].hash = sha256.Sum256(data)
 			}
 			return nil
 		})
@@ -222,9 +225,17 @@ func decodeFiles(read func(string) ([]byte, error), files []string, cfg Config, 
 	}
 	var entries []*Entry
 	var problems Problems
-	for _, r := range results {
+	first := map[[sha256.Size]byte]string{}
+	for i, r := range results {
 		if r.e != nil {
 			entries = append(entries, r.e)
+			// An incident filed twice by copying a file counts twice.
+			if f, dup := first[r.hash]; dup {
+				problems = append(problems, Problem{Path: files[i], Severity: Warning,
+					Message: "has the same content as " + f + "; an incident counts once: if this is a copy, remove it before it is merged"})
+			} else {
+				first[r.hash] = files[i]
+			}
 		}
 		problems = append(problems, r.ps...)
 	}

@@ -268,6 +268,8 @@ func TestLayout(t *testing.T) {
 			[]string{"entries/a.toml: file is more than the limit"}, 0},
 		{"problems in several files", fstest.MapFS{"registry.toml": cfg, "entries/a.toml": {Data: []byte("reason = 1")}, "entries/b.toml": {Data: good}, "entries/c.toml": {Data: []byte("x")}},
 			[]string{"entries/a.toml:1:1: reason: is an integer", "entries/a.toml:1:1: author: missing", "entries/a.toml:1:1: date: missing", "entries/a.toml:1:1: entry poisons nothing", "entries/c.toml:1:1: invalid TOML"}, 1},
+		{"copied entry", fstest.MapFS{"registry.toml": cfg, "entries/a.toml": {Data: good}, "entries/b.toml": {Data: good}},
+			[]string{"entries/b.toml: has the same content as entries/a.toml"}, 2},
 		{"entries elsewhere are ignored", fstest.MapFS{"registry.toml": cfg, "other/a.toml": {Data: []byte("junk")}}, nil, 0},
 	}
 	for _, tc := range tests {
@@ -280,6 +282,8 @@ func TestLayout(t *testing.T) {
 			if err != nil && !errors.As(err, &ps) {
 				t.Fatalf("error is %T, not Problems: %v", err, err)
 			}
+			ps = append(ps, r.Warnings...)
+			ps.Sort()
 			if len(ps) != len(tc.want) {
 				t.Fatalf("got %d problems, want %d:\n%v", len(ps), len(tc.want), err)
 			}
