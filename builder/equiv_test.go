@@ -643,6 +643,14 @@ func TestEquivFloatingCA(t *testing.T) {
 	equivFiles(t, filepath.Join("..", "testdata", "graphs", "ca", "*.nix"), env, true)
 }
 
+// TestEquivAmbiguous runs testdata/graphs/ambiguous: closures where a
+// reference cannot be traced to one derivation. The rewrite must reproduce
+// Nix or refuse with an error naming the derivation.
+func TestEquivAmbiguous(t *testing.T) {
+	nixtest.Need(t)
+	equivFiles(t, filepath.Join("..", "testdata", "graphs", "ambiguous", "*.nix"), nixtest.Environ(), true)
+}
+
 func equivFiles(t *testing.T, glob string, env []string, refusable bool) {
 	files, err := filepath.Glob(glob)
 	if err != nil {
