@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -84,10 +85,12 @@ func runRewrite(ctx context.Context, e *env, o rewriteOptions) error {
 		return fmt.Errorf("rewrite: %w", err)
 	}
 	commit := lk.Registry.Commit
-	if commit == "" {
-		commit = "unknown commit"
+	if len(commit) > 12 {
+		commit = commit[:12]
+	} else if commit == "" {
+		commit = "unknown"
 	}
-	fmt.Fprintf(e.stderr, "poison: using lock %s (registry %s at %s)\n", o.lock, lk.Registry.URL, commit)
+	fmt.Fprintf(e.stderr, "poison: lock %s: registry %s (%s) at commit %s\n", o.lock, lk.Registry.URL, lk.Registry.Ref, commit)
 
 	storeDir := o.storeDir
 	if storeDir == "" {
@@ -97,7 +100,7 @@ func runRewrite(ctx context.Context, e *env, o rewriteOptions) error {
 	for i, d := range o.drvs {
 		roots[i] = rootPath(e, storeDir, d)
 	}
-	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: storeDir}, roots)
+	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: storeDir, RealStoreDir: realStoreDir(o.store, storeDir)}, roots)
 	if err != nil {
 		return err
 	}
@@ -137,6 +140,25 @@ func runRewrite(ctx context.Context, e *env, o rewriteOptions) error {
 		}
 	}
 	return w.Flush()
+}
+
+// realStoreDir is where the .drv files of a chroot store live: Nix's
+// "local?root=DIR" or a plain "/DIR" store keeps them in DIR + storeDir.
+// Other stores are read at storeDir.
+func realStoreDir(store, storeDir string) string {
+	root := ""
+	switch {
+	case strings.HasPrefix(store, "/"):
+		root = store
+	case strings.HasPrefix(store, "local?"):
+		if q, err := url.ParseQuery(strings.TrimPrefix(store, "local?")); err == nil {
+			root = q.Get("root")
+		}
+	}
+	if root == "" {
+		return ""
+	}
+	return filepath.Join(root, storeDir)
 }
 
 // rootPath accepts what Nix tools print (path!output) and symlinks to
