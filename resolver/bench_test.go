@@ -32,9 +32,7 @@ func BenchmarkResolve(b *testing.B) {
 	if err := regtest.WriteMany(work, n); err != nil {
 		b.Fatal(err)
 	}
-	regtest.Git(b, work, "init", "-q", "-b", "main")
-	regtest.Git(b, work, "add", "-A")
-	regtest.Git(b, work, "commit", "-q", "-m", "generated")
+	regtest.InitRepo(b, work)
 	bare := filepath.Join(root, "reg.git")
 	regtest.Git(b, root, "clone", "-q", "--bare", work, bare)
 	regtest.Git(b, bare, "gc", "-q")

@@ -141,7 +141,8 @@ func flock(ctx context.Context, path string) (func(), error) {
 // repo is an open git repository with its storage, closed after use.
 type repo struct {
 	*git.Repository
-	st *filesystem.Storage
+	st  *filesystem.Storage
+	dir string // the git directory
 }
 
 func (r *repo) Close() {
@@ -165,7 +166,7 @@ func openRepo(dir string) (*repo, error) {
 		st.Close()
 		return nil, err
 	}
-	return &repo{Repository: r, st: st}, nil
+	return &repo{Repository: r, st: st, dir: dir}, nil
 }
 
 // openCache opens (creating if needed and create is set) the bare clone of
@@ -207,7 +208,7 @@ func (c Cache) openCache(url string, create bool) (*repo, error) {
 		st.Close()
 		return nil, fmt.Errorf("create cached clone %s: %w", dir, err)
 	}
-	return &repo{Repository: gr, st: st}, nil
+	return &repo{Repository: gr, st: st, dir: dir}, nil
 }
 
 var errNoCache = errors.New("no cached copy")

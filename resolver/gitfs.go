@@ -1,19 +1,26 @@
 package resolver
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 )
@@ -28,10 +35,12 @@ import (
 // are never followed: opening one fails. Submodule entries are reported as
 // fs.ModeIrregular.
 type treeFS struct {
-	mu    sync.Mutex
-	s     storer.EncodedObjectStorer
-	root  *tnode
-	blobs map[plumbing.Hash][]byte
+	mu     sync.Mutex
+	s      storer.EncodedObjectStorer
+	gitDir string // when set, preload reads its packs in parallel
+	packed int    // blobs preloaded from packs (for tests)
+	root   *tnode
+	blobs  map[plumbing.Hash][]byte
 }
 
 // tnode is one entry of the tree.
@@ -191,6 +200,13 @@ func (f *treeFS) preload() (int, error) {
 	}
 	if len(need) < 64 {
 		return files, nil // not worth a scan
+	}
+	if f.gitDir != "" {
+		// Errors only mean the sequential scan below does the rest.
+		f.preloadPacks(need)
+		if len(need) == 0 {
+			return files, nil
+		}
 	}
 	it, err := f.s.IterEncodedObjects(plumbing.BlobObject)
 	if err != nil {
@@ -401,4 +417,119 @@ func (d *treeDir) ReadDir(count int) ([]fs.DirEntry, error) {
 	}
 	d.off += count
 	return out, nil
+}
+
+// preloadPacks reads the needed blobs straight from the pack files of
+// gitDir, in pack order, split over GOMAXPROCS goroutines that each open
+// their own pack and index (go-git's objects are not safe for concurrent
+// use). Found blobs are removed from need. Caller holds mu.
+func (f *treeFS) preloadPacks(need map[plumbing.Hash]bool) error {
+	idxs, err := filepath.Glob(filepath.Join(f.gitDir, "objects", "pack", "pack-*.idx"))
+	if err != nil || len(idxs) == 0 {
+		return err
+	}
+	type item struct {
+		pack int
+		off  int64
+		h    plumbing.Hash
+	}
+	var items []item
+	for i, p := range idxs {
+		idx, err := readIdx(p)
+		if err != nil {
+			return err
+		}
+		for h := range need {
+			if off, err := idx.FindOffset(h); err == nil {
+				items = append(items, item{i, off, h})
+			}
+		}
+	}
+	sort.Slice(items, func(i, j int) bool {
+		if items[i].pack != items[j].pack {
+			return items[i].pack < items[j].pack
+		}
+		return items[i].off < items[j].off
+	})
+	workers := min(runtime.GOMAXPROCS(0), 8)
+	if len(items) < 1024 {
+		workers = 1
+	}
+	results := make([][]byte, len(items))
+	chunk := (len(items) + workers - 1) / workers
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for w := 0; w < workers; w++ {
+		lo, hi := w*chunk, min((w+1)*chunk, len(items))
+		if lo >= hi {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			packs := map[int]*packfile.Packfile{}
+			defer func() {
+				for _, p := range packs {
+					p.Close()
+				}
+			}()
+			for i := lo; i < hi; i++ {
+				it := items[i]
+				pf := packs[it.pack]
+				if pf == nil {
+					idx, err := readIdx(idxs[it.pack])
+					if err != nil {
+						errs[w] = err
+						return
+					}
+					dir := filepath.Dir(idxs[it.pack])
+					fsys := osfs.New(dir, osfs.WithBoundOS())
+					file, err := fsys.Open(strings.TrimSuffix(filepath.Base(idxs[it.pack]), ".idx") + ".pack")
+					if err != nil {
+						errs[w] = err
+						return
+					}
+					pf = packfile.NewPackfile(idx, fsys, file, 0)
+					packs[it.pack] = pf
+				}
+				o, err := pf.GetByOffset(it.off)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				if o.Type() != plumbing.BlobObject || o.Hash() != it.h {
+					errs[w] = fmt.Errorf("pack object at %d is not blob %s", it.off, it.h)
+					return
+				}
+				b, err := readObject(o)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				results[i] = b
+			}
+		}()
+	}
+	wg.Wait()
+	for i, it := range items {
+		if results[i] != nil {
+			f.blobs[it.h] = results[i]
+			delete(need, it.h)
+			f.packed++
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func readIdx(path string) (*idxfile.MemoryIndex, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	idx := idxfile.NewMemoryIndex()
+	if err := idxfile.NewDecoder(bufio.NewReader(fh)).Decode(idx); err != nil {
+		return nil, fmt.Errorf("read pack index %s: %w", path, err)
+	}
+	return idx, nil
 }

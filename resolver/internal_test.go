@@ -200,3 +200,60 @@ func FuzzDecodeLock(f *testing.F) {
 		}
 	})
 }
+
+// TestPreloadPacks checks that the parallel pack reader returns exactly
+// the blobs the object store holds.
+func TestPreloadPacks(t *testing.T) {
+	dir := t.TempDir()
+	if err := regtest.WriteMany(dir, 1500); err != nil {
+		t.Fatal(err)
+	}
+	repo := regtest.InitRepo(t, dir)
+	// Two packs: the first commit packed, then a second packed with deltas.
+	regtest.Git(t, dir, "gc", "-q")
+	for i := 0; i < 100; i++ {
+		repo.Write(fmt.Sprintf("entries/2026/01/incident-%06d.toml", i*12), regtest.Entry(fmt.Sprint(i), "edited"))
+	}
+	repo.Write("entries/2027/01/new.toml", regtest.Entry("new", "new"))
+	repo.Commit("more")
+	regtest.Git(t, dir, "repack", "-q", "-d")
+	r, err := openRepo(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c, _ := r.CommitObject(plumbing.NewHash(repo.Head()))
+	tree, _ := c.Tree()
+	fast := newTreeFS(r.Storer, tree.Hash)
+	fast.gitDir = r.dir
+	n, err := fast.preload()
+	if err != nil || n != 1502 {
+		t.Fatalf("preload: %d files, %v", n, err)
+	}
+	slow := newTreeFS(r.Storer, tree.Hash)
+	count := 0
+	err = fs.WalkDir(slow, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		want, err := fs.ReadFile(slow, p)
+		if err != nil {
+			return err
+		}
+		got, err := fs.ReadFile(fast, p)
+		if err != nil {
+			return err
+		}
+		if string(got) != string(want) {
+			t.Errorf("%s differs", p)
+		}
+		count++
+		return nil
+	})
+	if err != nil || count != 1502 {
+		t.Fatalf("walk: %d files, %v", count, err)
+	}
+	if fast.packed != 1502 {
+		t.Errorf("%d blobs read from packs, want 1502", fast.packed)
+	}
+}

@@ -353,6 +353,7 @@ func (res *Result) loadCommit(r *repo, tree plumbing.Hash, src lock.Source, o Op
 		return nil
 	}
 	tfs := newTreeFS(r.Storer, tree)
+	tfs.gitDir = r.dir
 	baseRaw, base, baseCommit, ok := c.latestLock(src.URL)
 	if ok && baseCommit != src.Commit {
 		if err := res.extend(r, tfs, base, baseCommit, src, o); err == nil {

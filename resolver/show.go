@@ -156,7 +156,9 @@ func openAtLock(ctx context.Context, c Cache, l *lock.File, now time.Time) (*reg
 		r.Close()
 		return nil, nil, fmt.Errorf("read registry commit %s: %w", commit, err)
 	}
-	reg, err := load(newTreeFS(r.Storer, t.Hash))
+	tfs := newTreeFS(r.Storer, t.Hash)
+	tfs.gitDir = r.dir
+	reg, err := load(tfs)
 	if err != nil {
 		r.Close()
 		return nil, nil, err

@@ -99,6 +99,16 @@ func NewRepo(tb testing.TB, dir string, entries map[string][]byte) *Repo {
 	return r
 }
 
+// InitRepo makes the files already in dir a registry repository (branch
+// main) with one commit.
+func InitRepo(tb testing.TB, dir string) *Repo {
+	tb.Helper()
+	Git(tb, dir, "init", "-q", "-b", "main")
+	r := &Repo{tb: tb, Dir: dir}
+	r.Commit("init")
+	return r
+}
+
 // EntryPath is where the entry called name lives.
 func EntryPath(name string) string { return "entries/2026/11/" + name + ".toml" }
 
