@@ -448,3 +448,29 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("lock:\n%s\nwant:\n%s", after, want)
 	}
 }
+
+// TestResolveSSH resolves over ssh:// from an SSH server that runs the real
+// git upload-pack, and refuses a server whose host key is not the pinned
+// one.
+func TestResolveSSH(t *testing.T) {
+	w := newWorld(t, baseEntries())
+	srv := regtest.StartSSH(t, w.root)
+	o := w.opts(srv.URL("reg.git"))
+	o.Auth = srv.Auth
+	res, err := resolver.Resolve(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := marshal(t, res.Lock), marshal(t, w.wantLock(srv.URL("reg.git"), "main")); got != want {
+		t.Errorf("lock:\n%s\nwant:\n%s", got, want)
+	}
+	// Another server on another port with another host key, same client
+	// auth pinned to the first key: the fetch must fail.
+	other := regtest.StartSSH(t, w.root)
+	o = w.opts(other.URL("reg.git"))
+	o.Auth = srv.Auth
+	var fe *resolver.FetchError
+	if _, err := resolver.Resolve(context.Background(), o); !errors.As(err, &fe) {
+		t.Errorf("wrong host key: err = %v, want a FetchError", err)
+	}
+}
