@@ -124,6 +124,10 @@ func TestHooks(t *testing.T) {
 	if got := strings.TrimSpace(g.run(dir, true, "--git-dir=srv.git", "log", "--format=%s", "-1", "main")); got != "add entry" {
 		t.Errorf("server main is at %q, want the last good push", got)
 	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "srv.git", "poison-pre-receive.*")); len(left) != 0 {
+		t.Errorf("pre-receive left scratch directories: %v", left)
+	}
+	g.run(dir, true, "--git-dir=srv.git", "fsck", "--no-progress")
 }
 
 func copyFile(t *testing.T, from, to string) {
