@@ -322,6 +322,9 @@ func (c *Conn) run(ctx context.Context, op string, f func() error) error {
 	}
 	var pe *ProtocolError
 	if errors.As(err, &pe) {
+		if pe.Op == "read" || pe.Op == "write" {
+			pe.Op = op
+		}
 		c.broken = err
 	}
 	return err

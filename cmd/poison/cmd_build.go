@@ -194,6 +194,10 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 		if errors.Is(err, builder.ErrNotTrusted) {
 			return withHint(err, "run without --per-derivation (building by path works for any user), or add the user to trusted-users")
 		}
+		var pe *daemon.ProtocolError
+		if errors.As(err, &pe) {
+			return withHint(err, "the connection to the nix-daemon broke; run the build again (finished builds are kept)")
+		}
 		return err
 	}
 	if err := printBuildResults(e.stdout, o, roots, rep); err != nil {

@@ -14,6 +14,7 @@ let
   } // (if poison == toString i then { POISON_SERIAL = "1"; } else { }));
   nodes = builtins.genList node n;
 in {
+  w0 = builtins.elemAt nodes 0;
   top = derivation {
     name = "wide-top";
     inherit nonce;
