@@ -519,12 +519,20 @@ func (g *gen) refs(layer int, nodes []Node, k int) []Ref {
 		case j == 0:
 			d = prev[g.intn(len(prev))]
 		case g.chance(50):
+			// one of the last three layers, uniformly over their nodes
 			lo := max(0, layer-3)
-			var cand []int
+			n := 0
 			for l := lo; l < layer; l++ {
-				cand = append(cand, g.byLayer[l]...)
+				n += len(g.byLayer[l])
 			}
-			d = cand[g.intn(len(cand))]
+			k := g.intn(n)
+			for l := lo; l < layer; l++ {
+				if k < len(g.byLayer[l]) {
+					d = g.byLayer[l][k]
+					break
+				}
+				k -= len(g.byLayer[l])
+			}
 		default:
 			d = g.intn(below)
 		}
