@@ -33,10 +33,10 @@ import (
 	"github.com/poison-nix/poison/registry/lock"
 )
 
-var long = flag.Bool("long", false, "equivalence tests on more seeds and larger graphs (also POISON_EQUIV_LONG=1)")
+var equivLong = flag.Bool("long", false, "equivalence tests on more seeds and larger graphs (also POISON_EQUIV_LONG=1)")
 
-// fixture is one graph expression instantiated clean into the store.
-type fixture struct {
+// equivFixture is one graph expression instantiated clean into the store.
+type equivFixture struct {
 	file  string
 	attrs []string // node attributes in graph order
 	graph *graphgen.Graph
@@ -48,13 +48,13 @@ type fixture struct {
 	refusable bool
 }
 
-func newFixture(t *testing.T, file string, g *graphgen.Graph, env []string) *fixture {
+func newFixture(t *testing.T, file string, g *graphgen.Graph, env []string) *equivFixture {
 	t.Helper()
 	clean, err := graphgen.Eval(context.Background(), env, file, "", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{file: file, graph: g, clean: clean, names: map[string]string{}, env: env}
+	f := &equivFixture{file: file, graph: g, clean: clean, names: map[string]string{}, env: env}
 	if g != nil {
 		for _, n := range g.Nodes {
 			f.attrs = append(f.attrs, n.Attr)
@@ -66,13 +66,13 @@ func newFixture(t *testing.T, file string, g *graphgen.Graph, env []string) *fix
 		sort.Strings(f.attrs)
 	}
 	for a, p := range clean {
-		f.names[a] = drvName(p.Drv)
+		f.names[a] = equivDrvName(p.Drv)
 	}
 	return f
 }
 
 // eval instantiates the expression with poison, writing the .drv files.
-func (f *fixture) eval(t *testing.T, poison map[string]int) map[string]graphgen.Paths {
+func (f *equivFixture) eval(t *testing.T, poison map[string]int) map[string]graphgen.Paths {
 	t.Helper()
 	if len(poison) == 0 {
 		return f.clean
@@ -91,15 +91,15 @@ func (f *fixture) eval(t *testing.T, poison map[string]int) map[string]graphgen.
 	return m
 }
 
-// lockSpec names lock entries by node: serials for a node's canonical .drv
+// equivLockSpec names lock entries by node: serials for a node's canonical .drv
 // path, for one of its canonical outputs ("n17.dev"), or for a name.
-type lockSpec struct {
+type equivLockSpec struct {
 	drvs  map[string]int
 	outs  map[string]int
 	names map[string]int
 }
 
-func (f *fixture) lock(t *testing.T, s lockSpec) *lock.File {
+func (f *equivFixture) lock(t *testing.T, s equivLockSpec) *lock.File {
 	t.Helper()
 	env := lock.DefaultEnv
 	if f.graph != nil {
@@ -132,7 +132,7 @@ func (f *fixture) lock(t *testing.T, s lockSpec) *lock.File {
 
 // expected returns the serial of every node under lk (DESIGN §5 step 3),
 // computed from the canonical paths Nix gave the clean graph.
-func (f *fixture) expected(lk *lock.File, byName bool) map[string]int {
+func (f *equivFixture) expected(lk *lock.File, byName bool) map[string]int {
 	m := map[string]int{}
 	for _, a := range f.attrs {
 		c := f.clean[a]
@@ -151,9 +151,9 @@ func (f *fixture) expected(lk *lock.File, byName bool) map[string]int {
 	return m
 }
 
-func isStorePath(p string) bool { return strings.HasPrefix(p, "/nix/store/") }
+func equivIsStorePath(p string) bool { return strings.HasPrefix(p, "/nix/store/") }
 
-func drvName(p string) string {
+func equivDrvName(p string) string {
 	b := strings.TrimSuffix(filepath.Base(p), ".drv")
 	if len(b) > 33 {
 		return b[33:]
@@ -165,22 +165,22 @@ func drvName(p string) string {
 type equivCase struct {
 	name   string
 	pre    map[string]int // poison of the closure that is loaded (nil: clean)
-	spec   lockSpec
+	spec   equivLockSpec
 	byName bool
 	noop   bool // the lock poisons nothing (guards against vacuous cases)
 }
 
 // rewrite loads the closure of roots and rewrites it.
-func rewrite(t *testing.T, roots []string, lk *lock.File, byName bool) (*builder.Result, []builder.Warning) {
+func equivRewrite(t *testing.T, roots []string, lk *lock.File, byName bool) (*builder.Result, []builder.Warning) {
 	t.Helper()
-	res, warns, err := tryRewrite(roots, lk, byName)
+	res, warns, err := equivTryRewrite(roots, lk, byName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return res, warns
 }
 
-func tryRewrite(roots []string, lk *lock.File, byName bool) (*builder.Result, []builder.Warning, error) {
+func equivTryRewrite(roots []string, lk *lock.File, byName bool) (*builder.Result, []builder.Warning, error) {
 	ctx := context.Background()
 	c, err := builder.LoadClosure(ctx, builder.LoadOptions{}, roots)
 	if err != nil {
@@ -197,7 +197,7 @@ func tryRewrite(roots []string, lk *lock.File, byName bool) (*builder.Result, []
 // runCase checks one case: Rewrite of the loaded closure equals Nix's
 // instantiation of the expected poison, file for file; then rewriting Nix's
 // result again with the same lock changes nothing (idempotence).
-func (f *fixture) runCase(t *testing.T, c equivCase) {
+func (f *equivFixture) runCase(t *testing.T, c equivCase) {
 	t.Helper()
 	lk := f.lock(t, c.spec)
 	want := f.expected(lk, c.byName)
@@ -213,7 +213,7 @@ func (f *fixture) runCase(t *testing.T, c equivCase) {
 	// A root given twice comes back twice, in argument order.
 	mid := len(roots) / 2
 	roots = append(roots, roots[mid])
-	res, warns, err := tryRewrite(roots, lk, c.byName)
+	res, warns, err := equivTryRewrite(roots, lk, c.byName)
 	if err != nil {
 		if !f.refusable {
 			t.Fatal(err)
@@ -242,7 +242,7 @@ func (f *fixture) runCase(t *testing.T, c equivCase) {
 	for i, a := range f.attrs {
 		roots[i] = expect[a].Drv
 	}
-	res2, _ := rewrite(t, roots, lk, c.byName)
+	res2, _ := equivRewrite(t, roots, lk, c.byName)
 	for i, a := range f.attrs {
 		if res2.Roots[i] != expect[a].Drv {
 			t.Errorf("idempotence: %s: rewriting Nix's poisoned %s gives %s", a, expect[a].Drv, res2.Roots[i])
@@ -256,7 +256,7 @@ func (f *fixture) runCase(t *testing.T, c equivCase) {
 }
 
 // check compares a Result with Nix's instantiation.
-func (f *fixture) check(t *testing.T, loaded, expect map[string]graphgen.Paths, serials map[string]int, res *builder.Result, warns []builder.Warning) {
+func (f *equivFixture) check(t *testing.T, loaded, expect map[string]graphgen.Paths, serials map[string]int, res *builder.Result, warns []builder.Warning) {
 	t.Helper()
 	const maxErrs = 15
 	errs := 0
@@ -321,7 +321,7 @@ func (f *fixture) check(t *testing.T, loaded, expect map[string]graphgen.Paths, 
 			t.Fatal(err)
 		}
 		if !bytes.Equal(d.ATerm, nixBytes) {
-			errorf("%s: ATerm of %s differs from Nix's file %s: %s", a, d.Path, e.Drv, firstDiff(d.ATerm, nixBytes))
+			errorf("%s: ATerm of %s differs from Nix's file %s: %s", a, d.Path, e.Drv, equivFirstDiff(d.ATerm, nixBytes))
 			if dir := os.Getenv("POISON_EQUIV_DUMP"); dir != "" {
 				// for diffing by hand: <dir>/<nix base>.rewrite next to the store file
 				_ = os.WriteFile(filepath.Join(dir, filepath.Base(e.Drv)+".rewrite"), d.ATerm, 0o644)
@@ -331,14 +331,14 @@ func (f *fixture) check(t *testing.T, loaded, expect map[string]graphgen.Paths, 
 			errorf("%s: Changed path %s, nix-instantiate %s", a, d.Path, e.Drv)
 			continue
 		}
-		if want := drvName(e.Drv); d.Name != want { // a name may change (hash-in-name.nix)
+		if want := equivDrvName(e.Drv); d.Name != want { // a name may change (hash-in-name.nix)
 			errorf("%s: Changed name %q, want %q", a, d.Name, want)
 		}
 		if len(d.Outputs) != len(e.Outs) && !f.refusable {
 			errorf("%s: Changed outputs %v, nix-instantiate %v", a, d.Outputs, e.Outs)
 		}
 		for o, p := range e.Outs {
-			if !isStorePath(p) {
+			if !equivIsStorePath(p) {
 				continue // floating CA or deferred: Nix knows no path yet
 			}
 			if d.Outputs[o] != p {
@@ -361,7 +361,7 @@ func (f *fixture) check(t *testing.T, loaded, expect map[string]graphgen.Paths, 
 			if ambiguous[lp] {
 				continue // checked through Changed[].Outputs
 			}
-			if !isStorePath(lp) {
+			if !equivIsStorePath(lp) {
 				continue // a placeholder: floating CA or deferred
 			}
 			if got, ok := res.OutPaths[lp]; !ok {
@@ -375,7 +375,7 @@ func (f *fixture) check(t *testing.T, loaded, expect map[string]graphgen.Paths, 
 		errorf("%s: Nix rewrites %s to %s, Changed does not list it", byOld[old], old, expect[byOld[old]].Drv)
 	}
 	if len(refPaths) > 0 {
-		nixRefs := references(t, refPaths)
+		nixRefs := nixReferences(t, refPaths)
 		for i, d := range res.Changed {
 			if _, ok := nixRefs[d.Path]; !ok {
 				continue
@@ -406,7 +406,7 @@ func (f *fixture) check(t *testing.T, loaded, expect map[string]graphgen.Paths, 
 			errorf("%s: not in Poisoned, want serial %d", a, s)
 		case s > 0:
 			if p.Serial != s || p.CanonicalDrvPath != f.clean[a].Drv || p.NewDrvPath != expect[a].Drv ||
-				(p.Name != f.names[a] && p.Name != drvName(expect[a].Drv)) {
+				(p.Name != f.names[a] && p.Name != equivDrvName(expect[a].Drv)) {
 				errorf("%s: Poisoned %+v, want serial %d, canonical %s, new %s, name %s", a, p, s, f.clean[a].Drv, expect[a].Drv, f.names[a])
 			}
 			if f.graph != nil {
@@ -423,7 +423,7 @@ func (f *fixture) check(t *testing.T, loaded, expect map[string]graphgen.Paths, 
 }
 
 // references returns the references Nix registered for each path.
-func references(t *testing.T, paths []string) map[string][]string {
+func nixReferences(t *testing.T, paths []string) map[string][]string {
 	t.Helper()
 	cmd := nixtest.Command("nix-store", append([]string{"--dump-db"}, paths...)...)
 	var stderr bytes.Buffer
@@ -457,7 +457,7 @@ func references(t *testing.T, paths []string) map[string][]string {
 // firstDiff describes where got and want differ: the first differing
 // comma-separated fields (up to three) when both have as many fields, else
 // the first differing byte.
-func firstDiff(got, want []byte) string {
+func equivFirstDiff(got, want []byte) string {
 	g, w := bytes.Split(got, []byte(",")), bytes.Split(want, []byte(","))
 	if len(g) == len(w) {
 		var b strings.Builder
@@ -468,7 +468,7 @@ func firstDiff(got, want []byte) string {
 					b.WriteString("\n  ...")
 					break
 				}
-				fmt.Fprintf(&b, "\n  field %d: rewrite %q, nix %q", i, trunc(g[i]), trunc(w[i]))
+				fmt.Fprintf(&b, "\n  field %d: rewrite %q, nix %q", i, equivTrunc(g[i]), equivTrunc(w[i]))
 			}
 		}
 		return b.String()
@@ -481,7 +481,7 @@ func firstDiff(got, want []byte) string {
 	return fmt.Sprintf("at byte %d:\n  rewrite: %q\n  nix:     %q", i, got[lo:min(len(got), i+60)], want[lo:min(len(want), i+60)])
 }
 
-func trunc(b []byte) []byte {
+func equivTrunc(b []byte) []byte {
 	if len(b) > 200 {
 		return b[:200]
 	}
@@ -499,7 +499,7 @@ func equivSeeds(t *testing.T) (seeds []uint64, nodes int) {
 		}
 		return seeds, 300
 	}
-	if *long || os.Getenv("POISON_EQUIV_LONG") == "1" {
+	if *equivLong || os.Getenv("POISON_EQUIV_LONG") == "1" {
 		for s := uint64(1); s <= 12; s++ {
 			seeds = append(seeds, s)
 		}
@@ -531,7 +531,7 @@ func TestEquivGenerated(t *testing.T) {
 				t.Fatal(err)
 			}
 			f := newFixture(t, file, g, nixtest.Environ())
-			for _, c := range generatedCases(g, seed) {
+			for _, c := range equivGeneratedCases(g, seed) {
 				t.Run(c.name, func(t *testing.T) {
 					f.runCase(t, c)
 					if t.Failed() {
@@ -544,8 +544,8 @@ func TestEquivGenerated(t *testing.T) {
 	}
 }
 
-// generatedCases picks the nodes of each case from the graph.
-func generatedCases(g *graphgen.Graph, seed uint64) []equivCase {
+// equivGeneratedCases picks the nodes of each case from the graph.
+func equivGeneratedCases(g *graphgen.Graph, seed uint64) []equivCase {
 	rng := rand.New(rand.NewPCG(seed, 42))
 	deps := g.Dependents()
 	byKind := map[graphgen.Kind][]int{}
@@ -608,20 +608,20 @@ func generatedCases(g *graphgen.Graph, seed uint64) []equivCase {
 	}
 	pre := map[string]int{pick(byKind[graphgen.Structured]): 4, pick(byKind[graphgen.Plain]): 1, attr(deep): 2}
 	cases := []equivCase{
-		{name: "deep", spec: lockSpec{drvs: map[string]int{attr(deep): 1}}},
-		{name: "leaf", spec: lockSpec{drvs: map[string]int{pick(leaves): 2}}},
-		{name: "several-kinds", spec: lockSpec{drvs: several}},
-		{name: "many", spec: lockSpec{drvs: many}},
-		{name: "output", spec: lockSpec{outs: map[string]int{nonDefault: 3}}},
-		{name: "fixed-output-collision", spec: lockSpec{outs: map[string]int{pick(groupOut) + ".out": 1}}},
-		{name: "fixed-output-drv", spec: lockSpec{drvs: map[string]int{pick(byKind[graphgen.FixedFlat]): 2}}},
-		{name: "by-name", byName: true, spec: lockSpec{names: byNameSpec, drvs: map[string]int{attr(deep): 5}}},
-		{name: "by-name-off", spec: lockSpec{names: byNameSpec}, noop: true},
-		{name: "repoison", pre: pre, spec: lockSpec{drvs: map[string]int{attr(deep): 3, pick(byKind[graphgen.StructuredMulti]): 1}}},
+		{name: "deep", spec: equivLockSpec{drvs: map[string]int{attr(deep): 1}}},
+		{name: "leaf", spec: equivLockSpec{drvs: map[string]int{pick(leaves): 2}}},
+		{name: "several-kinds", spec: equivLockSpec{drvs: several}},
+		{name: "many", spec: equivLockSpec{drvs: many}},
+		{name: "output", spec: equivLockSpec{outs: map[string]int{nonDefault: 3}}},
+		{name: "fixed-output-collision", spec: equivLockSpec{outs: map[string]int{pick(groupOut) + ".out": 1}}},
+		{name: "fixed-output-drv", spec: equivLockSpec{drvs: map[string]int{pick(byKind[graphgen.FixedFlat]): 2}}},
+		{name: "by-name", byName: true, spec: equivLockSpec{names: byNameSpec, drvs: map[string]int{attr(deep): 5}}},
+		{name: "by-name-off", spec: equivLockSpec{names: byNameSpec}, noop: true},
+		{name: "repoison", pre: pre, spec: equivLockSpec{drvs: map[string]int{attr(deep): 3, pick(byKind[graphgen.StructuredMulti]): 1}}},
 		{name: "canonicalise", pre: pre, noop: true},
 	}
 	if len(twins) > 0 {
-		cases = append(cases, equivCase{name: "twin", spec: lockSpec{drvs: map[string]int{pick(twins): 1}}})
+		cases = append(cases, equivCase{name: "twin", spec: equivLockSpec{drvs: map[string]int{pick(twins): 1}}})
 	}
 	return cases
 }
@@ -672,11 +672,11 @@ func equivFiles(t *testing.T, glob string, env []string, refusable bool) {
 			for _, a := range f.attrs {
 				all[a] = 2
 				t.Run(a, func(t *testing.T) {
-					f.runCase(t, equivCase{name: a, spec: lockSpec{drvs: map[string]int{a: 1}}})
+					f.runCase(t, equivCase{name: a, spec: equivLockSpec{drvs: map[string]int{a: 1}}})
 				})
 			}
 			t.Run("all", func(t *testing.T) {
-				f.runCase(t, equivCase{name: "all", spec: lockSpec{drvs: all}})
+				f.runCase(t, equivCase{name: "all", spec: equivLockSpec{drvs: all}})
 			})
 			t.Run("canonicalise", func(t *testing.T) {
 				f.runCase(t, equivCase{name: "canonicalise", pre: all, noop: true})
