@@ -93,6 +93,9 @@ func (c Cache) readState(url string) (state, bool) {
 }
 
 func (c Cache) writeState(s state) error {
+	if c.Dir == "" {
+		return nil
+	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
@@ -173,7 +176,12 @@ func openRepo(dir string) (*repo, error) {
 // url. A cache that cannot be opened is moved aside and recreated when
 // create is set.
 func (c Cache) openCache(url string, create bool) (*repo, error) {
-	dir := c.repoDir(url)
+	return openClone(c.repoDir(url), url, create)
+}
+
+// openClone opens (creating if needed and create is set) a bare clone of
+// url in dir.
+func openClone(dir, url string, create bool) (*repo, error) {
 	r, err := openRepo(dir)
 	if err == nil {
 		if _, err = r.Remote("origin"); err == nil {

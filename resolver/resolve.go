@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"syscall"
 	"time"
 
@@ -173,24 +172,29 @@ func resolveRemote(ctx context.Context, src Source, o Options) (*Result, error) 
 		}
 		return res, nil
 	}
-	var res *Result
-	for attempt := 0; ; attempt++ {
-		res, err = fetchAndRead(ctx, src, o, st)
-		if err == nil || attempt > 0 || !isCorruption(err) || ctx.Err() != nil {
-			break
-		}
-		// The cached clone is unreadable: move it aside and clone again.
-		dir := c.repoDir(src.URL)
-		if rerr := os.Rename(dir, fmt.Sprintf("%s.broken-%d", dir, o.Now.UnixNano())); rerr != nil {
-			return nil, fmt.Errorf("move aside broken cached clone %s: %w", dir, rerr)
-		}
-		defer func() {
-			if res != nil {
-				res.Recloned = true
-			}
-		}()
+	dir := c.repoDir(src.URL)
+	res, err := fetchAndRead(ctx, src, o, dir)
+	if err == nil || !isCorruption(err) || ctx.Err() != nil {
+		return res, err
 	}
-	return res, err
+	// The cached clone looks unreadable. Clone afresh next to it and swap
+	// only when that succeeds: if the failure was the network after all,
+	// the cache stays as it was, for --offline.
+	fresh := fmt.Sprintf("%s.new-%d", dir, time.Now().UnixNano())
+	defer os.RemoveAll(fresh)
+	res, err2 := fetchAndRead(ctx, src, o, fresh)
+	if err2 != nil {
+		return nil, err
+	}
+	aside := fmt.Sprintf("%s.broken-%d", dir, time.Now().UnixNano())
+	if err := os.Rename(dir, aside); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("move aside broken cached clone %s: %w", dir, err)
+	}
+	if err := os.Rename(fresh, dir); err != nil {
+		return nil, fmt.Errorf("replace broken cached clone %s: %w", dir, err)
+	}
+	res.Recloned = true
+	return res, nil
 }
 
 // corruptError marks a failure to read objects the cache should have.
@@ -204,9 +208,9 @@ func isCorruption(err error) bool {
 	return errors.As(err, &ce)
 }
 
-func fetchAndRead(ctx context.Context, src Source, o Options, st state) (*Result, error) {
+func fetchAndRead(ctx context.Context, src Source, o Options, dir string) (*Result, error) {
 	c := o.Cache
-	r, err := c.openCache(src.URL, true)
+	r, err := openClone(dir, src.URL, true)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +227,7 @@ func fetchAndRead(ctx context.Context, src Source, o Options, st state) (*Result
 		}
 		return nil, &FetchError{URL: src.URL, Err: err}
 	}
-	st = state{URL: src.URL, LastFetch: o.Now, Head: head}
+	st := state{URL: src.URL, LastFetch: o.Now, Head: head}
 	if err := c.writeState(st); err != nil {
 		return nil, err
 	}
@@ -250,12 +254,6 @@ func isNetwork(err error) bool {
 		errors.Is(err, transport.ErrEmptyRemoteRepository),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return true
-	}
-	s := err.Error()
-	for _, frag := range []string{"connection", "dial", "unexpected EOF", "remote", "repository not found", "no such host", "unknown command", "ssh:", "EOF", "http", "empty", "not found", "handshake", "timeout"} {
-		if strings.Contains(s, frag) {
-			return true
-		}
 	}
 	return false
 }

@@ -239,6 +239,11 @@ func TestOffline(t *testing.T) {
 	if _, err := resolver.Resolve(ctx, d); !errors.As(err, &fe) {
 		t.Errorf("online with the server stopped: err = %v, want a FetchError", err)
 	}
+	// The failed fetch left the cache usable.
+	d.Offline = true
+	if _, err := resolver.Resolve(ctx, d); err != nil {
+		t.Errorf("offline after a failed fetch: %v", err)
+	}
 }
 
 // TestFailClosed checks every failure leaves the previous lock intact.
@@ -402,6 +407,23 @@ func TestCorruptCache(t *testing.T) {
 	}
 	if !got.Recloned || marshal(t, got.Lock) != marshal(t, want.Lock) {
 		t.Errorf("recloned=%v, lock equal=%v", got.Recloned, marshal(t, got.Lock) == marshal(t, want.Lock))
+	}
+	// Damaged again, and this time the remote moved, so the fetch itself
+	// must cope with the broken objects.
+	os.RemoveAll(filepath.Join(w.cache.Dir, "locks"))
+	packs, _ = filepath.Glob(filepath.Join(w.cache.Dir, "repos", "*.git", "objects", "pack", "*.pack"))
+	for _, p := range packs {
+		os.Chmod(p, 0o644)
+		os.WriteFile(p, []byte("PACK garbage"), 0o644)
+	}
+	w.repo.AddEntry("c", regtest.Entry("c-3", "new"))
+	w.push(false)
+	got, err = resolver.Resolve(ctx, o)
+	if err != nil {
+		t.Fatalf("online resolve after a push did not repair the cache: %v", err)
+	}
+	if want := marshal(t, w.wantLock(o.Registry, "main")); !got.Recloned || marshal(t, got.Lock) != want {
+		t.Errorf("recloned=%v, lock:\n%s\nwant:\n%s", got.Recloned, marshal(t, got.Lock), want)
 	}
 }
 
