@@ -142,5 +142,12 @@ func TestAddFromStore(t *testing.T) {
 				t.Errorf("outputs of %s = %v, want %v", d, outs, outputsOf(d))
 			}
 		}
+		// An output of the rewritten a, once built, leads to canonical a.
+		nixtest.Output(t, "nix-store", "--realise", rwA)
+		e = add(t, "--slug", "rewritten-output", outputsOf(rwA)[0])
+		if len(e.Derivations) != 1 || e.Derivations[0].Path != drvA ||
+			strings.Join(e.Derivations[0].Outputs, " ") != strings.Join(outputsOf(drvA), " ") {
+			t.Errorf("from a rewritten output: %+v, want %s with %v", e.Derivations, drvA, outputsOf(drvA))
+		}
 	})
 }
