@@ -412,7 +412,7 @@ func (c *Conn) readFields() ([]Field, error) {
 	if err != nil {
 		return nil, err
 	}
-	fs := make([]Field, 0, n)
+	fs := make([]Field, 0, min(n, 64))
 	for range n {
 		kind, err := c.readU64()
 		if err != nil {
@@ -559,7 +559,7 @@ func (c *Conn) readStrings() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	ss := make([]string, 0, n)
+	ss := make([]string, 0, min(n, 1024))
 	for range n {
 		s, err := c.readString()
 		if err != nil {

@@ -536,3 +536,24 @@ func TestPool(t *testing.T) {
 		}
 	}
 }
+
+// TestAuto: with no daemon listening, "auto" as root serves the local
+// store through a `nix-daemon --stdio` child, as Nix does.
+func TestAuto(t *testing.T) {
+	nixtest.Need(t)
+	if os.Geteuid() != 0 {
+		t.Skip("auto falls back to a local store only for root")
+	}
+	ctx := daemontest.Context(t, time.Minute)
+	c, err := daemon.Dial(ctx, "auto", daemon.Options{SocketPath: filepath.Join(t.TempDir(), "none"), Settings: offline()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !strings.Contains(c.Store(), "nix-daemon --stdio") {
+		t.Errorf("auto connected to %q, want the stdio fallback", c.Store())
+	}
+	if ok, err := c.IsValidPath(ctx, "/nix/store/00000000000000000000000000000000-x"); err != nil || ok {
+		t.Errorf("IsValidPath = %v, %v", ok, err)
+	}
+}

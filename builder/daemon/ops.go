@@ -539,7 +539,7 @@ func (c *Conn) readBuildResult() (BuildResult, error) {
 		if err != nil {
 			return r, err
 		}
-		r.BuiltOutputs = make(map[string]string, n)
+		r.BuiltOutputs = make(map[string]string, min(n, 64))
 		for range n {
 			key, err := c.readString()
 			if err != nil {
