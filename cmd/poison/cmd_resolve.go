@@ -193,19 +193,37 @@ func resolveCommand() command {
 	return c
 }
 
-// readLockDescribed reads the lock named by the settings and prints which
-// commit it pins, with a warning when the last fetch is older than MaxAge.
+// readLockDescribed reads the lock named by the settings and describes it
+// (see describeLock).
 func readLockDescribed(e *env, s resolver.Settings) (*lock.File, error) {
 	l, err := lock.ReadFile(s.Lock)
 	if err != nil {
 		return nil, withHint(err, "run 'poison resolve' to create it")
 	}
+	describeLockMaxAge(e, s, s.Lock, l)
+	return l, nil
+}
+
+// describeLock prints, for any command that uses a lock, the registry
+// commit lock l (read from path) pins and, when that registry was last
+// fetched on this machine longer ago than the max age (POISON_MAX_AGE,
+// poison.toml max-age, default 7d; 0 disables), a warning. Commands with
+// their own --max-age flag use describeLockMaxAge.
+func describeLock(e *env, path string, l *lock.File) {
+	s, err := resolver.LoadSettings(e.dir, e.getenv)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "poison: warning: %v\n", err)
+		s.MaxAge = resolver.DefaultMaxAge
+	}
+	describeLockMaxAge(e, s, path, l)
+}
+
+func describeLockMaxAge(e *env, s resolver.Settings, path string, l *lock.File) {
 	f := resolver.CheckFreshness(resolver.Cache{Dir: s.CacheDir}, l, s.MaxAge, e.now())
-	fmt.Fprintf(e.stderr, "poison: %s\n", f.Describe(displayPath(e, s.Lock)))
+	fmt.Fprintf(e.stderr, "poison: %s\n", f.Describe(displayPath(e, path)))
 	if w := f.Warning(); w != "" {
 		fmt.Fprintf(e.stderr, "poison: warning: %s\n", w)
 	}
-	return l, nil
 }
 
 func shortCommit(c string) string {
