@@ -168,6 +168,30 @@ type equivCase struct {
 	spec   equivLockSpec
 	byName bool
 	noop   bool // the lock poisons nothing (guards against vacuous cases)
+	// sinks: the roots are only the nodes no edge leads to; LoadClosure
+	// must find the rest through inputDrvs and inputSrcs.
+	sinks bool
+}
+
+// sinks returns the nodes of a generated graph that no edge (inputDrvs or
+// inputSrcs) leads to: every other node is in their closure. A node only
+// mentioned textually is a root too, as it would be outside the closure.
+func (f *equivFixture) sinks() []string {
+	in := make([]bool, len(f.graph.Nodes))
+	for _, n := range f.graph.Nodes {
+		for _, r := range n.Refs {
+			if r.Kind.Edge() {
+				in[r.Node] = true
+			}
+		}
+	}
+	var out []string
+	for i, n := range f.graph.Nodes {
+		if !in[i] {
+			out = append(out, n.Attr)
+		}
+	}
+	return out
 }
 
 // rewrite loads the closure of roots and rewrites it.
@@ -206,8 +230,13 @@ func (f *equivFixture) runCase(t *testing.T, c equivCase) {
 	}
 	loaded := f.eval(t, c.pre)
 	expect := f.eval(t, want)
-	roots := make([]string, len(f.attrs), len(f.attrs)+1)
-	for i, a := range f.attrs {
+	rootAttrs := f.attrs
+	if c.sinks {
+		rootAttrs = f.sinks()
+		t.Logf("%d roots of %d nodes", len(rootAttrs), len(f.attrs))
+	}
+	roots := make([]string, len(rootAttrs), len(rootAttrs)+1)
+	for i, a := range rootAttrs {
 		roots[i] = loaded[a].Drv
 	}
 	// A root given twice comes back twice, in argument order.
@@ -230,15 +259,15 @@ func (f *equivFixture) runCase(t *testing.T, c equivCase) {
 		if a, b := res.Roots[mid], res.Roots[len(roots)-1]; a != b {
 			t.Errorf("root %s given twice: rewritten to %s and %s", roots[mid], a, b)
 		}
-		res.Roots = res.Roots[:len(f.attrs)]
+		res.Roots = res.Roots[:len(rootAttrs)]
 	}
-	f.check(t, loaded, expect, want, res, warns)
+	f.check(t, rootAttrs, loaded, expect, want, res, warns)
 
 	if t.Failed() {
 		return
 	}
 	// Idempotence: Nix's poisoned closure rewritten with the same lock.
-	roots = roots[:len(f.attrs)]
+	roots = make([]string, len(f.attrs))
 	for i, a := range f.attrs {
 		roots[i] = expect[a].Drv
 	}
@@ -256,7 +285,7 @@ func (f *equivFixture) runCase(t *testing.T, c equivCase) {
 }
 
 // check compares a Result with Nix's instantiation.
-func (f *equivFixture) check(t *testing.T, loaded, expect map[string]graphgen.Paths, serials map[string]int, res *builder.Result, warns []builder.Warning) {
+func (f *equivFixture) check(t *testing.T, rootAttrs []string, loaded, expect map[string]graphgen.Paths, serials map[string]int, res *builder.Result, warns []builder.Warning) {
 	t.Helper()
 	const maxErrs = 15
 	errs := 0
@@ -275,8 +304,13 @@ func (f *equivFixture) check(t *testing.T, loaded, expect map[string]graphgen.Pa
 	for _, a := range f.attrs {
 		byOld[loaded[a].Drv] = a
 	}
-	if len(res.Roots) != len(f.attrs) {
-		t.Fatalf("Roots has %d paths, want %d", len(res.Roots), len(f.attrs))
+	if len(res.Roots) != len(rootAttrs) {
+		t.Fatalf("Roots has %d paths, want %d", len(res.Roots), len(rootAttrs))
+	}
+	for i, a := range rootAttrs {
+		if res.Roots[i] != expect[a].Drv {
+			errorf("%s: root %d: rewrite gives %s, nix-instantiate %s", a, i, res.Roots[i], expect[a].Drv)
+		}
 	}
 	// OutPaths maps an old output path to one new path, which cannot
 	// express twins (fixed-output groups and their dependents share output
@@ -347,11 +381,8 @@ func (f *equivFixture) check(t *testing.T, loaded, expect map[string]graphgen.Pa
 		}
 		refPaths = append(refPaths, d.Path)
 	}
-	for i, a := range f.attrs {
+	for _, a := range f.attrs {
 		l, e := loaded[a], expect[a]
-		if res.Roots[i] != e.Drv {
-			errorf("%s: root %d: rewrite gives %s, nix-instantiate %s", a, i, res.Roots[i], e.Drv)
-		}
 		if got, ok := res.DrvPaths[l.Drv]; !ok {
 			errorf("%s: DrvPaths has no entry for %s", a, l.Drv)
 		} else if got != e.Drv {
@@ -611,6 +642,7 @@ func equivGeneratedCases(g *graphgen.Graph, seed uint64) []equivCase {
 		{name: "deep", spec: equivLockSpec{drvs: map[string]int{attr(deep): 1}}},
 		{name: "leaf", spec: equivLockSpec{drvs: map[string]int{pick(leaves): 2}}},
 		{name: "several-kinds", spec: equivLockSpec{drvs: several}},
+		{name: "several-kinds-sink-roots", spec: equivLockSpec{drvs: several}, sinks: true},
 		{name: "many", spec: equivLockSpec{drvs: many}},
 		{name: "output", spec: equivLockSpec{outs: map[string]int{nonDefault: 3}}},
 		{name: "fixed-output-collision", spec: equivLockSpec{outs: map[string]int{pick(groupOut) + ".out": 1}}},
