@@ -879,11 +879,8 @@ func (g *gen) jsonValue(r *rand.Rand, depth int) string {
 	case 0:
 		return nixStr(pick(tricky))
 	case 1:
-		if v := r.IntN(2000) - 1000; v < 0 {
-			return "(" + strconv.Itoa(v) + ")" // a bare negative number is a syntax error in a list
-		} else {
-			return strconv.Itoa(v)
-		}
+		// parenthesised: a bare negative number is a syntax error in a list
+		return "(" + strconv.Itoa(r.IntN(2000)-1000) + ")"
 	case 2:
 		return pick(floats)
 	case 3:
