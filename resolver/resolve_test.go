@@ -496,3 +496,49 @@ func TestResolveSSH(t *testing.T) {
 		t.Errorf("wrong host key: err = %v, want a FetchError", err)
 	}
 }
+
+// TestShow looks keys up in the lock and in the cached registry commit.
+func TestShow(t *testing.T) {
+	w := newWorld(t, baseEntries())
+	init := w.repo.Head()
+	added := w.repo.AddEntry("c", regtest.Entry("c-3", "c reason"))
+	w.repo.AddEntry("d", regtest.Entry("d-4", "d"))
+	w.push(false)
+	w.daemon = regtest.StartDaemon(t, w.root)
+	ctx := context.Background()
+	res, err := resolver.Resolve(ctx, w.opts(w.daemon.URL("reg.git")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := res.Lock
+	cases := []struct {
+		key, kind string
+		serial    int
+		files     []string
+		commit    string
+	}{
+		{regtest.Drv("c-3"), "derivation", 1, []string{"entries/2026/11/c.toml"}, added},
+		{filepath.Base(regtest.Out("b-2.0")), "output", 2, []string{"entries/2026/11/b.toml", "entries/2026/11/b2.toml"}, init},
+		{"a-1.0", "name", 1, []string{"entries/2026/11/a.toml"}, init},
+		{regtest.Drv("zzz"), "derivation", 0, nil, ""},
+	}
+	for _, c := range cases {
+		s, err := resolver.Show(ctx, w.cache, l, c.key, now)
+		if err != nil {
+			t.Fatalf("%s: %v", c.key, err)
+		}
+		var files []string
+		for _, e := range s.Entries {
+			files = append(files, e.File)
+			if e.Commit != c.commit {
+				t.Errorf("%s: entry %s commit %s, want %s", c.key, e.File, e.Commit, c.commit)
+			}
+		}
+		if s.Kind != c.kind || s.Serial != c.serial || strings.Join(files, " ") != strings.Join(c.files, " ") {
+			t.Errorf("%s: got %s serial %d %v, want %s serial %d %v", c.key, s.Kind, s.Serial, files, c.kind, c.serial, c.files)
+		}
+	}
+	if _, err := resolver.Show(ctx, resolver.Cache{Dir: t.TempDir()}, l, "a-1.0", now); err == nil || !strings.Contains(err.Error(), "poison resolve") {
+		t.Errorf("show without a cache: %v", err)
+	}
+}

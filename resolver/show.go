@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"strings"
@@ -98,41 +99,21 @@ func Show(ctx context.Context, c Cache, l *lock.File, key string, now time.Time)
 }
 
 // openAtLock loads the registry at the lock's commit from the cache or the
-// local source.
+// local source. Entries with lint errors are left out, as in the lock.
 func openAtLock(ctx context.Context, c Cache, l *lock.File, now time.Time) (*registry.Registry, *repo, error) {
 	url, commit := l.Registry.URL, l.Registry.Commit
 	src, err := ParseSource(url, "/")
-	if err != nil && !strings.HasPrefix(url, "/") {
-		return nil, nil, fmt.Errorf("lock registry %q: %w", url, err)
-	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("registry %s of the lock is gone: %w", url, err)
+		return nil, nil, fmt.Errorf("registry %s of the lock: %w", url, err)
 	}
-	load := func(fsys any) (*registry.Registry, error) {
-		var reg *registry.Registry
-		switch f := fsys.(type) {
-		case *treeFS:
-			if _, err := f.preload(); err != nil {
-				return nil, err
-			}
-			reg, err = registry.Load(f, registry.LoadOptions{})
-		default:
-			reg, err = registry.Load(os.DirFS(url), registry.LoadOptions{})
-		}
-		var ps registry.Problems
-		if err != nil && !(errors.As(err, &ps) && reg != nil) {
-			return nil, err
-		}
-		return reg, nil
+	if src.Kind == LocalDir {
+		reg, err := loadValid(os.DirFS(url), now)
+		return reg, nil, err
 	}
 	var r *repo
-	switch src.Kind {
-	case LocalDir:
-		reg, err := load(nil)
-		return reg, nil, err
-	case LocalRepo:
+	if src.Kind == LocalRepo {
 		r, err = openRepo(url)
-	default:
+	} else {
 		unlock, ferr := flock(ctx, c.flockPath(url))
 		if ferr != nil {
 			return nil, nil, ferr
@@ -146,24 +127,38 @@ func openAtLock(ctx context.Context, c Cache, l *lock.File, now time.Time) (*reg
 	if err != nil {
 		return nil, nil, fmt.Errorf("open registry %s: %w", url, err)
 	}
-	cm, err := r.CommitObject(plumbing.NewHash(commit))
-	if err != nil {
-		r.Close()
-		return nil, nil, fmt.Errorf("registry commit %s is not in the cache: run 'poison resolve' to fetch it", commit)
-	}
-	t, err := cm.Tree()
-	if err != nil {
-		r.Close()
-		return nil, nil, fmt.Errorf("read registry commit %s: %w", commit, err)
-	}
-	tfs := newTreeFS(r.Storer, t.Hash)
-	tfs.gitDir = r.dir
-	reg, err := load(tfs)
-	if err != nil {
+	fail := func(err error) (*registry.Registry, *repo, error) {
 		r.Close()
 		return nil, nil, err
 	}
+	cm, err := r.CommitObject(plumbing.NewHash(commit))
+	if err != nil {
+		return fail(fmt.Errorf("registry commit %s is not in the cache: run 'poison resolve' to fetch it", commit))
+	}
+	t, err := cm.Tree()
+	if err != nil {
+		return fail(fmt.Errorf("read registry commit %s: %w", commit, err))
+	}
+	tfs := newTreeFS(r.Storer, t.Hash)
+	tfs.gitDir = r.dir
+	if _, err := tfs.preload(); err != nil {
+		return fail(err)
+	}
+	reg, err := loadValid(tfs, now)
+	if err != nil {
+		return fail(err)
+	}
 	return reg, r, nil
+}
+
+// loadValid loads a registry, keeping the valid entries when some are not.
+func loadValid(fsys fs.FS, now time.Time) (*registry.Registry, error) {
+	reg, err := registry.Load(fsys, registry.LoadOptions{Now: now})
+	var ps registry.Problems
+	if err != nil && !(errors.As(err, &ps) && reg != nil) {
+		return nil, err
+	}
+	return reg, nil
 }
 
 // introducedIn returns the oldest commit on the first-parent line from start
