@@ -458,7 +458,8 @@ type progress struct {
 	total        int
 	done         int
 	bits         int
-	live         bool
+	live         bool   // the live line is on screen
+	shown        string // its text
 }
 
 func newProgress(w io.Writer, logs, internalJSON bool) *progress {
@@ -561,8 +562,11 @@ func (p *progress) redraw() {
 	if len(s) > 120 {
 		s = s[:117] + "..."
 	}
+	if p.live && s == p.shown {
+		return
+	}
 	fmt.Fprint(p.w, "\r\x1b[K"+s)
-	p.live = true
+	p.live, p.shown = true, s
 }
 
 func (p *progress) finish() {
