@@ -285,6 +285,24 @@ func TestFailClosed(t *testing.T) {
 		}
 		intact(t)
 	})
+	t.Run("interrupted", func(t *testing.T) {
+		// A resolve cancelled while it fetches into a fresh cache (as by
+		// SIGINT): an error, the lock intact, and the next resolve works.
+		o := w.opts(url)
+		o.Cache = resolver.Cache{Dir: filepath.Join(t.TempDir(), "cache")}
+		for _, d := range []time.Duration{time.Millisecond, 20 * time.Millisecond, 60 * time.Millisecond} {
+			cctx, cancel := context.WithTimeout(ctx, d)
+			_, _, err := resolver.Update(cctx, resolver.UpdateOptions{Options: o, LockPath: lockPath})
+			cancel()
+			if err == nil {
+				continue // fast enough to finish: nothing to check
+			}
+			intact(t)
+		}
+		if _, err := resolver.Resolve(ctx, o); err != nil {
+			t.Errorf("resolve after interruptions: %v", err)
+		}
+	})
 	t.Run("bad URL", func(t *testing.T) {
 		for _, u := range []string{"ftp://example.com/r", "http:///nohost", "/does/not/exist"} {
 			if err := update(resolver.UpdateOptions{Options: w.opts(u)}); err == nil {
