@@ -157,7 +157,8 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 		return err
 	}
 
-	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: storeDir}, roots)
+	realDir := realStoreDir(o.store, storeDir)
+	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: storeDir, RealStoreDir: realDir}, roots)
 	if err != nil {
 		return fmt.Errorf("build: %w", err)
 	}
@@ -186,6 +187,7 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 		Jobs:          jobs,
 		KeepGoing:     o.keepGoing,
 		StoreDir:      storeDir,
+		RealStoreDir:  realDir,
 		Drvs:          res.Changed,
 		OnPlan:        func(m *daemon.Missing) { prog.plan(len(m.WillBuild)) },
 	})
