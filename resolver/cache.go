@@ -196,10 +196,9 @@ func openClone(dir, url string, create bool) (*repo, error) {
 		return nil, fmt.Errorf("open cached clone %s: %w", dir, err)
 	}
 	if _, statErr := os.Stat(dir); statErr == nil {
-		// Corrupt or half-created: keep it for inspection, start afresh.
-		aside := fmt.Sprintf("%s.broken-%d", dir, time.Now().UnixNano())
-		if err := os.Rename(dir, aside); err != nil {
-			return nil, fmt.Errorf("move aside broken cached clone %s: %w", dir, err)
+		// Half-created or not a repository at all: start afresh.
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("remove broken cached clone %s: %w", dir, err)
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {

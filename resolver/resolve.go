@@ -193,6 +193,7 @@ func resolveRemote(ctx context.Context, src Source, o Options) (*Result, error) 
 	if err := os.Rename(fresh, dir); err != nil {
 		return nil, fmt.Errorf("replace broken cached clone %s: %w", dir, err)
 	}
+	os.RemoveAll(aside)
 	res.Recloned = true
 	return res, nil
 }

@@ -18,7 +18,8 @@ export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.com
 export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.com
 
-go build -o "$tmp/poison" ./cmd/poison
+# POISON_BIN: use this poison binary instead of building one.
+if [ -n "${POISON_BIN:-}" ]; then cp "$POISON_BIN" "$tmp/poison"; else go build -o "$tmp/poison" ./cmd/poison; fi
 echo "generating a $n-entry registry..." >&2
 go run ./registry/internal/gen/genregistry "$tmp/work" "$n"
 git -C "$tmp/work" init -q -b main
