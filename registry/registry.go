@@ -60,7 +60,10 @@ type Registry struct {
 // together with an error of type Problems listing the errors (warnings are
 // in Registry.Warnings), so a caller may go on with the valid entries. Any
 // other failure (no registry.toml, an unreadable file system) returns a nil
-// Registry; a missing registry.toml wraps ErrNotRegistry.
+// Registry; a missing registry.toml wraps ErrNotRegistry. When
+// registry.toml itself is invalid no entry can be interpreted (the store
+// directory and attribute are unknown): Load then returns a nil Registry
+// and the Problems.
 //
 // fsys must be safe for concurrent use: files are read in parallel.
 func Load(fsys fs.FS, opts LoadOptions) (*Registry, error) {
@@ -119,8 +122,12 @@ func load(fsys fs.FS, read func(string) ([]byte, error), opts LoadOptions) (*Reg
 	if !cfgEnt.Type().IsRegular() {
 		problems = append(problems, Problem{Path: ConfigFile, Severity: Error, Message: "is not a regular file (a symlink or directory); commit registry.toml as a plain file"})
 	} else {
-		data, err := fs.ReadFile(fsys, ConfigFile)
-		if err != nil {
+		data, err := readLimited(fsys, ConfigFile)
+		var big errTooLarge
+		if errors.As(err, &big) {
+			data = nil
+			problems = append(problems, Problem{Path: ConfigFile, Severity: Error, Message: fmt.Sprintf("file is more than the limit of %d bytes; registry.toml holds two settings", MaxEntrySize)})
+		} else if err != nil {
 			return nil, fmt.Errorf("load registry: %w", err)
 		}
 		var ps Problems
@@ -158,6 +165,11 @@ func load(fsys fs.FS, read func(string) ([]byte, error), opts LoadOptions) (*Reg
 	}
 	problems = append(problems, ps...)
 	problems.Sort()
+	for _, p := range problems {
+		if p.Path == ConfigFile && p.Severity == Error {
+			return nil, problems.Errors()
+		}
+	}
 	r := &Registry{Config: cfg, Entries: entries, Warnings: problems.Warnings()}
 	if errs := problems.Errors(); len(errs) > 0 {
 		return r, errs

@@ -262,8 +262,6 @@ func TestLayout(t *testing.T) {
 			[]string{"entries/notes.md: is not a *.toml file"}, 1},
 		{"bare .toml", fstest.MapFS{"registry.toml": cfg, "entries/.toml": {Data: good}},
 			[]string{"entries/.toml: is not a *.toml file"}, 0},
-		{"symlinked registry.toml", fstest.MapFS{"registry.toml": {Data: []byte("/etc/passwd"), Mode: os.ModeSymlink}, "entries/a.toml": {Data: good}},
-			[]string{"registry.toml: is not a regular file"}, 1},
 		{"huge entry", fstest.MapFS{"registry.toml": cfg, "entries/a.toml": {Data: bytes.Repeat([]byte("#"), registry.MaxEntrySize+1)}},
 			[]string{"entries/a.toml: file is more than the limit"}, 0},
 		{"problems in several files", fstest.MapFS{"registry.toml": cfg, "entries/a.toml": {Data: []byte("reason = 1")}, "entries/b.toml": {Data: good}, "entries/c.toml": {Data: []byte("x")}},
@@ -294,6 +292,20 @@ func TestLayout(t *testing.T) {
 			}
 			if len(r.Entries) != tc.valid {
 				t.Errorf("%d valid entries, want %d", len(r.Entries), tc.valid)
+			}
+		})
+	}
+	// A bad registry.toml makes every entry uninterpretable: no registry.
+	for name, fsys := range map[string]fstest.MapFS{
+		"symlinked registry.toml": {"registry.toml": {Data: []byte("/etc/passwd"), Mode: os.ModeSymlink}, "entries/a.toml": {Data: good}, "entries/b.toml": {Data: []byte("x")}},
+		"reserved env":            {"registry.toml": {Data: []byte("env = \"out\"")}, "entries/a.toml": {Data: good}, "entries/b.toml": {Data: []byte("x")}},
+		"huge registry.toml":      {"registry.toml": {Data: bytes.Repeat([]byte("#"), registry.MaxEntrySize+1)}, "entries/b.toml": {Data: []byte("x")}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, err := registry.Load(fsys, registry.LoadOptions{Now: testNow})
+			var ps registry.Problems
+			if r != nil || !errors.As(err, &ps) || ps[len(ps)-1].Path != "registry.toml" || ps[0].Path != "entries/b.toml" {
+				t.Fatalf("Load = %v, %v; want nil and the problems of registry.toml and entries/b.toml", r, err)
 			}
 		})
 	}

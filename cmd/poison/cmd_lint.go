@@ -78,14 +78,16 @@ func runLint(ctx context.Context, e *env, o lintOptions) error {
 	} else {
 		reg, err = registry.LoadDir(dir, registry.LoadOptions{Now: e.now()})
 	}
-	if reg == nil {
+	var ps registry.Problems
+	isProblems := errors.As(err, &ps)
+	if reg == nil && !isProblems {
 		return withHint(fmt.Errorf("lint %s: %w", o.registry, err), "pass --registry DIR of a registry work tree")
 	}
-	problems := append(registry.Problems{}, reg.Warnings...)
-	var ps registry.Problems
-	if errors.As(err, &ps) {
-		problems = append(problems, ps...)
+	if reg == nil { // registry.toml is invalid: nothing else can be read
+		reg = &registry.Registry{}
 	}
+	problems := append(registry.Problems{}, reg.Warnings...)
+	problems = append(problems, ps...)
 	problems.Sort()
 	if o.base != "" {
 		hist, err := registry.CheckHistory(ctx, repo, o.base, head)
