@@ -56,7 +56,7 @@ func buildCommand() command {
 		fs.StringVar(&o.store, "store", "auto", "store to build in (daemon, unix://PATH, auto, ssh-ng://HOST, local?root=DIR)")
 		fs.StringVar(&o.storeDir, "store-dir", "", "logical store directory (default: the lock's, else /nix/store)")
 		for _, n := range []string{"j", "max-jobs"} {
-			fs.StringVar(&o.jobs, n, "1", "builds to run at once: a number or 'auto' (all cores)")
+			fs.StringVar(&o.jobs, n, "", "builds to run at once: a number or 'auto' (all cores); default: max-jobs of nix.conf and NIX_CONFIG, else 1")
 		}
 		for _, n := range []string{"k", "keep-going"} {
 			fs.BoolVar(&o.keepGoing, n, false, "keep building what does not depend on a failure")
@@ -91,9 +91,30 @@ func buildCommand() command {
 		if o.logFormat != "" && o.logFormat != "internal-json" && o.logFormat != "raw" {
 			return usageErrorf("build: --log-format %q: want internal-json or raw", o.logFormat)
 		}
+		if o.jobs == "" {
+			o.jobs = nixMaxJobs(e)
+		}
 		return runBuild(ctx, e, o)
 	}
 	return c
+}
+
+// nixMaxJobs returns the max-jobs a Nix client would send: from
+// $NIX_CONF_DIR/nix.conf (/etc/nix by default), then NIX_CONFIG; "1"
+// when neither sets it.
+func nixMaxJobs(e *env) string {
+	dir := e.getenv("NIX_CONF_DIR")
+	if dir == "" {
+		dir = "/etc/nix"
+	}
+	jobs := "1"
+	data, _ := os.ReadFile(filepath.Join(dir, "nix.conf"))
+	for _, cfg := range []string{string(data), e.getenv("NIX_CONFIG")} {
+		if v, ok := nixConfigOverrides(cfg)["max-jobs"]; ok && v != "" {
+			jobs = v
+		}
+	}
+	return jobs
 }
 
 func (o *buildOptions) maxJobs() (int, error) {
