@@ -55,7 +55,7 @@ func BenchmarkCheckHistory(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		ps, err := registry.CheckHistory(ctx, repo, "HEAD~"+strconv.Itoa(n), "HEAD")
+		ps, err := registry.CheckHistory(ctx, repo, "HEAD~"+strconv.Itoa(n), "HEAD", registry.HistoryOptions{FastForward: true})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -18,13 +18,17 @@ import (
 // two revisions of repo: every commit reachable from head but not from
 // base is compared with each of its parents, and a file under entries/
 // that was deleted, renamed, modified or changed in mode is a problem
-// naming the commit. Finally the tree of base is compared with the tree
-// of head, which catches history rewritten by a forced push.
+// naming the commit.
+//
+// A branch behind base is fine (entries merged into base after it forked
+// are not lost by it). With opts.FastForward, as for pushes to a protected
+// branch, base must be an ancestor of head; if not, that is a problem, and
+// so is every entry of base that head lacks or changed.
 //
 // Only entries/ subtrees whose hashes differ are read, so the cost is
 // proportional to the number of commits and the entries they touch, not to
 // the size of the registry.
-func CheckHistory(ctx context.Context, repo *git.Repository, base, head string) (Problems, error) {
+func CheckHistory(ctx context.Context, repo *git.Repository, base, head string, opts HistoryOptions) (Problems, error) {
 	baseC, err := resolveCommit(repo, base)
 	if err != nil {
 		return nil, fmt.Errorf("check history: %w", err)
@@ -35,7 +39,7 @@ func CheckHistory(ctx context.Context, repo *git.Repository, base, head string) 
 	}
 	h := historyChecker{repo: repo, flagged: map[string]bool{}}
 
-	inRange, err := commitRange(ctx, repo, headC, baseC)
+	inRange, baseReached, err := commitRange(ctx, repo, headC, baseC)
 	if err != nil {
 		return nil, fmt.Errorf("check history: %w", err)
 	}
@@ -63,7 +67,13 @@ func CheckHistory(ctx context.Context, repo *git.Repository, base, head string) 
 			}
 		}
 	}
-	// Forced pushes: base's entries must all be in head unchanged.
+	if !opts.FastForward || baseReached {
+		return h.problems, nil
+	}
+	// A forced push: base's entries must all be in head unchanged.
+	h.problems = append(h.problems, Problem{Path: ".", Severity: Error, Message: fmt.Sprintf(
+		"%s is not an ancestor of %s: the history of a protected branch was rewritten; entries are append-only: push on top of %s instead",
+		baseC.Hash.String()[:12], headC.Hash.String()[:12], baseC.Hash.String()[:12])})
 	oldT, err := entriesTree(repo, baseC)
 	if err != nil {
 		return nil, fmt.Errorf("check history: %w", err)
@@ -78,12 +88,21 @@ func CheckHistory(ctx context.Context, repo *git.Repository, base, head string) 
 	return h.problems, nil
 }
 
+// HistoryOptions configures CheckHistory.
+type HistoryOptions struct {
+	// FastForward requires base to be an ancestor of head: a protected
+	// branch only moves forward.
+	FastForward bool
+}
+
 // commitRange returns the commits reachable from head but not from base
 // (git rev-list head ^base). Like git, it walks both sides newest first
 // and stops once everything left to visit is reachable from base, so the
 // cost follows the size of the range, not of the whole history; a few
 // extra steps absorb clock skew between commits.
-func commitRange(ctx context.Context, repo *git.Repository, head, base *object.Commit) ([]*object.Commit, error) {
+//
+// reached reports whether base is an ancestor of head (or head itself).
+func commitRange(ctx context.Context, repo *git.Repository, head, base *object.Commit) (commits []*object.Commit, reached bool, err error) {
 	const (
 		interesting = 1
 		excluded    = 2
@@ -106,7 +125,7 @@ func commitRange(ctx context.Context, repo *git.Repository, head, base *object.C
 	extra := slop
 	for queue.Len() > 0 {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if queue.allExcluded(flags, excluded) {
 			if extra == 0 {
@@ -125,7 +144,7 @@ func commitRange(ctx context.Context, repo *git.Repository, head, base *object.C
 		for _, ph := range c.ParentHashes {
 			p, err := repo.CommitObject(ph)
 			if err != nil {
-				return nil, fmt.Errorf("parent %s of %s: %w", ph, c.Hash, err)
+				return nil, false, fmt.Errorf("parent %s of %s: %w", ph, c.Hash, err)
 			}
 			push(p, f)
 		}
@@ -138,7 +157,7 @@ func commitRange(ctx context.Context, repo *git.Repository, head, base *object.C
 			kept = append(kept, c)
 		}
 	}
-	return kept, nil
+	return kept, flags[base.Hash]&interesting != 0, nil
 }
 
 // commitQueue is a max-heap of commits by committer time.

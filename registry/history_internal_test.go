@@ -67,7 +67,7 @@ func TestCommitRangeMatchesGit(t *testing.T) {
 	for _, p := range pairs {
 		base, _ := repo.CommitObject(p[0])
 		head, _ := repo.CommitObject(p[1])
-		got, err := commitRange(context.Background(), repo, head, base)
+		got, reached, err := commitRange(context.Background(), repo, head, base)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,6 +81,10 @@ func TestCommitRangeMatchesGit(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := strings.Fields(string(out))
+		isAnc := exec.Command("git", "-C", dir, "merge-base", "--is-ancestor", p[0].String(), p[1].String()).Run() == nil
+		if reached != isAnc {
+			t.Errorf("range %s..%s: ancestor = %v, git says %v", p[0].String()[:8], p[1].String()[:8], reached, isAnc)
+		}
 		sort.Strings(want)
 		if strings.Join(gotS, " ") != strings.Join(want, " ") {
 			t.Errorf("range %s..%s: got %d commits, git rev-list %d", p[0].String()[:8], p[1].String()[:8], len(gotS), len(want))

@@ -91,13 +91,13 @@ func (h *histRepo) checkout(branch string, create bool, at plumbing.Hash) {
 	}
 }
 
-func (h *histRepo) check(base, head string) registry.Problems {
+func (h *histRepo) check(base, head string, ff bool) registry.Problems {
 	h.t.Helper()
 	repo, err := registry.OpenGitRepo(h.dir)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	ps, err := registry.CheckHistory(context.Background(), repo, base, head)
+	ps, err := registry.CheckHistory(context.Background(), repo, base, head, registry.HistoryOptions{FastForward: ff})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -116,8 +116,9 @@ func TestCheckHistory(t *testing.T) {
 		name  string
 		steps func(h *histRepo, base plumbing.Hash) (head string)
 		want  []string // substrings of the problems, in order
+		ff    bool     // HistoryOptions.FastForward
 	}{
-		{"nothing new", func(h *histRepo, base plumbing.Hash) string { return "HEAD" }, nil},
+		{"nothing new", func(h *histRepo, base plumbing.Hash) string { return "HEAD" }, nil, false},
 		{"add entries and other files", func(h *histRepo, base plumbing.Hash) string {
 			h.write("entries/2026/12/c.toml", "c")
 			h.commit("add c")
@@ -125,43 +126,43 @@ func TestCheckHistory(t *testing.T) {
 			h.write("registry.toml", "env = \"X\"\n")
 			h.commit("docs")
 			return "HEAD"
-		}, nil},
+		}, nil, false},
 		{"modify", func(h *histRepo, base plumbing.Hash) string {
 			h.write("entries/2026/12/c.toml", "c")
 			h.commit("add c")
 			h.write(entA, "a changed")
 			h.commit("fix typo in a")
 			return "HEAD"
-		}, []string{entA + ": modified by commit ", `("fix typo in a")`}},
+		}, []string{entA + ": modified by commit ", `("fix typo in a")`}, false},
 		{"delete", func(h *histRepo, base plumbing.Hash) string {
 			h.remove(entB)
 			h.commit("drop b")
 			return "HEAD"
-		}, []string{entB + ": deleted by commit ", `("drop b")`}},
+		}, []string{entB + ": deleted by commit ", `("drop b")`}, false},
 		{"rename", func(h *histRepo, base plumbing.Hash) string {
 			h.remove(entA)
 			h.write("entries/2026/11/a-renamed.toml", "a")
 			h.commit("rename a")
 			return "HEAD"
-		}, []string{entA + ": renamed to entries/2026/11/a-renamed.toml by commit "}},
+		}, []string{entA + ": renamed to entries/2026/11/a-renamed.toml by commit "}, false},
 		{"delete and restore", func(h *histRepo, base plumbing.Hash) string {
 			h.remove(entA)
 			h.commit("drop a")
 			h.write(entA, "a")
 			h.commit("restore a")
 			return "HEAD"
-		}, []string{entA + ": deleted by commit ", `("drop a")`}},
+		}, []string{entA + ": deleted by commit ", `("drop a")`}, false},
 		{"mode change", func(h *histRepo, base plumbing.Hash) string {
 			h.chmod(entA, 0o755)
 			h.commit("chmod a")
 			return "HEAD"
-		}, []string{entA + ": modified by commit "}},
+		}, []string{entA + ": modified by commit "}, false},
 		{"delete a directory", func(h *histRepo, base plumbing.Hash) string {
 			h.remove(entA)
 			h.remove(entB)
 			h.commit("drop november")
 			return "HEAD"
-		}, []string{entA + ": deleted", entB + ": deleted"}},
+		}, []string{entA + ": deleted", entB + ": deleted"}, false},
 		{"modified on a merged branch", func(h *histRepo, base plumbing.Hash) string {
 			h.checkout("side", true, base)
 			h.write(entB, "b edited")
@@ -173,7 +174,7 @@ func TestCheckHistory(t *testing.T) {
 			head, _ := h.repo.Head()
 			h.commit("merge side", head.Hash(), side)
 			return "HEAD"
-		}, []string{entB + ": modified by commit ", `("edit b on side")`}},
+		}, []string{entB + ": modified by commit ", `("edit b on side")`}, false},
 		{"forced push drops an entry", func(h *histRepo, base plumbing.Hash) string {
 			first, err := h.repo.CommitObject(base)
 			if err != nil {
@@ -184,7 +185,23 @@ func TestCheckHistory(t *testing.T) {
 			h.write(entA, "a")
 			h.commit("a again")
 			return "rewritten"
-		}, []string{entB + ": deleted between --base and the pushed head"}},
+		}, []string{".: ", "is not an ancestor of", entB + ": deleted between --base and the pushed head"}, true},
+		{"branch behind base is fine", func(h *histRepo, base plumbing.Hash) string {
+			first, err := h.repo.CommitObject(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A topic branch forked before b was merged.
+			h.checkout("topic", true, first.ParentHashes[0])
+			h.write("entries/2026/12/c.toml", "c")
+			h.commit("add c")
+			return "topic"
+		}, nil, false},
+		{"fast-forward is fine", func(h *histRepo, base plumbing.Hash) string {
+			h.write("entries/2026/12/c.toml", "c")
+			h.commit("add c")
+			return "HEAD"
+		}, nil, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -197,7 +214,7 @@ func TestCheckHistory(t *testing.T) {
 			h.write(entB, "b")
 			base := h.commit("add a and b")
 			head := tc.steps(h, base)
-			ps := h.check(base.String(), head)
+			ps := h.check(base.String(), head, tc.ff)
 			got := ps.Error()
 			if len(tc.want) == 0 {
 				if len(ps) != 0 {
@@ -231,7 +248,7 @@ func TestCheckHistoryBadRevision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = registry.CheckHistory(context.Background(), repo, "no-such-branch", "HEAD")
+	_, err = registry.CheckHistory(context.Background(), repo, "no-such-branch", "HEAD", registry.HistoryOptions{})
 	if err == nil || !strings.Contains(err.Error(), `"no-such-branch"`) {
 		t.Fatalf("err = %v", err)
 	}
@@ -286,7 +303,7 @@ func TestCheckHistoryGenerated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ps, err := registry.CheckHistory(ctx, repo, "HEAD~200", "HEAD"); err != nil || len(ps) != 0 {
+	if ps, err := registry.CheckHistory(ctx, repo, "HEAD~200", "HEAD", registry.HistoryOptions{FastForward: true}); err != nil || len(ps) != 0 {
 		t.Fatalf("clean history: %v, %v", ps, err)
 	}
 	h := &histRepo{t: t, dir: dir, repo: repo, n: 1000}
@@ -301,7 +318,7 @@ func TestCheckHistoryGenerated(t *testing.T) {
 	h.commit("drop 42")
 	h.write("entries/new/b.toml", "b")
 	h.commit("add b")
-	ps, err := registry.CheckHistory(ctx, repo, "HEAD~203", "HEAD")
+	ps, err := registry.CheckHistory(ctx, repo, "HEAD~203", "HEAD", registry.HistoryOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ type lintOptions struct {
 	registry string
 	base     string
 	rev      string
+	ff       bool
 	format   string
 }
 
@@ -24,13 +25,14 @@ func lintCommand() command {
 	c := command{
 		name:    "lint",
 		summary: "validate a registry: every entry, registry.toml and (with --base) append-only history",
-		usage:   "[--registry DIR] [--base REV] [--format text|json]",
+		usage:   "[--registry DIR] [--rev REV] [--base REV [--fast-forward]] [--format text|json]",
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
 		var o lintOptions
 		fs := newFlags(e, &c)
 		fs.StringVar(&o.registry, "registry", ".", "registry work tree `DIR`")
 		fs.StringVar(&o.base, "base", "", "also refuse history since `REV` that deleted, renamed or modified an entry")
+		fs.BoolVar(&o.ff, "fast-forward", false, "with --base: also require REV to be an ancestor (for pushes to a protected branch)")
 		fs.StringVar(&o.rev, "rev", "", "lint the tree of commit `REV` instead of the work tree (works in a bare repository)")
 		fs.StringVar(&o.format, "format", "text", "output `format`: text (one line per problem) or json (one object per line)")
 		if err := parseFlags(e, &c, fs, args); err != nil {
@@ -38,6 +40,9 @@ func lintCommand() command {
 		}
 		if fs.NArg() > 0 {
 			return usageErrorf("lint takes no arguments, got %q", fs.Arg(0))
+		}
+		if o.ff && o.base == "" {
+			return usageErrorf("--fast-forward needs --base REV")
 		}
 		if o.format != "text" && o.format != "json" {
 			return usageErrorf("--format %q: want text or json", o.format)
@@ -90,7 +95,7 @@ func runLint(ctx context.Context, e *env, o lintOptions) error {
 	problems = append(problems, ps...)
 	problems.Sort()
 	if o.base != "" {
-		hist, err := registry.CheckHistory(ctx, repo, o.base, head)
+		hist, err := registry.CheckHistory(ctx, repo, o.base, head, registry.HistoryOptions{FastForward: o.ff})
 		if err != nil {
 			return withHint(fmt.Errorf("lint --base %s: %w", o.base, err), "--base takes a revision of the registry's git history (a commit, branch or tag)")
 		}

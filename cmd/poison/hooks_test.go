@@ -111,7 +111,7 @@ func TestHooks(t *testing.T) {
 	g.run(work, true, "reset", "-q", "--hard", "origin/main~1")
 	write("README.md", "rewritten history\n")
 	g.run(work, true, "commit", "-q", "--no-verify", "-am", "rewrite")
-	if out := g.run(work, false, "push", "-q", "-f", "origin", "main"); !strings.Contains(out, entry+": deleted between --base and the pushed head") {
+	if out := g.run(work, false, "push", "-q", "-f", "origin", "main"); !strings.Contains(out, "the history of a protected branch was rewritten") || !strings.Contains(out, entry+": deleted between --base and the pushed head") {
 		t.Errorf("pre-receive allowed a forced push dropping an entry:\n%s", out)
 	}
 
