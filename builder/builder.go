@@ -36,6 +36,9 @@ type Options struct {
 	Lock *lock.File
 	// ByName also applies Lock.Names (DESIGN §5 step 3).
 	ByName bool
+	// NoATerm leaves Drv.ATerm nil, for callers that only need the paths
+	// (saves the memory of every rewritten file).
+	NoATerm bool
 	// Warn receives notices such as "fixed-output derivation poisoned:
 	// nothing will rebuild". May be nil.
 	Warn func(Warning)

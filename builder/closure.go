@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"unsafe"
 
 	"github.com/sourcegraph/conc/pool"
@@ -223,7 +223,7 @@ func loadOne(storeDir, realDir string, l *loaded) error {
 	if err != nil {
 		return fail(err)
 	}
-	data, err := os.ReadFile(filepath.Join(realDir, base))
+	data, err := readFile(filepath.Join(realDir, base))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return fail(errors.New("no such file in the store; instantiate it first (nix-instantiate) or check the path"))
@@ -250,6 +250,41 @@ func loadOne(storeDir, realDir string, l *loaded) error {
 		}
 	}
 	return nil
+}
+
+// readFile is os.ReadFile without the poller registration and buffer
+// growth: one open, fstat, read of the exact size, close.
+func readFile(path string) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: errors.New("not a regular file")}
+	}
+	buf := make([]byte, st.Size+1) // +1 to see growth as a short read
+	n := 0
+	for {
+		m, err := syscall.Read(fd, buf[n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if m == 0 {
+			return buf[:n], nil
+		}
+		n += m
+		if n == len(buf) {
+			buf = append(buf, make([]byte, len(buf))...)
+		}
+	}
 }
 
 var knownAlgos = map[string]bool{"md5": true, "sha1": true, "sha256": true, "sha512": true}

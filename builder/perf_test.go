@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/poison-nix/poison/builder"
@@ -31,6 +32,7 @@ func BenchmarkRewriteRoots(b *testing.B) {
 	}
 	ctx := context.Background()
 	b.Run("load", func(b *testing.B) {
+		defer cpuTime(b)()
 		for b.Loop() {
 			if _, err := builder.LoadClosure(ctx, builder.LoadOptions{}, roots); err != nil {
 				b.Fatal(err)
@@ -38,6 +40,7 @@ func BenchmarkRewriteRoots(b *testing.B) {
 		}
 	})
 	b.Run("load+rewrite", func(b *testing.B) {
+		defer cpuTime(b)()
 		for b.Loop() {
 			c, err := builder.LoadClosure(ctx, builder.LoadOptions{}, roots)
 			if err != nil {
@@ -49,6 +52,7 @@ func BenchmarkRewriteRoots(b *testing.B) {
 		}
 	})
 	b.Run("floor", func(b *testing.B) {
+		defer cpuTime(b)()
 		for b.Loop() {
 			for _, r := range roots {
 				data, err := os.ReadFile(filepath.Join("/nix/store", filepath.Base(r)))
@@ -60,6 +64,19 @@ func BenchmarkRewriteRoots(b *testing.B) {
 			}
 		}
 	})
+}
+
+// cpuTime reports the CPU time (user + system) per op: on a shared
+// machine it is steadier than wall time.
+func cpuTime(b *testing.B) func() {
+	var r0 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &r0)
+	return func() {
+		var r1 syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &r1)
+		ns := (r1.Utime.Nano() + r1.Stime.Nano()) - (r0.Utime.Nano() + r0.Stime.Nano())
+		b.ReportMetric(float64(ns)/float64(b.N)/1e6, "cpu-ms/op")
+	}
 }
 
 func readLines(b *testing.B, path string) []string {

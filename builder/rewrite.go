@@ -17,21 +17,23 @@ import (
 
 // vnode is the state of one derivation in a view (canonical or final).
 type vnode struct {
-	changed bool
-	path    string   // new .drv path
-	name    string   // new derivation name (changes if it contains a hash part)
-	outs    []string // new output paths, aligned with drv.Outputs
-	hm      [32]byte // hash-modulo of the rewritten derivation
-	drv     *aterm.Derivation
-	text    []byte
+	changed  bool
+	path     string   // new .drv path
+	name     string   // new derivation name (changes if it contains a hash part)
+	outs     []string // new output paths, aligned with drv.Outputs
+	hm       [32]byte // hash-modulo of the rewritten derivation
+	refs     []string // references of the new .drv, sorted
+	outNames []string
+	text     []byte // the new .drv file, when the view keeps it
 }
 
 // view is one rewrite of the whole closure: attr[i] is the attribute value
 // node i gets ("" = none).
 type view struct {
-	c     *Closure
-	attr  string
-	nodes []vnode
+	c        *Closure
+	attr     string
+	nodes    []vnode
+	keepText bool
 }
 
 // attrState is the attribute as found in the original derivation.
@@ -250,42 +252,88 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 		slices.SortFunc(d.InputDrvs, func(a, b aterm.InputDrv) int { return strings.Compare(a.Path, b.Path) })
 	}
 
-	// R6/R7: outputs and hash-modulo.
+	// R6/R7: outputs and hash-modulo. The ATerm is written once, with the
+	// old output paths; the masked and modulo hashes are computed by
+	// splicing the written text, then the new paths (same length) are put
+	// in place.
 	vn := &v.nodes[i]
 	vn.outs = make([]string, len(d.Outputs))
 	for k, o := range d.Outputs {
 		vn.outs[k] = o.Path
 	}
-	hmInputs := func() []aterm.InputDrv {
-		return moduloInputs(n.drv, func(j int) [32]byte { return v.hmOf(n.inputs[j]) })
+	var ins []byte
+	hmInputs := func() []byte {
+		if ins == nil {
+			ins = aterm.AppendInputs(make([]byte, 0, 80*len(n.drv.InputDrvs)),
+				moduloInputs(n.drv, func(j int) [32]byte { return v.hmOf(n.inputs[j]) }))
+		}
+		return ins
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	var lay aterm.Layout
+	text := aterm.AppendLayout(make([]byte, 0, len(n.raw)+64), &d, &lay)
 	switch n.kind {
 	case kindInputAddressed:
-		ins := hmInputs()
-		*bp = aterm.AppendModulo((*bp)[:0], &d, true, ins)
-		masked := sha256.Sum256(*bp)
-		d.Outputs = slices.Clone(d.Outputs)
-		for k := range d.Outputs {
-			p := storepath.Output(c.storeDir, name, d.Outputs[k].Name, masked)
-			d.Outputs[k].Path = p
-			vn.outs[k] = p
-			setEnv(&d, d.Outputs[k].Name, p)
+		// Masked: output paths and the env values named after outputs
+		// blank, inputs replaced by their hash-modulo.
+		var masked [32]byte
+		asNix := true // every output has its env variable, set to its path
+		for _, o := range d.Outputs {
+			j, ok := d.EnvIndex(o.Name)
+			asNix = asNix && ok && d.Env[j].Value == o.Path
 		}
-		*bp = aterm.AppendModulo((*bp)[:0], &d, false, ins)
-		vn.hm = sha256.Sum256(*bp)
+		if asNix {
+			sp := []splice{{lay.InputsStart, lay.InputsEnd, hmInputs()}}
+			for k, o := range d.Outputs {
+				sp = append(sp, splice{lay.OutPath[k], lay.OutPath[k] + len(o.Path), nil},
+					splice{lay.EnvOut[k], lay.EnvOut[k] + len(o.Path), nil})
+			}
+			masked = hashSpliced(text, sp)
+		} else {
+			// Nix masks by setting env[o] = "" (adding it when absent).
+			m := d
+			m.Outputs = slices.Clone(d.Outputs)
+			for k, o := range d.Outputs {
+				m.Outputs[k].Path = ""
+				setEnv(&m, o.Name, "")
+			}
+			var ml aterm.Layout
+			mt := aterm.AppendLayout(nil, &m, &ml)
+			masked = hashSpliced(mt, []splice{{ml.InputsStart, ml.InputsEnd, hmInputs()}})
+		}
+		inPlace := asNix
+		for k, o := range d.Outputs {
+			p := storepath.Output(c.storeDir, name, o.Name, masked)
+			vn.outs[k] = p
+			j, ok := d.EnvIndex(o.Name)
+			if len(p) != len(o.Path) || !ok || d.Env[j].Value != o.Path {
+				inPlace = false
+			}
+		}
+		if inPlace {
+			for k := range d.Outputs {
+				copy(text[lay.OutPath[k]:], vn.outs[k])
+				copy(text[lay.EnvOut[k]:], vn.outs[k])
+			}
+		} else {
+			// Not as Nix writes it (an env output value differs from the
+			// output path): set them and write again.
+			d.Outputs = slices.Clone(d.Outputs)
+			for k := range d.Outputs {
+				d.Outputs[k].Path = vn.outs[k]
+				setEnv(&d, d.Outputs[k].Name, vn.outs[k])
+			}
+			text = aterm.AppendLayout(text[:0], &d, &lay)
+		}
+		vn.hm = hashSpliced(text, []splice{{lay.InputsStart, lay.InputsEnd, hmInputs()}})
 	case kindFixed:
 		vn.hm = fixedHash(d.Outputs[0])
 	case kindImpure:
 		vn.hm = impureHash
 	default: // floating, deferred: outputs stay as they are
-		*bp = aterm.AppendModulo((*bp)[:0], &d, false, hmInputs())
-		vn.hm = sha256.Sum256(*bp)
+		vn.hm = hashSpliced(text, []splice{{lay.InputsStart, lay.InputsEnd, hmInputs()}})
 	}
 
 	// R8: the .drv path.
-	text := aterm.Append(make([]byte, 0, len(n.raw)+64), &d)
 	refs := make([]string, 0, len(d.InputSrcs)+len(d.InputDrvs))
 	refs = append(refs, d.InputSrcs...)
 	for _, in := range d.InputDrvs {
@@ -295,9 +343,37 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 	refs = slices.Compact(refs)
 	vn.path = storepath.Text(c.storeDir, name+".drv", sha256.Sum256(text), refs)
 	vn.name = name
-	vn.drv = &d
-	vn.text = text
+	vn.refs = refs
+	vn.outNames = make([]string, len(d.Outputs))
+	for k, o := range d.Outputs {
+		vn.outNames[k] = o.Name
+	}
+	if v.keepText {
+		vn.text = text
+	}
 	return nil
+}
+
+// splice replaces text[start:end] by repl while hashing.
+type splice struct {
+	start, end int
+	repl       []byte
+}
+
+// hashSpliced returns sha256 of text with the splices applied.
+func hashSpliced(text []byte, sp []splice) [32]byte {
+	slices.SortFunc(sp, func(a, b splice) int { return a.start - b.start })
+	h := sha256.New()
+	at := 0
+	for _, s := range sp {
+		h.Write(text[at:s.start])
+		h.Write(s.repl)
+		at = s.end
+	}
+	h.Write(text[at:])
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // textContains reports whether the rewritable text of n contains h.
@@ -518,7 +594,7 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 		return slices.Compact(es)
 	}
 
-	final := &view{c: c, attr: attr, nodes: make([]vnode, n)}
+	final := &view{c: c, attr: attr, nodes: make([]vnode, n), keepText: !opts.NoATerm}
 	propagate(c, final, func(i int32) bool { return c.wanted(i, serials[i]) != cur[i] })
 	if err := final.run(ctx, func(i int32) attrState { return c.wanted(i, serials[i]) }); err != nil {
 		return nil, err
@@ -564,22 +640,16 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 		if !vn.changed {
 			continue
 		}
-		refs := make([]string, 0, len(vn.drv.InputSrcs)+len(vn.drv.InputDrvs))
-		refs = append(refs, vn.drv.InputSrcs...)
-		for _, in := range vn.drv.InputDrvs {
-			refs = append(refs, in.Path)
-		}
-		slices.Sort(refs)
 		outs := make(map[string]string, len(vn.outs))
-		for k, o := range vn.drv.Outputs {
-			outs[o.Name] = vn.outs[k]
+		for k, o := range vn.outNames {
+			outs[o] = vn.outs[k]
 		}
 		res.Changed = append(res.Changed, Drv{
 			Path:       vn.path,
 			OldPath:    nd.path,
 			Name:       vn.name,
 			ATerm:      vn.text,
-			References: slices.Compact(refs),
+			References: vn.refs,
 			Outputs:    outs,
 		})
 	}

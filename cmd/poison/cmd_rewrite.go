@@ -100,13 +100,14 @@ func runRewrite(ctx context.Context, e *env, o rewriteOptions) error {
 	for i, d := range o.drvs {
 		roots[i] = rootPath(e, storeDir, d)
 	}
-	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: storeDir, RealStoreDir: realStoreDir(o.store, storeDir)}, roots)
+	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: storeDir, RealStoreDir: chrootStoreDir(o.store, storeDir)}, roots)
 	if err != nil {
 		return err
 	}
 	res, err := builder.Rewrite(ctx, c, builder.Options{
-		Lock:   lk,
-		ByName: o.byName,
+		Lock:    lk,
+		ByName:  o.byName,
+		NoATerm: o.noWrite,
 		Warn: func(w builder.Warning) {
 			fmt.Fprintf(e.stderr, "poison: warning: %s\n", w.Message)
 		},
@@ -142,10 +143,10 @@ func runRewrite(ctx context.Context, e *env, o rewriteOptions) error {
 	return w.Flush()
 }
 
-// realStoreDir is where the .drv files of a chroot store live: Nix's
+// chrootStoreDir is where the .drv files of a chroot store live: Nix's
 // "local?root=DIR" or a plain "/DIR" store keeps them in DIR + storeDir.
 // Other stores are read at storeDir.
-func realStoreDir(store, storeDir string) string {
+func chrootStoreDir(store, storeDir string) string {
 	root := ""
 	switch {
 	case strings.HasPrefix(store, "/"):

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unsafe"
 )
 
 // Output is one entry of a derivation's outputs.
@@ -199,61 +200,59 @@ func (p *parser) str(escaped bool) string {
 		p.noncanonical("backslash in a field Nix writes unescaped")
 		return ""
 	}
-	// Slow path: unescape.
-	var b strings.Builder
-	b.Grow(end - start)
-	i := start
+	// Slow path: find the closing quote (one not preceded by an odd
+	// number of backslashes), then unescape into a buffer of that size.
+	end = start
 	for {
-		if i >= len(p.s) {
-			p.i = i
+		k := strings.IndexByte(p.s[end:], '"')
+		if k < 0 {
+			p.i = len(p.s)
 			p.fail("unterminated string")
 			return ""
 		}
-		c := p.s[i]
-		switch c {
-		case '"':
-			p.i = i + 1
-			p.nextBS = indexFrom(p.s, p.i, '\\')
-			return b.String()
-		case '\\':
-			if i+1 >= len(p.s) {
-				p.i = i
-				p.fail("unterminated string")
-				return ""
-			}
-			switch p.s[i+1] {
-			case '"', '\\':
-				b.WriteByte(p.s[i+1])
-			case 'n':
-				b.WriteByte('\n')
-			case 'r':
-				b.WriteByte('\r')
-			case 't':
-				b.WriteByte('\t')
-			default:
-				p.i = i
-				p.noncanonical(fmt.Sprintf("escape \\%c", p.s[i+1]))
-				return ""
-			}
-			i += 2
-		case '\n', '\r', '\t':
-			p.i = i
-			p.noncanonical("raw control character in string")
-			return ""
-		default:
-			// Copy up to the next special byte.
-			j := i + 1
-			for j < len(p.s) {
-				c := p.s[j]
-				if c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' {
-					break
-				}
-				j++
-			}
-			b.WriteString(p.s[i:j])
-			i = j
+		end += k
+		bs := 0
+		for j := end - 1; j >= start && p.s[j] == '\\'; j-- {
+			bs++
 		}
+		if bs%2 == 0 {
+			break
+		}
+		end++
 	}
+	raw := p.s[start:end]
+	if p.rawCtl && strings.ContainsAny(raw, "\n\r\t") {
+		p.i = start
+		p.noncanonical("raw control character in string")
+		return ""
+	}
+	buf := make([]byte, 0, len(raw))
+	for {
+		k := strings.IndexByte(raw, '\\')
+		if k < 0 {
+			buf = append(buf, raw...)
+			break
+		}
+		buf = append(buf, raw[:k]...)
+		switch raw[k+1] {
+		case '"', '\\':
+			buf = append(buf, raw[k+1])
+		case 'n':
+			buf = append(buf, '\n')
+		case 'r':
+			buf = append(buf, '\r')
+		case 't':
+			buf = append(buf, '\t')
+		default:
+			p.i = end - len(raw) + k
+			p.noncanonical(fmt.Sprintf("escape \\%c", raw[k+1]))
+			return ""
+		}
+		raw = raw[k+2:]
+	}
+	p.i = end + 1
+	p.nextBS = indexFrom(p.s, p.i, '\\')
+	return unsafe.String(unsafe.SliceData(buf), len(buf))
 }
 
 // strList parses ["a","b",...] and checks strict ascending order when sorted.
@@ -400,7 +399,25 @@ func appendRaw(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
+// needsEscape reports whether s has a byte printString escapes.
+func needsEscape(s string) bool {
+	if len(s) < 16 {
+		for i := 0; i < len(s); i++ {
+			switch s[i] {
+			case '"', '\\', '\n', '\r', '\t':
+				return true
+			}
+		}
+		return false
+	}
+	return strings.IndexByte(s, '"') >= 0 || strings.IndexByte(s, '\\') >= 0 ||
+		strings.IndexByte(s, '\n') >= 0 || strings.IndexByte(s, '\r') >= 0 || strings.IndexByte(s, '\t') >= 0
+}
+
 func appendEscaped(b []byte, s string) []byte {
+	if !needsEscape(s) {
+		return appendRaw(b, s)
+	}
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
@@ -521,4 +538,65 @@ func Marshal(d *Derivation) []byte { return Append(nil, d) }
 // Equal reports whether two derivations have the same content.
 func Equal(a, b *Derivation) bool {
 	return bytes.Equal(Marshal(a), Marshal(b))
+}
+
+// Layout records where the parts of a written ATerm that hashing varies
+// are: the inputDrvs list, each output's path and the env value named
+// after each output (offsets of the content, inside the quotes).
+type Layout struct {
+	InputsStart, InputsEnd int
+	OutPath                []int // per output
+	EnvOut                 []int // per output, -1 when env has no such key
+}
+
+// AppendLayout is Append that also fills l.
+func AppendLayout(b []byte, d *Derivation, l *Layout) []byte {
+	l.OutPath = l.OutPath[:0]
+	l.EnvOut = l.EnvOut[:0]
+	b = append(b, "Derive(["...)
+	for i, o := range d.Outputs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '(')
+		b = appendRaw(b, o.Name)
+		b = append(b, ',')
+		l.OutPath = append(l.OutPath, len(b)+1)
+		l.EnvOut = append(l.EnvOut, -1)
+		b = appendRaw(b, o.Path)
+		b = append(b, ',')
+		b = appendRaw(b, o.HashAlgo)
+		b = append(b, ',')
+		b = appendRaw(b, o.Hash)
+		b = append(b, ')')
+	}
+	b = append(b, "],["...)
+	l.InputsStart = len(b)
+	b = AppendInputs(b, d.InputDrvs)
+	l.InputsEnd = len(b)
+	b = append(b, "],"...)
+	b = appendList(b, d.InputSrcs, false)
+	b = append(b, ',')
+	b = appendRaw(b, d.Platform)
+	b = append(b, ',')
+	b = appendEscaped(b, d.Builder)
+	b = append(b, ',')
+	b = appendList(b, d.Args, true)
+	b = append(b, ",["...)
+	for i, e := range d.Env {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '(')
+		b = appendEscaped(b, e.Key)
+		b = append(b, ',')
+		for k := range d.Outputs {
+			if d.Outputs[k].Name == e.Key {
+				l.EnvOut[k] = len(b) + 1
+			}
+		}
+		b = appendEscaped(b, e.Value)
+		b = append(b, ')')
+	}
+	return append(b, "])"...)
 }
