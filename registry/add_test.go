@@ -193,6 +193,14 @@ func TestInitAndCommitEntry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Something else is staged: it must stay staged, not be committed.
+	wt, _ := repo.Worktree()
+	if err := os.WriteFile(filepath.Join(dir, "README.md"), []byte("edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wt.Add("README.md"); err != nil {
+		t.Fatal(err)
+	}
 	branch, hash, err := registry.CommitEntry(ctx, dir, file, "r", "A <a@example.com>", "poison: r", testNow.Add(time.Hour))
 	if err != nil || branch != "poison/r" {
 		t.Fatalf("CommitEntry = %s, %s, %v", branch, hash, err)
@@ -212,5 +220,12 @@ func TestInitAndCommitEntry(t *testing.T) {
 	stats, _ := nc.Stats()
 	if len(stats) != 1 || stats[0].Name != file {
 		t.Errorf("entry commit touches %v, want only %s", stats, file)
+	}
+	st, err := wt.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || st.File("README.md").Staging != git.Modified {
+		t.Errorf("status after commit:\n%v\nwant only README.md staged", st)
 	}
 }

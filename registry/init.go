@@ -8,12 +8,17 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/poison-nix/poison/registry/lock"
 )
 
@@ -94,40 +99,146 @@ func Init(ctx context.Context, dir string, opts InitOptions) error {
 }
 
 // CommitEntry commits the entry file (relative to the work tree dir) on a
-// new branch poison/SLUG created at HEAD, and checks that branch out. It
+// new branch poison/SLUG created at HEAD, and checks that branch out. The
+// commit holds exactly that file added to HEAD's tree, whatever else is
+// staged; other staged or unstaged changes are kept as they are. It
 // returns the branch name and the commit hash.
 func CommitEntry(ctx context.Context, dir, file, slug, committer, message string, now time.Time) (string, string, error) {
+	fail := func(err error) (string, string, error) { return "", "", fmt.Errorf("commit %s: %w", file, err) }
 	repo, err := git.PlainOpen(dir)
 	if err != nil {
-		return "", "", fmt.Errorf("commit %s: open git repository %s: %w", file, dir, err)
+		return fail(fmt.Errorf("open git repository %s: %w", dir, err))
 	}
 	sig, err := signatureFromRepo(repo, committer, now)
 	if err != nil {
-		return "", "", fmt.Errorf("commit %s: %w", file, err)
+		return fail(err)
 	}
 	branch := plumbing.NewBranchReferenceName("poison/" + slug)
+	if err := branch.Validate(); err != nil {
+		return fail(err)
+	}
 	if _, err := repo.Reference(branch, false); err == nil {
-		return "", "", fmt.Errorf("commit %s: branch %s exists; pass --slug to choose another name", file, branch.Short())
+		return fail(fmt.Errorf("branch %s exists; pass --slug to choose another name", branch.Short()))
 	}
 	head, err := repo.Head()
 	if err != nil {
-		return "", "", fmt.Errorf("commit %s: HEAD: %w", file, err)
+		return fail(fmt.Errorf("HEAD: %w", err))
+	}
+	parent, err := repo.CommitObject(head.Hash())
+	if err != nil {
+		return fail(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(file)))
+	if err != nil {
+		return fail(err)
+	}
+	blob, err := storeBlob(repo.Storer, data)
+	if err != nil {
+		return fail(err)
+	}
+	tree, err := insertFile(repo.Storer, parent.TreeHash, strings.Split(file, "/"), blob)
+	if err != nil {
+		return fail(err)
+	}
+	commit := &object.Commit{Author: *sig, Committer: *sig, Message: message, TreeHash: tree, ParentHashes: []plumbing.Hash{parent.Hash}}
+	hash, err := storeObject(repo.Storer, commit)
+	if err != nil {
+		return fail(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	if err := repo.Storer.SetReference(plumbing.NewHashReference(branch, hash)); err != nil {
+		return fail(err)
 	}
 	wt, err := repo.Worktree()
 	if err != nil {
-		return "", "", fmt.Errorf("commit %s: %w", file, err)
+		return fail(err)
 	}
-	if err := wt.Checkout(&git.CheckoutOptions{Hash: head.Hash(), Branch: branch, Create: true, Keep: true}); err != nil {
-		return "", "", fmt.Errorf("commit %s: create branch %s: %w", file, branch.Short(), err)
+	// Keep: move HEAD only, leaving the index and work tree alone; then
+	// stage the entry so the index agrees with the new commit.
+	if err := wt.Checkout(&git.CheckoutOptions{Branch: branch, Keep: true}); err != nil {
+		return fail(fmt.Errorf("check out %s: %w", branch.Short(), err))
 	}
 	if _, err := wt.Add(file); err != nil {
-		return "", "", fmt.Errorf("commit %s: git add: %w", file, err)
+		return fail(fmt.Errorf("git add: %w", err))
 	}
-	h, err := wt.Commit(message, &git.CommitOptions{Author: sig, Committer: sig})
+	return branch.Short(), hash.String(), nil
+}
+
+// insertFile returns the hash of tree with a new regular file at path;
+// an existing file there is an error.
+func insertFile(s storer.EncodedObjectStorer, tree plumbing.Hash, path []string, blob plumbing.Hash) (plumbing.Hash, error) {
+	var entries []object.TreeEntry
+	if !tree.IsZero() {
+		t, err := object.GetTree(s, tree)
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		entries = append(entries, t.Entries...)
+	}
+	name := path[0]
+	i := slices.IndexFunc(entries, func(e object.TreeEntry) bool { return e.Name == name })
+	var e object.TreeEntry
+	if len(path) == 1 {
+		if i >= 0 {
+			return plumbing.ZeroHash, fmt.Errorf("%s already exists in HEAD", name)
+		}
+		e = object.TreeEntry{Name: name, Mode: filemode.Regular, Hash: blob}
+	} else {
+		sub := plumbing.ZeroHash
+		if i >= 0 {
+			if entries[i].Mode != filemode.Dir {
+				return plumbing.ZeroHash, fmt.Errorf("%s is not a directory in HEAD", name)
+			}
+			sub = entries[i].Hash
+		}
+		h, err := insertFile(s, sub, path[1:], blob)
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		e = object.TreeEntry{Name: name, Mode: filemode.Dir, Hash: h}
+	}
+	if i >= 0 {
+		entries[i] = e
+	} else {
+		entries = append(entries, e)
+	}
+	// Git orders tree entries as if directory names ended in '/'.
+	key := func(e object.TreeEntry) string {
+		if e.Mode == filemode.Dir {
+			return e.Name + "/"
+		}
+		return e.Name
+	}
+	sort.Slice(entries, func(a, b int) bool { return key(entries[a]) < key(entries[b]) })
+	return storeObject(s, &object.Tree{Entries: entries})
+}
+
+func storeObject(s storer.EncodedObjectStorer, o interface {
+	Encode(plumbing.EncodedObject) error
+}) (plumbing.Hash, error) {
+	obj := s.NewEncodedObject()
+	if err := o.Encode(obj); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return s.SetEncodedObject(obj)
+}
+
+func storeBlob(s storer.EncodedObjectStorer, data []byte) (plumbing.Hash, error) {
+	obj := s.NewEncodedObject()
+	obj.SetType(plumbing.BlobObject)
+	w, err := obj.Writer()
 	if err != nil {
-		return "", "", fmt.Errorf("commit %s: %w", file, err)
+		return plumbing.ZeroHash, err
 	}
-	return branch.Short(), h.String(), ctx.Err()
+	if _, err := w.Write(data); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if err := w.Close(); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return s.SetEncodedObject(obj)
 }
 
 // signatureFromRepo uses who ("Name <email>") or the repository's and the
