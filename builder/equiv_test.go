@@ -25,6 +25,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/poison-nix/poison/builder"
@@ -46,6 +47,9 @@ type equivFixture struct {
 	// refusable: Rewrite may refuse the closure (floating CA, impure) with
 	// an error naming a derivation instead of reproducing Nix.
 	refusable bool
+
+	mu    sync.Mutex
+	evals map[string]map[string]graphgen.Paths // poison literal → result
 }
 
 func newFixture(t *testing.T, file string, g *graphgen.Graph, env []string) *equivFixture {
@@ -84,10 +88,19 @@ func (f *equivFixture) eval(t *testing.T, poison map[string]int) map[string]grap
 		fmt.Fprintf(&b, " %s = %d;", strconv.Quote(k), poison[k])
 	}
 	b.WriteString(" }")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if m, ok := f.evals[b.String()]; ok {
+		return m
+	}
 	m, err := graphgen.Eval(context.Background(), f.env, f.file, b.String(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if f.evals == nil {
+		f.evals = map[string]map[string]graphgen.Paths{}
+	}
+	f.evals[b.String()] = m
 	return m
 }
 
