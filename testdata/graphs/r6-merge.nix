@@ -13,5 +13,6 @@ in rec {
   x1 = mk "x1" { name = "twin"; outputs = [ "out" "dev" "lib" ]; src = "${f1}"; };
   x2 = mk "x2" { name = "twin"; outputs = [ "out" "dev" "lib" ]; src = "${f2}"; };
   y = mk "y" { name = "y"; a = "${x1.dev}"; b = "${x2.lib}"; c = "${r1}"; };
-  z = mk "z" { name = "z"; __structuredAttrs = true; a = [ "${x1}" "${x2.dev}" "${y}" ]; };
+  fboth = mk "fboth" { name = "fboth"; a = "${f1}"; b = "${f2}"; c = "${r1}"; };
+  z = mk "z" { name = "z"; __structuredAttrs = true; a = [ "${x1}" "${x2.dev}" "${y}" "${fboth}" ]; };
 }
