@@ -233,7 +233,7 @@ func loadOne(storeDir, realDir string, l *loaded) error {
 	// The bytes are never modified after this point; the parsed strings
 	// share them.
 	raw := unsafe.String(unsafe.SliceData(data), len(data))
-	d, err := aterm.Parse(raw)
+	d, err := aterm.ParseLazy(raw)
 	if err != nil {
 		return fail(fmt.Errorf("malformed .drv file: %w", err))
 	}

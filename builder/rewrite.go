@@ -46,7 +46,14 @@ func (c *Closure) attrOf(i int32, attr string) (attrState, error) {
 	n := &c.nodes[i]
 	if n.structured {
 		j, _ := n.drv.EnvIndex("__json")
-		raw, ok, err := structattrs.Get(n.drv.Env[j].Value, attr)
+		js := n.drv.Env[j].Value
+		if !strings.Contains(js, `"`+attr+`":`) && !strings.Contains(js, `\"`+attr+`\":`) {
+			return attrState{}, nil
+		}
+		if n.drv.Escaped {
+			js = aterm.Unescape(js)
+		}
+		raw, ok, err := structattrs.Get(js, attr)
 		if err != nil {
 			return attrState{}, fmt.Errorf("derivation %s: %v", n.path, err)
 		}
@@ -56,7 +63,11 @@ func (c *Closure) attrOf(i int32, attr string) (attrState, error) {
 	if !ok {
 		return attrState{}, nil
 	}
-	return attrState{present: true, value: n.drv.Env[j].Value}, nil
+	v := n.drv.Env[j].Value
+	if n.drv.Escaped {
+		v = aterm.Unescape(v)
+	}
+	return attrState{present: true, value: v}, nil
 }
 
 // wanted is the attribute state that serial gives a node.
@@ -130,7 +141,15 @@ func (v *view) run(ctx context.Context, want func(int32) attrState) error {
 func (v *view) rewriteNode(i int32, want attrState) error {
 	c := v.c
 	n := &c.nodes[i]
-	d := *n.drv // shallow copy; slices are copied before modification
+	// The closure keeps escaped values escaped (ParseLazy); parse again.
+	full := n.drv
+	if full.Escaped {
+		var err error
+		if full, err = aterm.Parse(n.raw); err != nil {
+			return fmt.Errorf("rewrite %s: %v", n.path, err)
+		}
+	}
+	d := *full // shallow copy; slices are copied before modification
 	d.InputDrvsStart, d.InputDrvsEnd = 0, 0
 
 	// R4: hash parts and placeholders of changed dependencies.
@@ -161,7 +180,7 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 	})
 	slices.Sort(shared)
 	for _, h := range slices.Compact(shared) {
-		if !textContains(n, h) {
+		if !textContains(n.name, full, h) {
 			continue // nothing to decide
 		}
 		nh, err := v.resolveShared(n, h)
@@ -240,9 +259,9 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 	}
 
 	// R5: inputDrvs re-keyed.
-	d.InputDrvs = make([]aterm.InputDrv, len(n.drv.InputDrvs))
+	d.InputDrvs = make([]aterm.InputDrv, len(full.InputDrvs))
 	resorted := false
-	for k, in := range n.drv.InputDrvs {
+	for k, in := range full.InputDrvs {
 		d.InputDrvs[k] = aterm.InputDrv{Path: v.drvPath(n.inputs[k]), Outputs: in.Outputs}
 		if d.InputDrvs[k].Path != in.Path {
 			resorted = true
@@ -264,8 +283,8 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 	var ins []byte
 	hmInputs := func() []byte {
 		if ins == nil {
-			ins = aterm.AppendInputs(make([]byte, 0, 80*len(n.drv.InputDrvs)),
-				moduloInputs(n.drv, func(j int) [32]byte { return v.hmOf(n.inputs[j]) }))
+			ins = aterm.AppendInputs(make([]byte, 0, 80*len(full.InputDrvs)),
+				moduloInputs(full, func(j int) [32]byte { return v.hmOf(n.inputs[j]) }))
 		}
 		return ins
 	}
@@ -377,9 +396,8 @@ func hashSpliced(text []byte, sp []splice) [32]byte {
 }
 
 // textContains reports whether the rewritable text of n contains h.
-func textContains(n *node, h string) bool {
-	d := n.drv
-	if strings.Contains(n.name, h) || strings.Contains(d.Builder, h) {
+func textContains(name string, d *aterm.Derivation, h string) bool {
+	if strings.Contains(name, h) || strings.Contains(d.Builder, h) {
 		return true
 	}
 	for _, a := range d.Args {

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/url"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -73,6 +74,10 @@ func rewriteCommand() command {
 }
 
 func runRewrite(ctx context.Context, e *env, o rewriteOptions) error {
+	// The closure's .drv files stay in memory for the whole rewrite (a
+	// large share of the heap): collect at 1.5× the live heap instead of
+	// 2× to keep the peak RSS of a 20,000-derivation closure near 300 MB.
+	defer debug.SetGCPercent(debug.SetGCPercent(50))
 	lockPath := o.lock
 	if !filepath.IsAbs(lockPath) {
 		lockPath = filepath.Join(e.dir, lockPath)

@@ -52,6 +52,9 @@ type Derivation struct {
 	Args      []string
 	Env       []EnvVar
 
+	// Escaped is set by ParseLazy when some value was kept escaped.
+	Escaped bool
+
 	// InputDrvsStart and InputDrvsEnd delimit the content of the inputDrvs
 	// list in the parsed text (between its brackets), so a hash with the
 	// inputs replaced can be computed without re-serialising. Zero for a
@@ -102,14 +105,27 @@ var ErrNotCanonical = errors.New("not in the canonical form Nix writes")
 type parser struct {
 	s      string
 	i      int
+	lazy   bool // keep escaped values escaped (see ParseLazy)
+	value  bool // the string being parsed is a value (builder, arg, env value)
+	kept   bool // some value was kept escaped
 	nextBS int // offset of the next backslash at or after i, or len(s)
 	rawCtl bool
 	err    error
 }
 
 // Parse parses the text of a .drv file. The returned Derivation refers to s.
-func Parse(s string) (*Derivation, error) {
-	p := &parser{s: s}
+func Parse(s string) (*Derivation, error) { return parse(s, false) }
+
+// ParseLazy is Parse that checks but does not unescape the builder, the
+// args and the env values: those containing escapes are returned in their
+// escaped form (as written in s), and Derivation.Escaped is set. Env keys
+// and every other field are unescaped. It saves a copy of every escaped
+// value (structured attrs are mostly escapes); Parse the same text again
+// when the values are needed.
+func ParseLazy(s string) (*Derivation, error) { return parse(s, true) }
+
+func parse(s string, lazy bool) (*Derivation, error) {
+	p := &parser{s: s, lazy: lazy}
 	p.nextBS = indexFrom(s, 0, '\\')
 	// Nix escapes \n, \r and \t in printString fields; a file with none of
 	// them raw needs no per-string check.
@@ -118,6 +134,7 @@ func Parse(s string) (*Derivation, error) {
 	if p.err != nil {
 		return nil, p.err
 	}
+	d.Escaped = p.kept
 	return d, nil
 }
 
@@ -225,6 +242,26 @@ func (p *parser) str(escaped bool) string {
 		p.i = start
 		p.noncanonical("raw control character in string")
 		return ""
+	}
+	if p.lazy && p.value {
+		for r := raw; ; {
+			k := strings.IndexByte(r, '\\')
+			if k < 0 {
+				break
+			}
+			switch r[k+1] {
+			case '"', '\\', 'n', 'r', 't':
+			default:
+				p.i = end - len(r) + k
+				p.noncanonical(fmt.Sprintf("escape \\%c", r[k+1]))
+				return ""
+			}
+			r = r[k+2:]
+		}
+		p.i = end + 1
+		p.nextBS = indexFrom(p.s, p.i, '\\')
+		p.kept = true
+		return raw
 	}
 	buf := make([]byte, 0, len(raw))
 	for {
@@ -351,9 +388,11 @@ func (p *parser) derivation() *Derivation {
 	p.expect(",")
 	d.Platform = p.str(false)
 	p.expect(",")
+	p.value = true
 	d.Builder = p.str(true)
 	p.expect(",")
 	d.Args = p.strList(true, false, "args")
+	p.value = false
 	p.expect(",[")
 	if !p.peek(']') {
 		for p.err == nil {
@@ -361,7 +400,9 @@ func (p *parser) derivation() *Derivation {
 			p.expect("(")
 			e.Key = p.str(true)
 			p.expect(",")
+			p.value = true
 			e.Value = p.str(true)
+			p.value = false
 			p.expect(")")
 			if p.err != nil {
 				return nil
@@ -599,4 +640,30 @@ func AppendLayout(b []byte, d *Derivation, l *Layout) []byte {
 		b = append(b, ')')
 	}
 	return append(b, "])"...)
+}
+
+// Unescape returns a value kept escaped by ParseLazy as Nix reads it.
+func Unescape(v string) string {
+	if strings.IndexByte(v, '\\') < 0 {
+		return v
+	}
+	b := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\\' && i+1 < len(v) {
+			i++
+			switch v[i] {
+			case 'n':
+				c = '\n'
+			case 'r':
+				c = '\r'
+			case 't':
+				c = '\t'
+			default:
+				c = v[i]
+			}
+		}
+		b = append(b, c)
+	}
+	return string(b)
 }

@@ -50,6 +50,7 @@ func TestRoundTrip(t *testing.T) {
 			if got, want := string(data[d.InputDrvsStart:d.InputDrvsEnd]), string(aterm.AppendInputs(nil, d.InputDrvs)); got != want {
 				t.Fatalf("inputDrvs section %q, want %q", got, want)
 			}
+			checkLazy(t, string(data), d)
 		})
 	}
 }
@@ -115,6 +116,32 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// checkLazy: ParseLazy accepts what Parse accepts, with the same keys and
+// values once unescaped.
+func checkLazy(t *testing.T, s string, d *aterm.Derivation) {
+	t.Helper()
+	l, err := aterm.ParseLazy(s)
+	if (err == nil) != (d != nil) {
+		t.Fatalf("ParseLazy error %v, Parse derivation %v", err, d)
+	}
+	if d == nil {
+		return
+	}
+	if aterm.Unescape(l.Builder) != d.Builder || len(l.Args) != len(d.Args) || len(l.Env) != len(d.Env) {
+		t.Fatalf("ParseLazy %+v differs from Parse %+v", l, d)
+	}
+	for i := range d.Args {
+		if aterm.Unescape(l.Args[i]) != d.Args[i] {
+			t.Fatalf("arg %d: lazy %q, full %q", i, l.Args[i], d.Args[i])
+		}
+	}
+	for i := range d.Env {
+		if l.Env[i].Key != d.Env[i].Key || aterm.Unescape(l.Env[i].Value) != d.Env[i].Value {
+			t.Fatalf("env %d: lazy %q, full %q", i, l.Env[i], d.Env[i])
+		}
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	for _, data := range storeFiles(f) {
 		f.Add(string(data))
@@ -122,6 +149,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(`Derive([("out","","","")],[],[],"","",[],[])`)
 	f.Fuzz(func(t *testing.T, s string) {
 		d, err := aterm.Parse(s)
+		checkLazy(t, s, d)
 		if err != nil {
 			return
 		}
