@@ -108,7 +108,7 @@ type parser struct {
 	lazy   bool // keep escaped values escaped (see ParseLazy)
 	value  bool // the string being parsed is a value (builder, arg, env value)
 	kept   bool // some value was kept escaped
-	nextBS int // offset of the next backslash at or after i, or len(s)
+	nextBS int  // offset of the next backslash at or after i, or len(s)
 	rawCtl bool
 	err    error
 }
