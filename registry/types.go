@@ -10,6 +10,17 @@ import (
 // nixbase32 is the alphabet of store path hash parts (no e, o, u, t).
 const nixbase32 = "0123456789abcdfghijklmnpqrsvwxyz"
 
+// isBase32 and isNameChar are lookup tables for the hot path of linting.
+var isBase32, isNameChar = func() (b, n [256]bool) {
+	for i := 0; i < len(nixbase32); i++ {
+		b[nixbase32[i]] = true
+	}
+	for c := 0; c < 256; c++ {
+		n[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("+-._?=", byte(c)) >= 0
+	}
+	return b, n
+}()
+
 // maxNameLen is the longest store path name Nix accepts.
 const maxNameLen = 211
 
@@ -64,7 +75,7 @@ func ValidateBaseName(base string) error {
 		return errors.New("a store path base name is a 32-character hash, '-' and a name")
 	}
 	for i := 0; i < 32; i++ {
-		if strings.IndexByte(nixbase32, base[i]) < 0 {
+		if !isBase32[base[i]] {
 			return fmt.Errorf("hash part %q has a character outside nixbase32 (%s)", base[:32], nixbase32)
 		}
 	}
@@ -84,7 +95,7 @@ func ValidateName(name string) error {
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("+-._?=", c) >= 0) {
+		if !isNameChar[c] {
 			return fmt.Errorf("name %q has the character %q, which store path names cannot contain", truncate(name), rune(c))
 		}
 	}
