@@ -301,24 +301,31 @@ func (f *equivFixture) runCase(t *testing.T, c equivCase) {
 func (f *equivFixture) check(t *testing.T, rootAttrs []string, loaded, expect map[string]graphgen.Paths, serials map[string]int, res *builder.Result, warns []builder.Warning) {
 	t.Helper()
 	const maxErrs = 15
-	errs := 0
-	errorf := func(format string, args ...any) {
-		t.Helper()
-		if errs++; errs <= maxErrs {
-			t.Errorf(format, args...)
+	probs := f.problems(t, rootAttrs, loaded, expect, serials, res, warns)
+	for i, p := range probs {
+		if i == maxErrs {
+			t.Errorf("... and %d more mismatches", len(probs)-maxErrs)
+			break
 		}
+		t.Error(p)
 	}
-	defer func() {
-		if errs > maxErrs {
-			t.Errorf("... and %d more mismatches", errs-maxErrs)
-		}
-	}()
+}
+
+// problems lists every difference between a Result and Nix's
+// instantiation, root causes (topologically first) first.
+func (f *equivFixture) problems(t *testing.T, rootAttrs []string, loaded, expect map[string]graphgen.Paths, serials map[string]int, res *builder.Result, warns []builder.Warning) []string {
+	t.Helper()
+	var probs []string
+	errorf := func(format string, args ...any) {
+		probs = append(probs, fmt.Sprintf(format, args...))
+	}
 	byOld := map[string]string{} // loaded .drv → attr
 	for _, a := range f.attrs {
 		byOld[loaded[a].Drv] = a
 	}
 	if len(res.Roots) != len(rootAttrs) {
-		t.Fatalf("Roots has %d paths, want %d", len(res.Roots), len(rootAttrs))
+		errorf("Roots has %d paths, want %d", len(res.Roots), len(rootAttrs))
+		return probs
 	}
 	for i, a := range rootAttrs {
 		if res.Roots[i] != expect[a].Drv {
@@ -365,7 +372,8 @@ func (f *equivFixture) check(t *testing.T, rootAttrs []string, loaded, expect ma
 		e := expect[a]
 		nixBytes, err := os.ReadFile(e.Drv)
 		if err != nil {
-			t.Fatal(err)
+			errorf("%s: %v", a, err)
+			continue
 		}
 		if !bytes.Equal(d.ATerm, nixBytes) {
 			errorf("%s: ATerm of %s differs from Nix's file %s: %s", a, d.Path, e.Drv, equivFirstDiff(d.ATerm, nixBytes))
@@ -464,6 +472,7 @@ func (f *equivFixture) check(t *testing.T, rootAttrs []string, loaded, expect ma
 			}
 		}
 	}
+	return probs
 }
 
 // references returns the references Nix registered for each path.
@@ -754,6 +763,82 @@ func TestEquivTwinsLoadStable(t *testing.T) {
 			if _, err := builder.LoadClosure(context.Background(), builder.LoadOptions{}, roots); err != nil {
 				t.Fatalf("poison %v, attempt %d: %v", poison, i, err)
 			}
+		}
+	}
+}
+
+// TestEquivHarnessCatchesMutations checks the checker: a Result that is
+// right must pass, and each way of being wrong must be reported.
+func TestEquivHarnessCatchesMutations(t *testing.T) {
+	nixtest.Need(t)
+	abs, err := filepath.Abs(filepath.Join("..", "testdata", "graphs", "r1-edges.nix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, abs, nil, nixtest.Environ())
+	lk := f.lock(t, equivLockSpec{drvs: map[string]int{"a": 2}})
+	want := f.expected(lk, false)
+	expect := f.eval(t, want)
+	roots := make([]string, len(f.attrs))
+	for i, a := range f.attrs {
+		roots[i] = f.clean[a].Drv
+	}
+	res, warns := equivRewrite(t, roots, lk, false)
+	if p := f.problems(t, f.attrs, f.clean, expect, want, res, warns); len(p) > 0 {
+		t.Fatalf("the rewrite under test is wrong, fix it first: %v", p)
+	}
+	if len(res.Changed) < 3 {
+		t.Fatalf("only %d derivations changed; the mutations need more", len(res.Changed))
+	}
+	clone := func() *builder.Result {
+		r := *res
+		r.Roots = slices.Clone(res.Roots)
+		r.DrvPaths = maps.Clone(res.DrvPaths)
+		r.OutPaths = maps.Clone(res.OutPaths)
+		r.Changed = slices.Clone(res.Changed)
+		r.Poisoned = slices.Clone(res.Poisoned)
+		return &r
+	}
+	anyOut := func(r *builder.Result) string {
+		for o, n := range r.OutPaths {
+			if o != n {
+				return o
+			}
+		}
+		t.Fatal("no output path changed")
+		return ""
+	}
+	for _, m := range []struct {
+		name   string
+		mutate func(r *builder.Result)
+	}{
+		{"root left unchanged", func(r *builder.Result) { r.Roots[0] = roots[0] }},
+		{"root missing", func(r *builder.Result) { r.Roots = r.Roots[1:] }},
+		{"drv path missing", func(r *builder.Result) { delete(r.DrvPaths, r.Changed[1].OldPath) }},
+		{"drv path wrong", func(r *builder.Result) { r.DrvPaths[r.Changed[1].OldPath] = r.Changed[1].OldPath }},
+		{"output path wrong", func(r *builder.Result) { o := anyOut(r); r.OutPaths[o] = o }},
+		{"one byte of a file", func(r *builder.Result) {
+			d := &r.Changed[len(r.Changed)-1]
+			d.ATerm = slices.Clone(d.ATerm)
+			d.ATerm[len(d.ATerm)/2] ^= 1
+		}},
+		{"changed derivation not listed", func(r *builder.Result) { r.Changed = r.Changed[:len(r.Changed)-1] }},
+		{"not in topological order", func(r *builder.Result) { slices.Reverse(r.Changed) }},
+		{"references", func(r *builder.Result) {
+			d := &r.Changed[len(r.Changed)-1]
+			d.References = d.References[1:]
+		}},
+		{"outputs", func(r *builder.Result) {
+			d := &r.Changed[0]
+			d.Outputs = map[string]string{"out": "/nix/store/00000000000000000000000000000000-x"}
+		}},
+		{"poisoned missing", func(r *builder.Result) { r.Poisoned = nil }},
+		{"serial wrong", func(r *builder.Result) { r.Poisoned[0].Serial++ }},
+	} {
+		r := clone()
+		m.mutate(r)
+		if p := f.problems(t, f.attrs, f.clean, expect, want, r, warns); len(p) == 0 {
+			t.Errorf("mutation %q not detected", m.name)
 		}
 	}
 }
