@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	iofs "io/fs"
-	"os"
 	"path/filepath"
 
 	git "github.com/go-git/go-git/v5"
@@ -57,9 +55,7 @@ func runLint(ctx context.Context, e *env, o lintOptions) error {
 	if !filepath.IsAbs(dir) {
 		dir = filepath.Join(e.dir, dir)
 	}
-	var fsys iofs.FS = os.DirFS(dir)
 	var repo *git.Repository
-	head := "HEAD"
 	if o.rev != "" || o.base != "" {
 		r, err := registry.OpenGitRepo(dir)
 		if err != nil {
@@ -67,18 +63,17 @@ func runLint(ctx context.Context, e *env, o lintOptions) error {
 		}
 		repo = r
 	}
+	// The work tree, or with --rev the tree of a commit (bare repositories
+	// too, for the pre-receive hook).
+	head := "HEAD"
+	var reg *registry.Registry
+	var err error
 	if o.rev != "" {
-		f, commit, err := registry.TreeFS(repo, o.rev)
-		if err != nil {
-			return withHint(fmt.Errorf("lint --rev: %w", err), "--rev takes a commit, branch or tag of the registry")
+		fsys, commit, terr := registry.TreeFS(repo, o.rev)
+		if terr != nil {
+			return withHint(fmt.Errorf("lint --rev: %w", terr), "--rev takes a commit, branch or tag of the registry")
 		}
-		fsys, head = f, commit
-	}
-	var (
-		reg *registry.Registry
-		err error
-	)
-	if o.rev != "" {
+		head = commit
 		reg, err = registry.Load(fsys, registry.LoadOptions{Now: e.now()})
 	} else {
 		reg, err = registry.LoadDir(dir, registry.LoadOptions{Now: e.now()})
