@@ -115,7 +115,7 @@ func decodeLock(data []byte) (*lock.File, error) {
 }
 
 func fastDecode(data []byte) (*lock.File, error) {
-	p := &lineParser{rest: data, hint: bytes.Count(data, []byte("\n")) / 3}
+	p := &lineParser{rest: data}
 	l := &lock.File{}
 	var err error
 	p.expect("{")
@@ -153,7 +153,6 @@ func fastDecode(data []byte) (*lock.File, error) {
 
 type lineParser struct {
 	rest []byte
-	hint int // expected keys per map
 	bad  bool
 }
 
@@ -207,9 +206,14 @@ func (p *lineParser) str(indent, name, suffix string) string {
 }
 
 func (p *lineParser) serials(name, suffix string) map[string]int {
-	m := make(map[string]int, p.hint)
-	line := p.next()
 	head := `  "` + name + `": {`
+	// Size the map from the number of lines up to the closing brace.
+	hint := 0
+	if end := bytes.Index(p.rest, []byte("\n  }")); end > 0 {
+		hint = bytes.Count(p.rest[:end], []byte("\n"))
+	}
+	m := make(map[string]int, hint)
+	line := p.next()
 	switch string(line) {
 	case head + "}" + suffix:
 		return m

@@ -9,10 +9,13 @@
 # <= 1 s, resolve after one new commit <= 1.5 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# BENCH_DIR=DIR keeps the generated registry in DIR and reuses it next time.
 n=${1:-100000}
-tmp=$(mktemp -d)
+keep=${BENCH_DIR:-}
+tmp=${keep:-$(mktemp -d)}
+mkdir -p "$tmp"
 daemon=
-cleanup() { [ -n "$daemon" ] && kill "$daemon" 2>/dev/null; rm -rf "$tmp"; }
+cleanup() { [ -n "$daemon" ] && kill "$daemon" 2>/dev/null; [ -n "$keep" ] || rm -rf "$tmp"; }
 trap cleanup EXIT
 export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.com
@@ -20,14 +23,18 @@ export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.com
 
 # POISON_BIN: use this poison binary instead of building one.
 if [ -n "${POISON_BIN:-}" ]; then cp "$POISON_BIN" "$tmp/poison"; else go build -o "$tmp/poison" ./cmd/poison; fi
-echo "generating a $n-entry registry..." >&2
-go run ./registry/internal/gen/genregistry "$tmp/work" "$n"
-git -C "$tmp/work" init -q -b main
-git -C "$tmp/work" add -A
-git -C "$tmp/work" commit -q -m "$n entries"
-mkdir "$tmp/srv"
-git clone -q --bare "$tmp/work" "$tmp/srv/reg.git"
-git -C "$tmp/srv/reg.git" gc -q
+rm -rf "$tmp/cache" "$tmp/floor.git" "$tmp/poison.lock"
+if [ ! -d "$tmp/srv/reg.git" ]; then
+  echo "generating a $n-entry registry..." >&2
+  rm -rf "$tmp/work" "$tmp/srv"
+  go run ./registry/internal/gen/genregistry "$tmp/work" "$n"
+  git -C "$tmp/work" init -q -b main
+  git -C "$tmp/work" add -A
+  git -C "$tmp/work" commit -q -m "$n entries"
+  mkdir "$tmp/srv"
+  git clone -q --bare "$tmp/work" "$tmp/srv/reg.git"
+  git -C "$tmp/srv/reg.git" gc -q
+fi
 
 for attempt in 1 2 3 4 5; do
   port=$(( 20000 + RANDOM % 40000 ))
@@ -43,16 +50,19 @@ done
 [ -n "$daemon" ] || { echo "git daemon did not start" >&2; exit 1; }
 url=git://127.0.0.1:$port/reg.git
 
-now() { date +%s.%N; }
-timeit() { # timeit LABEL CMD...: prints LABEL SECONDS
-  local t0 t1
-  t0=$(now); "${@:2}" >/dev/null; t1=$(now)
-  printf '%-40s %6.2f s\n' "$1" "$(echo "$t1 - $t0" | bc)"
+# timeit LABEL CMD...: prints LABEL, wall-clock seconds and CPU seconds
+# (user+sys, the command and its children): on a loaded machine the CPU
+# time is the fairer figure.
+timeit() {
+  local out
+  out=$( { TIMEFORMAT='%R %U %S'; time "${@:2}" >/dev/null 2>"$tmp/err"; } 2>&1 ) || { cat "$tmp/err" >&2; exit 1; }
+  read -r real user sys <<<"$out"
+  printf '%-40s %6.2f s wall  %6.2f s cpu\n' "$1" "$real" "$(echo "$user + $sys" | bc)"
 }
 export POISON_CACHE_DIR=$tmp/cache
 resolve() { "$tmp/poison" resolve --registry "$url" --lock "$tmp/poison.lock"; }
 newcommit() {
-  local i=$1
+  local i=$1-$RANDOM
   mkdir -p "$tmp/work/entries/2026/12"
   cat > "$tmp/work/entries/2026/12/bench-$i.toml" <<TOML
 reason = "bench incident $i"
@@ -60,13 +70,14 @@ author = "Bench <bench@example.com>"
 date = 2026-11-20
 
 [[derivation]]
-path = "/nix/store/$(printf '%032d' "$i")-bench-$i.drv"
+path = "/nix/store/$(printf '%032d' "$RANDOM")-bench-$i.drv"
 TOML
   git -C "$tmp/work" add -A
   git -C "$tmp/work" commit -q -m "bench $i"
   git -C "$tmp/work" push -q "$tmp/srv/reg.git" main
 }
 
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 echo "registry: $n entries, $(du -sh "$tmp/srv/reg.git" | cut -f1) packed, served at $url"
 timeit "floor: git clone --bare (cold)"          git clone -q --bare "$url" "$tmp/floor.git"
 timeit "poison resolve (cold)"                   resolve
@@ -76,4 +87,4 @@ newcommit 1
 timeit "floor: git fetch (one new commit)"       git -C "$tmp/floor.git" fetch -q "$url" "+refs/heads/*:refs/heads/*"
 timeit "poison resolve (one new commit)"         resolve
 timeit "poison resolve --offline"                "$tmp/poison" resolve --offline --registry "$url" --lock "$tmp/poison.lock"
-grep -q "bench-1" "$tmp/poison.lock" && echo "lock: $(wc -c < "$tmp/poison.lock") bytes, new entry present"
+grep -q "bench-" "$tmp/poison.lock" && echo "lock: $(wc -c < "$tmp/poison.lock") bytes, new entry present"
