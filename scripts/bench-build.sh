@@ -9,7 +9,7 @@
 #   poison         poison build (timed: rewrite + write + build)
 #   per-derivation poison build --per-derivation (timed)
 #
-# Usage: scripts/bench-build.sh [N [JOBS]]     (defaults: 1000, 2)
+# Usage: [ROUNDS=R] scripts/bench-build.sh [N [JOBS]]   (defaults: 1, 1000, 2)
 # Also: scripts/bench-build.sh write [N]       5000-drv write benchmark
 set -eu
 cd "$(dirname "$0")/.."
@@ -40,18 +40,40 @@ secs() { # run a command, print its wall time in seconds
 	echo "$end - $start" | bc
 }
 
-stamp=$(date +%s%N)
-top=$(lockfor "nix-$stamp")
-newtop=$("$tmp/poison" rewrite --lock "$tmp/nix-$stamp.lock" "$top" 2>/dev/null)
-t_nix=$(secs nix-store --realise -j "$jobs" "$newtop")
+run_mode() { # mode → wall seconds of one fresh build
+	nonce="$1-$(date +%s%N)"
+	top=$(lockfor "$nonce")
+	case $1 in
+	nix)
+		newtop=$("$tmp/poison" rewrite --lock "$tmp/$nonce.lock" "$top" 2>/dev/null)
+		secs nix-store --realise -j "$jobs" "$newtop" ;;
+	poison)
+		secs "$tmp/poison" build --store daemon --lock "$tmp/$nonce.lock" -j "$jobs" "$top" ;;
+	perdrv)
+		secs "$tmp/poison" build --store daemon --per-derivation --lock "$tmp/$nonce.lock" -j "$jobs" "$top" ;;
+	esac
+}
 
-top=$(lockfor "poison-$stamp")
-t_poison=$(secs "$tmp/poison" build --store daemon --lock "$tmp/poison-$stamp.lock" -j "$jobs" "$top")
+# ROUNDS rounds, the order rotated each round so that load from other
+# processes does not favour one mode.
+rounds=${ROUNDS:-1}
+t_nix=0 t_poison=0 t_perdrv=0
+r=0
+while [ "$r" -lt "$rounds" ]; do
+	case $((r % 3)) in
+	0) order="nix poison perdrv" ;;
+	1) order="poison perdrv nix" ;;
+	2) order="perdrv nix poison" ;;
+	esac
+	for m in $order; do
+		t=$(run_mode "$m")
+		echo "round $r: $m $t s" >&2
+		eval "t_$m=\$(echo \"\$t_$m + $t\" | bc)"
+	done
+	r=$((r + 1))
+done
 
-top=$(lockfor "perdrv-$stamp")
-t_perdrv=$(secs "$tmp/poison" build --store daemon --per-derivation --lock "$tmp/perdrv-$stamp.lock" -j "$jobs" "$top")
-
-echo "derivations built: $((n + 1)), jobs: $jobs"
+echo "derivations built per run: $((n + 1)), jobs: $jobs, rounds: $rounds (total wall time per mode)"
 echo "nix-store --realise (rewritten top):  ${t_nix} s"
 echo "poison build:                         ${t_poison} s  ($(echo "scale=2; $t_poison / $t_nix" | bc)x)"
 echo "poison build --per-derivation:        ${t_perdrv} s  ($(echo "scale=2; $t_perdrv / $t_nix" | bc)x)"

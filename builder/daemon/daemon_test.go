@@ -557,3 +557,61 @@ func TestAuto(t *testing.T) {
 		t.Errorf("IsValidPath = %v, %v", ok, err)
 	}
 }
+
+// TestModernNix runs against Nix 2.26 (protocol 1.38, so 1.37 is
+// negotiated: trust byte, cpu times in build results) when
+// POISON_MODERN_NIX names the bin directory made by the design notes'
+// tools/modern-nix.sh. Its store is the chroot store beside it.
+func TestModernNix(t *testing.T) {
+	bin := os.Getenv("POISON_MODERN_NIX")
+	if bin == "" {
+		t.Skip("set POISON_MODERN_NIX=DIR/bin (tools/modern-nix.sh DIR) to test against Nix 2.26")
+	}
+	store := filepath.Join(filepath.Dir(bin), "store")
+	ctx := daemontest.Context(t, time.Minute)
+	rec := &recorder{}
+	// A chroot store forces a sandbox; Debian's default sandbox-paths name
+	// a shell that the unpacked Nix lacks: give it the host's.
+	s := offline()
+	s.Overrides["sandbox-paths"] = "/bin /lib /lib64 /usr"
+	c, err := daemon.Dial(ctx, store, daemon.Options{DaemonProgram: filepath.Join(bin, "nix-daemon"), Settings: s, Log: rec.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Version() != daemon.ClientVersion || c.DaemonVersion() < 1<<8|38 || c.Trust() != daemon.Trusted {
+		t.Fatalf("version %#x (daemon %#x), trust %v; want 1.37 negotiated and trusted", c.Version(), c.DaemonVersion(), c.Trust())
+	}
+	dir := daemontest.WorldDir(t)
+	cmd := exec.Command(filepath.Join(bin, "nix-instantiate"), filepath.Join(daemontest.RepoRoot(t), "testdata/daemon/graph.nix"),
+		"-A", "a", "--argstr", "nonce", fmt.Sprint(time.Now().UnixNano()), "--argstr", "log", filepath.Join(dir, "log"))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("nix-instantiate 2.26: %v", err)
+	}
+	drv := strings.TrimSpace(string(out))
+	data, err := os.ReadFile(filepath.Join(filepath.Dir(bin), "store", drv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.AddText(ctx, daemon.Text{Name: "a.drv", Content: data})
+	if err != nil || p != drv {
+		t.Fatalf("AddText = %q, %v; want %s", p, err, drv)
+	}
+	info, err := c.QueryPathInfo(ctx, drv)
+	if err != nil || !strings.HasPrefix(info.CA, "text:sha256:") {
+		t.Fatalf("QueryPathInfo = %+v, %v", info, err)
+	}
+	res, err := c.BuildPathsWithResults(ctx, []string{drv + "!*"}, daemon.BuildNormal)
+	if err != nil || len(res) != 1 {
+		t.Fatalf("BuildPathsWithResults = %+v, %v", res, err)
+	}
+	want, _ := c.QueryDerivationOutputMap(ctx, drv)
+	if res[0].Status != daemon.Built || res[0].BuiltOutputs["out"] != want["out"] || res[0].StartTime.IsZero() {
+		t.Fatalf("2.26 build result %+v, want Built with out=%s", res[0], want["out"])
+	}
+	// The connection is in step after a 1.37 build result.
+	if ok, err := c.IsValidPath(ctx, drv); err != nil || !ok {
+		t.Fatalf("IsValidPath after the build = %v, %v", ok, err)
+	}
+}
