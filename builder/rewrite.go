@@ -47,7 +47,7 @@ func (c *Closure) attrOf(i int32, attr string) (attrState, error) {
 	if n.structured {
 		j, _ := n.drv.EnvIndex("__json")
 		js := n.drv.Env[j].Value
-		if !strings.Contains(js, `"`+attr+`":`) && !strings.Contains(js, `\"`+attr+`\":`) {
+		if !strings.Contains(js, attr) || !strings.Contains(js, `"`+attr+`":`) && !strings.Contains(js, `\"`+attr+`\":`) {
 			return attrState{}, nil
 		}
 		if n.drv.Escaped {
@@ -216,6 +216,8 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 				continue // recomputed below
 			}
 			nv, okv := r.Replace(e.Value)
+			valueHits := r.Hits
+			r.Hits = nil
 			nk, okk := r.Replace(e.Key)
 			if !okv && !okk {
 				continue
@@ -224,7 +226,7 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 				d.Env = slices.Clone(d.Env)
 				envCopied = true
 			}
-			if okv && e.Key == "__json" {
+			if okv && e.Key == "__json" && inJSONKey(nv, valueHits) {
 				// A hash part inside an object key moves the member to
 				// its new sorted place.
 				sorted, err := structattrs.SortObjects(nv)
@@ -393,6 +395,26 @@ func hashSpliced(text []byte, sp []splice) [32]byte {
 	var sum [32]byte
 	h.Sum(sum[:0])
 	return sum
+}
+
+// inJSONKey reports whether one of the replaced ranges of the compact JSON
+// text js lies in an object key: the string around it is followed by ':'.
+func inJSONKey(js string, hits [][2]int) bool {
+	for _, h := range hits {
+		for j := h[1]; j < len(js); j++ {
+			if js[j] == '\\' {
+				j++
+				continue
+			}
+			if js[j] == '"' {
+				if j+1 < len(js) && js[j+1] == ':' {
+					return true
+				}
+				break
+			}
+		}
+	}
+	return false
 }
 
 // textContains reports whether the rewritable text of n contains h.

@@ -48,6 +48,9 @@ func Each(s string, fn func(window string)) {
 // strings.
 type Replacer struct {
 	m map[string][]pair
+	// Hits holds, after Replace, the [start, end) offsets of the
+	// replacements in the returned string.
+	Hits [][2]int
 }
 
 type pair struct{ old, new string }
@@ -67,7 +70,12 @@ func (r *Replacer) Add(old, new string) {
 			return
 		}
 	}
-	r.m[k] = append(r.m[k], pair{old, new})
+	ps := append(r.m[k], pair{old, new})
+	// Longest first: the longest registered string wins at a position.
+	for i := len(ps) - 1; i > 0 && len(ps[i].old) > len(ps[i-1].old); i-- {
+		ps[i], ps[i-1] = ps[i-1], ps[i]
+	}
+	r.m[k] = ps
 }
 
 // Len returns the number of registered prefixes.
@@ -76,6 +84,7 @@ func (r *Replacer) Len() int { return len(r.m) }
 // Replace returns s with every registered old string replaced, scanning
 // left to right, and whether anything changed.
 func (r *Replacer) Replace(s string) (string, bool) {
+	r.Hits = r.Hits[:0]
 	if len(r.m) == 0 || len(s) < n {
 		return s, false
 	}
@@ -91,6 +100,7 @@ func (r *Replacer) Replace(s string) (string, bool) {
 						b.Grow(len(s) + 16)
 					}
 					b.WriteString(s[last:i])
+					r.Hits = append(r.Hits, [2]int{b.Len(), b.Len() + len(p.new)})
 					b.WriteString(p.new)
 					last = i + len(p.old)
 					hit = true
