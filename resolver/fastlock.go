@@ -115,7 +115,8 @@ func decodeLock(data []byte) (*lock.File, error) {
 }
 
 func fastDecode(data []byte) (*lock.File, error) {
-	p := &lineParser{rest: data}
+	// Keys are cut from one string copy of data: no allocation per key.
+	p := &lineParser{rest: data, all: string(data)}
 	l := &lock.File{}
 	var err error
 	p.expect("{")
@@ -152,7 +153,10 @@ func fastDecode(data []byte) (*lock.File, error) {
 }
 
 type lineParser struct {
-	rest []byte
+	rest  []byte
+	all   string // the whole input, when keys should be cut from it
+	off   int    // offset of rest in the input
+	start int    // offset of the last line returned by next
 	bad  bool
 }
 
@@ -173,6 +177,8 @@ func (p *lineParser) next() []byte {
 	}
 	line := p.rest[:i]
 	p.rest = p.rest[i+1:]
+	p.start = p.off
+	p.off += i + 1
 	return line
 }
 
@@ -248,7 +254,11 @@ func (p *lineParser) serials(name, suffix string) map[string]int {
 			p.bad = true
 			break
 		}
-		m[string(key)] = n
+		if p.all != "" {
+			m[p.all[p.start+5:p.start+5+j]] = n
+		} else {
+			m[string(key)] = n
+		}
 	}
 	return m
 }
