@@ -43,9 +43,17 @@ type node struct {
 	deferred bool // its hash-modulo is deferred (R7)
 
 	structured bool    // __structuredAttrs: the attribute lives in __json
+	// hasDeferredEdge: some dependency is referenced through placeholders.
+	hasDeferredEdge bool
 	inputs     []int32 // aligned with drv.InputDrvs
 	srcDrvs    []int32 // .drv paths among inputSrcs
 	mentions   []int32 // closure members whose hash parts appear in the text
+}
+
+// owner is the closure member a hash part belongs to.
+type owner struct {
+	node int32
+	out  int32 // output index, -1 for the .drv path
 }
 
 // Closure is the parsed derivation closure of a set of roots. It is
@@ -59,6 +67,9 @@ type Closure struct {
 	order    []int32          // topological: inputs first
 	pos      []int32          // node → position in order
 
+	// owners maps the hash part of every .drv path (out -1) and of every
+	// output path but fixed ones to its member.
+	owners map[string]owner
 	// shared lists the owners of output hash parts that several members
 	// have (twins: same outputs, different .drv paths, e.g. built from two
 	// fixed-output derivations with the same result).
@@ -206,6 +217,11 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 			return nil, fmt.Errorf("load derivation %s: its output paths are empty but none of its inputs is content-addressed or impure", n.path)
 		}
 	}
+	for i := range c.nodes {
+		n := &c.nodes[i]
+		c.edges(n, func(x int32) { n.hasDeferredEdge = n.hasDeferredEdge || c.nodes[x].deferred })
+	}
+	c.index = nil // only needed while loading
 	c.hm = make([][32]byte, len(c.nodes))
 	c.hmDone = make([]bool, len(c.nodes))
 	return c, nil
@@ -378,29 +394,29 @@ func validate(storeDir string, n *node) error {
 // or input sources (R1). Fixed output paths never change, so mentions of
 // them are no edges.
 func (c *Closure) findMentions(ctx context.Context) error {
-	owners := make(map[string]int32, len(c.nodes)*2)
+	c.owners = make(map[string]owner, len(c.nodes)*2)
 	c.shared = make(map[string][]int32)
 	for i := range c.nodes {
 		n := &c.nodes[i]
-		owners[n.hashPart] = int32(i)
+		c.owners[n.hashPart] = owner{int32(i), -1}
 		if n.kind == kindFixed {
 			continue
 		}
-		for _, o := range n.drv.Outputs {
+		for k, o := range n.drv.Outputs {
 			if o.Path == "" {
 				continue
 			}
 			h := o.Path[len(c.storeDir)+1:][:storepath.HashLen]
-			if prev, ok := owners[h]; ok && prev != int32(i) {
+			if prev, ok := c.owners[h]; ok && prev.node != int32(i) {
 				if len(c.shared[h]) == 0 {
-					c.shared[h] = []int32{prev}
+					c.shared[h] = []int32{prev.node}
 				}
 				if !slices.Contains(c.shared[h], int32(i)) {
 					c.shared[h] = append(c.shared[h], int32(i))
 				}
 				continue
 			}
-			owners[h] = int32(i)
+			c.owners[h] = owner{int32(i), int32(k)}
 		}
 	}
 	p := pool.New().WithMaxGoroutines(c.par).WithContext(ctx).WithCancelOnError().WithFirstError()
@@ -412,7 +428,7 @@ func (c *Closure) findMentions(ctx context.Context) error {
 				return err
 			}
 			for i := start; i < end; i++ {
-				c.nodes[i].mentions = mentionsOf(&c.nodes[i], int32(i), owners, c.shared)
+				c.nodes[i].mentions = mentionsOf(&c.nodes[i], int32(i), c.owners, c.shared)
 			}
 			return nil
 		})
@@ -420,7 +436,7 @@ func (c *Closure) findMentions(ctx context.Context) error {
 	return p.Wait()
 }
 
-func mentionsOf(n *node, self int32, owners map[string]int32, shared map[string][]int32) []int32 {
+func mentionsOf(n *node, self int32, owners map[string]owner, shared map[string][]int32) []int32 {
 	var out []int32
 	add1 := func(o int32) {
 		if o != self && !slices.Contains(out, o) {
@@ -437,7 +453,7 @@ func mentionsOf(n *node, self int32, owners map[string]int32, shared map[string]
 	}
 	add := func(w string) {
 		if o, ok := owners[w]; ok && !own(w) {
-			add1(o)
+			add1(o.node)
 			for _, o := range shared[w] {
 				add1(o)
 			}

@@ -152,32 +152,44 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 	d := *full // shallow copy; slices are copied before modification
 	d.InputDrvsStart, d.InputDrvsEnd = 0, 0
 
-	// R4: hash parts and placeholders of changed dependencies.
-	var r refscan.Replacer
-	var shared []string
-	c.edges(n, func(x int32) {
-		if !v.nodes[x].changed {
-			return
+	// R4: hash parts and placeholders of changed dependencies. Hash parts
+	// are looked up in the closure's owner index (every window that names
+	// a member is an edge of n, found by the same scan at load); twins'
+	// shared output hashes and placeholders go through the map.
+	r := refscan.Replacer{Lookup: func(w string) (string, bool) {
+		o, ok := c.owners[w]
+		if !ok || o.node == i || !v.nodes[o.node].changed {
+			return "", false
 		}
-		xn := &c.nodes[x]
-		newDrv := v.nodes[x].path
-		newHash := c.hashOf(newDrv)
-		r.Add(xn.hashPart, newHash)
-		for k, o := range xn.drv.Outputs {
-			if o.Path != "" {
-				h := c.hashOf(o.Path)
-				if _, ok := c.shared[h]; ok {
-					shared = append(shared, h)
-				} else {
-					r.Add(h, c.hashOf(v.nodes[x].outs[k]))
+		if _, sh := c.shared[w]; sh {
+			return "", false // decided below, per dependent
+		}
+		if o.out < 0 {
+			return c.hashOf(v.nodes[o.node].path), true
+		}
+		return c.hashOf(v.nodes[o.node].outs[o.out]), true
+	}}
+	var shared []string
+	if n.hasDeferredEdge || len(c.shared) > 0 {
+		c.edges(n, func(x int32) {
+			if !v.nodes[x].changed {
+				return
+			}
+			xn := &c.nodes[x]
+			newHash := c.hashOf(v.nodes[x].path)
+			for _, o := range xn.drv.Outputs {
+				if o.Path != "" {
+					if h := c.hashOf(o.Path); c.shared[h] != nil {
+						shared = append(shared, h)
+					}
+				}
+				if xn.deferred {
+					r.Add(storepath.DownstreamPlaceholder(xn.hashPart, xn.name, o.Name)[1:],
+						storepath.DownstreamPlaceholder(newHash, v.nodes[x].name, o.Name)[1:])
 				}
 			}
-			if xn.deferred {
-				r.Add(storepath.DownstreamPlaceholder(xn.hashPart, xn.name, o.Name)[1:],
-					storepath.DownstreamPlaceholder(newHash, v.nodes[x].name, o.Name)[1:])
-			}
-		}
-	})
+		})
+	}
 	slices.Sort(shared)
 	for _, h := range slices.Compact(shared) {
 		if !textContains(n.name, full, h) {
@@ -191,14 +203,13 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 	}
 	// A name that contains a hash part changes with it (the name is
 	// computed from the same string Nix re-evaluates).
-	name := n.name
-	if r.Len() > 0 {
-		name, _ = r.Replace(name)
+	name, renamed := r.Replace(n.name)
+	if renamed {
 		if err := storepath.CheckName(name + ".drv"); err != nil {
 			return fmt.Errorf("rewrite %s: new name: %v", n.path, err)
 		}
 	}
-	if r.Len() > 0 {
+	{
 		d.Builder, _ = r.Replace(d.Builder)
 		argsCopied := false
 		for k, a := range d.Args {

@@ -48,6 +48,9 @@ func Each(s string, fn func(window string)) {
 // strings.
 type Replacer struct {
 	m map[string][]pair
+	// Lookup, when set, is asked for 32-character windows the registered
+	// strings do not match: it returns the replacement of the window.
+	Lookup func(window string) (string, bool)
 	// Hits holds, after Replace, the [start, end) offsets of the
 	// replacements in the returned string.
 	Hits [][2]int
@@ -85,7 +88,7 @@ func (r *Replacer) Len() int { return len(r.m) }
 // left to right, and whether anything changed.
 func (r *Replacer) Replace(s string) (string, bool) {
 	r.Hits = r.Hits[:0]
-	if len(r.m) == 0 || len(s) < n {
+	if (len(r.m) == 0 && r.Lookup == nil) || len(s) < n {
 		return s, false
 	}
 	var b strings.Builder
@@ -106,6 +109,18 @@ func (r *Replacer) Replace(s string) (string, bool) {
 					hit = true
 					break
 				}
+			}
+		}
+		if !hit && r.Lookup != nil {
+			if nw, ok := r.Lookup(s[i : i+n]); ok {
+				if b.Len() == 0 {
+					b.Grow(len(s) + 16)
+				}
+				b.WriteString(s[last:i])
+				r.Hits = append(r.Hits, [2]int{b.Len(), b.Len() + len(nw)})
+				b.WriteString(nw)
+				last = i + n
+				hit = true
 			}
 		}
 		if hit {
