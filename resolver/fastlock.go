@@ -157,7 +157,7 @@ type lineParser struct {
 	all   string // the whole input, when keys should be cut from it
 	off   int    // offset of rest in the input
 	start int    // offset of the last line returned by next
-	bad  bool
+	bad   bool
 }
 
 func (p *lineParser) peek() []byte {

@@ -50,6 +50,7 @@ type Options struct {
 	Now time.Time
 
 	trace func(string) // test hook: phase boundaries
+	prev  []byte       // set by Update: the bytes of the lock to replace
 }
 
 func (o *Options) mark(phase string) {
@@ -60,8 +61,13 @@ func (o *Options) mark(phase string) {
 
 // Result is a resolved registry.
 type Result struct {
-	// Lock is the resolved lock.
+	// Lock is the resolved lock. Update leaves it nil when Unchanged.
 	Lock *lock.File
+	// Pinned is the registry source and commit of the lock.
+	Pinned lock.Source
+	// Unchanged is set by Update when the lock file already held exactly
+	// this lock; it is then left as it was.
+	Unchanged bool
 	// data is Lock encoded, when known.
 	data []byte
 	// base is the encoded lock that Lock extends with added entries only
@@ -313,7 +319,7 @@ func (res *Result) load(fsys fs.FS, tfs *treeFS, o Options, src lock.Source) err
 		return fmt.Errorf("load registry %s: %w", src.URL, err)
 	}
 	res.Warnings = reg.Warnings
-	res.Lock = reg.Lock(src)
+	res.Lock, res.Pinned = reg.Lock(src), src
 	res.Loaded = len(reg.Entries) + len(skippedFiles(res.Skipped))
 	res.Entries = len(reg.Entries)
 	return nil
@@ -343,13 +349,22 @@ func (res *Result) SkippedFiles() []string { return skippedFiles(res.Skipped) }
 // sums over entry files, so this equals a full load).
 func (res *Result) loadCommit(r *repo, tree plumbing.Hash, src lock.Source, o Options) error {
 	c := o.Cache
-	if raw, l, ok := c.cachedLock(src.URL, src.Commit); ok {
-		res.Lock, res.Entries = l, -1
-		if bytes.HasPrefix(raw, sourcePrefix(src)) {
-			res.data = raw
+	res.Pinned = src
+	if raw, ok := c.cachedRaw(src.URL, src.Commit); ok {
+		same := bytes.HasPrefix(raw, sourcePrefix(src))
+		if same && o.prev != nil && bytes.Equal(raw, o.prev) {
+			// The warm path of Update: nothing to decode.
+			res.data, res.Unchanged, res.Entries = raw, true, -1
+			return nil
 		}
-		l.Registry = src
-		return nil
+		if l, err := decodeLock(raw); err == nil && l.Registry.Commit == src.Commit {
+			res.Lock, res.Entries = l, -1
+			if same {
+				res.data = raw
+			}
+			l.Registry = src
+			return nil
+		}
 	}
 	tfs := newTreeFS(r.Storer, tree)
 	tfs.gitDir = r.dir
@@ -528,13 +543,19 @@ func (f *treeFS) walkAll(n *tnode, dir string, fn func(string)) error {
 	return nil
 }
 
-// cachedLock returns the lock computed earlier for a commit, and its bytes.
-func (c Cache) cachedLock(url, commit string) ([]byte, *lock.File, bool) {
+// cachedRaw returns the bytes of the lock computed earlier for a commit.
+func (c Cache) cachedRaw(url, commit string) ([]byte, bool) {
 	if c.Dir == "" || commit == "" {
-		return nil, nil, false
+		return nil, false
 	}
 	raw, err := os.ReadFile(c.lockCachePath(url, commit))
-	if err != nil {
+	return raw, err == nil
+}
+
+// cachedLock returns the lock computed earlier for a commit, and its bytes.
+func (c Cache) cachedLock(url, commit string) ([]byte, *lock.File, bool) {
+	raw, ok := c.cachedRaw(url, commit)
+	if !ok {
 		return nil, nil, false
 	}
 	l, err := decodeLock(raw)

@@ -171,8 +171,16 @@ func TestIncremental(t *testing.T) {
 		t.Errorf("after two added entries, loaded %d files, want 2 (incremental)", res.Loaded)
 	}
 	// Nothing new: the cached lock is reused, nothing is read.
-	if res := update(); res.Loaded != 0 {
-		t.Errorf("warm resolve loaded %d files, want 0", res.Loaded)
+	if res := update(); res.Loaded != 0 || !res.Unchanged {
+		t.Errorf("warm resolve loaded %d files (want 0), unchanged=%v", res.Loaded, res.Unchanged)
+	}
+	// Unchanged, but poison.nix asked for: written from the same lock.
+	nixPath := filepath.Join(t.TempDir(), "poison.nix")
+	if _, _, err := resolver.Update(context.Background(), resolver.UpdateOptions{Options: w.opts(url), LockPath: lockPath, NixPath: nixPath}); err != nil {
+		t.Fatal(err)
+	}
+	if nix, err := os.ReadFile(nixPath); err != nil || string(nix) != string(w.wantLock(url, "main").Nix()) {
+		t.Errorf("poison.nix of an unchanged lock: %v\n%s", err, nix)
 	}
 	// registry.toml changes: full load.
 	w.repo.Write("registry.toml", []byte("env = \"POISON_SERIAL\"\nstore-dir = \"/nix/store\"\n# comment\n"))

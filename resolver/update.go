@@ -73,7 +73,9 @@ func Update(ctx context.Context, o UpdateOptions) (*Result, *lock.File, error) {
 			prev = &lock.File{Registry: src}
 		}
 	}
-	res, err := Resolve(ctx, o.Options)
+	ro := o.Options
+	ro.prev = prevBytes
+	res, err := Resolve(ctx, ro)
 	if err != nil {
 		return nil, prev, err
 	}
@@ -97,11 +99,19 @@ func Update(ctx context.Context, o UpdateOptions) (*Result, *lock.File, error) {
 	}
 	o.mark("checked")
 	if o.NixPath != "" {
-		if err := res.Lock.WriteNixFile(o.NixPath); err != nil {
+		l := res.Lock
+		if l == nil {
+			if l, err = decodeLock(data); err != nil {
+				return res, prev, err
+			}
+			l.Registry = res.Pinned
+		}
+		if err := l.WriteNixFile(o.NixPath); err != nil {
 			return res, prev, err
 		}
 	}
-	if !bytes.Equal(data, prevBytes) {
+	res.Unchanged = bytes.Equal(data, prevBytes)
+	if !res.Unchanged {
 		if err := lock.WriteAtomic(abs, data, 0o644); err != nil {
 			return res, prev, err
 		}

@@ -163,28 +163,31 @@ func resolveCommand() command {
 			fmt.Fprintf(e.stderr, "poison: warning: the cached clone of %s was unreadable; it was moved aside and cloned again\n", res.Source.URL)
 		}
 		if res.Signer != "" {
-			fmt.Fprintf(e.stderr, "poison: commit %s signed by %s\n", shortCommit(res.Lock.Registry.Commit), res.Signer)
+			fmt.Fprintf(e.stderr, "poison: commit %s signed by %s\n", shortCommit(res.Pinned.Commit), res.Signer)
 		}
 		if s.Offline {
-			f := resolver.CheckFreshness(resolver.Cache{Dir: s.CacheDir}, res.Lock, s.MaxAge, e.now())
+			f := resolver.CheckFreshness(resolver.Cache{Dir: s.CacheDir}, &lock.File{Registry: res.Pinned}, s.MaxAge, e.now())
 			if w := f.Warning(); w != "" {
 				fmt.Fprintf(e.stderr, "poison: warning: %s\n", w)
 			}
 		}
-		l := res.Lock
+		pin := res.Pinned
 		change := "new lock"
 		switch {
-		case prev != nil && prev.Registry.Commit == l.Registry.Commit:
+		case res.Unchanged:
 			change = "unchanged"
 		case prev != nil:
 			change = "was " + shortCommit(prev.Registry.Commit)
 		}
 		ref := ""
-		if l.Registry.Ref != "" {
-			ref = " (" + l.Registry.Ref + ")"
+		if pin.Ref != "" {
+			ref = " (" + pin.Ref + ")"
 		}
-		fmt.Fprintf(e.stdout, "%s: registry %s%s at commit %s (%s): %d derivations, %d outputs, %d names\n",
-			lockName, l.Registry.URL, ref, shortCommit(l.Registry.Commit), change, len(l.Derivations), len(l.Outputs), len(l.Names))
+		counts := ""
+		if l := res.Lock; l != nil {
+			counts = fmt.Sprintf(": %d derivations, %d outputs, %d names", len(l.Derivations), len(l.Outputs), len(l.Names))
+		}
+		fmt.Fprintf(e.stdout, "%s: registry %s%s at commit %s (%s)%s\n", lockName, pin.URL, ref, shortCommit(pin.Commit), change, counts)
 		if s.Nix != "" {
 			fmt.Fprintf(e.stdout, "%s: written from the same lock\n", displayPath(e, s.Nix))
 		}
