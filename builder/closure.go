@@ -42,12 +42,12 @@ type node struct {
 	kind     kind
 	deferred bool // its hash-modulo is deferred (R7)
 
-	structured bool    // __structuredAttrs: the attribute lives in __json
+	structured bool // __structuredAttrs: the attribute lives in __json
 	// hasDeferredEdge: some dependency is referenced through placeholders.
 	hasDeferredEdge bool
-	inputs     []int32 // aligned with drv.InputDrvs
-	srcDrvs    []int32 // .drv paths among inputSrcs
-	mentions   []int32 // closure members whose hash parts appear in the text
+	inputs          []int32 // aligned with drv.InputDrvs
+	srcDrvs         []int32 // .drv paths among inputSrcs
+	mentions        []int32 // closure members whose hash parts appear in the text
 }
 
 // owner is the closure member a hash part belongs to.

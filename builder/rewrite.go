@@ -47,7 +47,7 @@ func (c *Closure) attrOf(i int32, attr string) (attrState, error) {
 	if n.structured {
 		j, _ := n.drv.EnvIndex("__json")
 		js := n.drv.Env[j].Value
-		if !strings.Contains(js, attr) || !strings.Contains(js, `"`+attr+`":`) && !strings.Contains(js, `\"`+attr+`\":`) {
+		if !mayHaveKey(js, attr) {
 			return attrState{}, nil
 		}
 		if n.drv.Escaped {
@@ -406,6 +406,22 @@ func hashSpliced(text []byte, sp []splice) [32]byte {
 	var sum [32]byte
 	h.Sum(sum[:0])
 	return sum
+}
+
+// mayHaveKey is a fast pre-check for a JSON key in a (possibly
+// ATerm-escaped) JSON text: attr followed by `":` or `\":`.
+func mayHaveKey(js, attr string) bool {
+	for from := 0; ; {
+		k := strings.Index(js[from:], attr)
+		if k < 0 {
+			return false
+		}
+		rest := js[from+k+len(attr):]
+		if strings.HasPrefix(rest, `":`) || strings.HasPrefix(rest, `\":`) {
+			return true
+		}
+		from += k + 1
+	}
 }
 
 // inJSONKey reports whether one of the replaced ranges of the compact JSON
