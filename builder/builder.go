@@ -1,11 +1,6 @@
 // Package builder rewrites Nix derivation closures with poison serials,
-// exactly as Nix would have written them, and builds the result through
+// exactly as Nix 2.8 would have written them, and builds the result through
 // the nix-daemon.
-//
-// CONTRACT (agreed API; the rewrite owner fills in the implementation and
-// may add fields, but keeps these names and meanings so that the graph
-// tests, the daemon writer, the CLI and the Nix-side tests can be written in
-// parallel):
 //
 //	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: "/nix/store"}, roots)
 //	res, err := builder.Rewrite(ctx, c, builder.Options{Lock: lk, ByName: false})
@@ -14,6 +9,25 @@
 //	res.Roots              // new .drv paths of the roots, in argument order
 //	res.Changed            // rewritten derivations in topological order (inputs first)
 //	res.Poisoned           // the derivations that received a serial
+//
+// The rewrite follows shared/REWRITE.md R1–R8: derivations are visited in
+// topological order (inputDrvs, .drv paths in inputSrcs, and textual
+// mentions of other members' hash parts); each is canonicalised (the
+// attribute removed), looked up in the lock by its canonical .drv and
+// output base names, given the attribute (in env, or in __json for
+// structured attrs), and rewritten where it or a dependency changed:
+// hash parts replaced everywhere (also in names and keys), inputDrvs
+// re-keyed, output paths recomputed with hashDerivationModulo (merged input
+// sets, each derivation hashed once) and the .drv path computed as a text
+// path over its reference set. Fixed-output derivations change their .drv
+// path but not their output path (a Warning says so). Floating
+// content-addressed, impure and deferred derivations are rewritten as Nix
+// does: their outputs stay empty and dependents' placeholders are remapped.
+//
+// Unchanged derivations keep their paths and are never re-serialised; an
+// output hash part shared by twins (two members with the same output
+// path) is attributed through the dependent's inputDrvs, and Rewrite
+// fails, naming the derivation, when that cannot decide.
 package builder
 
 import "github.com/poison-nix/poison/registry/lock"
@@ -76,9 +90,17 @@ type Drv struct {
 
 // Result is the outcome of Rewrite.
 type Result struct {
-	Roots    []string
+	// Roots are the new .drv paths of the roots, in argument order.
+	Roots []string
+	// DrvPaths maps every original .drv path to its new path (itself
+	// when unchanged).
 	DrvPaths map[string]string
+	// OutPaths maps every original output path to its new path. Twins
+	// share an old output path; when only one changes, the entry holds
+	// one of them: use Changed[].Outputs for those.
 	OutPaths map[string]string
-	Changed  []Drv
+	// Changed are the rewritten derivations, inputs first.
+	Changed []Drv
+	// Poisoned are the derivations with a serial, inputs first.
 	Poisoned []Poison
 }
