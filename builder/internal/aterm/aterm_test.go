@@ -211,3 +211,32 @@ func FuzzDifferential(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParse parses the real files of testdata/drv/store, next to
+// go-nix's parser on the same bytes.
+//
+//	go test ./builder/internal/aterm -run '^$' -bench Parse -benchmem
+func BenchmarkParse(b *testing.B) {
+	var files []string
+	size := 0
+	for _, data := range storeFiles(b) {
+		files = append(files, string(data))
+		size += len(data)
+	}
+	run := func(name string, parse func(string) error) {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				for _, f := range files {
+					if err := parse(f); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+	run("poison", func(s string) error { _, err := aterm.Parse(s); return err })
+	run("poison-lazy", func(s string) error { _, err := aterm.ParseLazy(s); return err })
+	// go-nix rejects some of these files (REWRITE.md): errors are ignored.
+	run("go-nix", func(s string) error { nixderiv.ReadDerivation(strings.NewReader(s)); return nil })
+}
