@@ -282,3 +282,134 @@ func decodeSource(data []byte) (lock.Source, bool) {
 	v.Registry = &src
 	return src, json.Unmarshal(data, &v) == nil
 }
+
+// extendEncoded returns the encoding of the lock base plus the serials of
+// add, with source src: exactly encodeLock of the summed lock. base must be
+// in the canonical layout with plain keys, and add must hold plain keys and
+// the same env and store directory; ok is false otherwise. It never decodes
+// base into maps: a new commit of a 100,000-entry registry costs a merge of
+// sorted lines, not a decode and a sort.
+func extendEncoded(base []byte, src lock.Source, add *lock.File) ([]byte, bool) {
+	for _, m := range []map[string]int{add.Derivations, add.Outputs, add.Names} {
+		for k := range m {
+			if !plainKey(k) {
+				return nil, false
+			}
+		}
+	}
+	p := &lineParser{rest: base}
+	p.expect("{")
+	v, _ := p.field("  ", "version", ",")
+	p.expect(`  "registry": {`)
+	p.str("    ", "url", ",")
+	p.str("    ", "ref", ",")
+	p.str("    ", "commit", "")
+	p.expect("  },")
+	env := p.str("  ", "env", ",")
+	storeDir := ""
+	if bytes.HasPrefix(p.peek(), []byte(`  "storeDir": `)) {
+		storeDir = p.str("  ", "storeDir", ",")
+	}
+	if p.bad || v != strconv.Itoa(lock.Version) || env != add.Env || storeDir != add.StoreDir {
+		return nil, false
+	}
+	head, err := encodeLock(&lock.File{Version: lock.Version, Registry: src, Env: env, StoreDir: storeDir})
+	if err != nil {
+		return nil, false
+	}
+	head = head[:bytes.Index(head, []byte(",\n  \"derivations\": "))]
+	var out bytes.Buffer
+	out.Grow(len(base) + 256*(len(add.Derivations)+len(add.Outputs)+len(add.Names)))
+	out.Write(head)
+	for _, sec := range []struct {
+		name   string
+		m      map[string]int
+		suffix string
+	}{{"derivations", add.Derivations, ","}, {"outputs", add.Outputs, ","}, {"names", add.Names, ""}} {
+		// The base's entries of this section, as (key, count) byte slices.
+		line := p.next()
+		hd := `  "` + sec.name + `": {`
+		var lines [][]byte
+		switch string(line) {
+		case hd + "}" + sec.suffix:
+		case hd:
+			for {
+				l := p.next()
+				if p.bad {
+					return nil, false
+				}
+				if string(l) == "  }"+sec.suffix {
+					break
+				}
+				lines = append(lines, bytes.TrimSuffix(l, []byte(",")))
+			}
+		default:
+			return nil, false
+		}
+		keys := make([]string, 0, len(sec.m))
+		for k := range sec.m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		out.WriteString(",\n  \"" + sec.name + "\": {")
+		if len(lines)+len(keys) == 0 {
+			out.WriteString("}")
+			continue
+		}
+		first := true
+		emit := func(k string, n int) {
+			if !first {
+				out.WriteByte(',')
+			}
+			first = false
+			out.WriteString("\n    \"")
+			out.WriteString(k)
+			out.WriteString("\": ")
+			out.WriteString(strconv.Itoa(n))
+		}
+		emitLine := func(l []byte) {
+			if !first {
+				out.WriteByte(',')
+			}
+			first = false
+			out.WriteByte('\n')
+			out.Write(l)
+		}
+		i := 0
+		for _, l := range lines {
+			// `    "KEY": N`
+			if len(l) < 9 || string(l[:5]) != `    "` {
+				return nil, false
+			}
+			j := bytes.Index(l[5:], []byte(`": `))
+			if j < 0 {
+				return nil, false
+			}
+			key := string(l[5 : 5+j])
+			for i < len(keys) && keys[i] < key {
+				emit(keys[i], sec.m[keys[i]])
+				i++
+			}
+			if i < len(keys) && keys[i] == key {
+				n, err := strconv.Atoi(string(l[5+j+3:]))
+				if err != nil {
+					return nil, false
+				}
+				emit(key, n+sec.m[key])
+				i++
+				continue
+			}
+			emitLine(l)
+		}
+		for ; i < len(keys); i++ {
+			emit(keys[i], sec.m[keys[i]])
+		}
+		out.WriteString("\n  }")
+	}
+	p.expect("}")
+	if p.bad || len(p.rest) != 0 {
+		return nil, false
+	}
+	out.WriteString("\n}\n")
+	return out.Bytes(), true
+}

@@ -257,3 +257,54 @@ func TestPreloadPacks(t *testing.T) {
 		t.Errorf("%d blobs read from packs, want 1502", fast.packed)
 	}
 }
+
+// TestExtendEncoded checks the byte-level merge against encoding the
+// summed lock.
+func TestExtendEncoded(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	empty := lock.New(lock.Source{URL: "u", Ref: "r", Commit: fmt.Sprintf("%040x", 1)}, "POISON_SERIAL")
+	for i, c := range []struct{ base, add *lock.File }{
+		{randomLock(rng, 200, false), randomLock(rng, 3, false)},
+		{empty, randomLock(rng, 3, false)},
+		{randomLock(rng, 50, false), lock.New(lock.Source{}, "POISON_SERIAL")},
+		{randomLock(rng, 1, false), randomLock(rng, 40, false)},
+	} {
+		// Overlapping keys too.
+		for k, v := range c.base.Outputs {
+			c.add.Outputs[k] = v
+			break
+		}
+		baseBytes, _ := encodeLock(c.base)
+		src := lock.Source{URL: "git://new", Ref: "main", Commit: fmt.Sprintf("%040x", i+7)}
+		got, ok := extendEncoded(baseBytes, src, c.add)
+		if !ok {
+			t.Fatalf("case %d: not extended", i)
+		}
+		sum := lock.New(src, "POISON_SERIAL")
+		for _, l := range []*lock.File{c.base, c.add} {
+			for k, v := range l.Derivations {
+				sum.Derivations[k] += v
+			}
+			for k, v := range l.Outputs {
+				sum.Outputs[k] += v
+			}
+			for k, v := range l.Names {
+				sum.Names[k] += v
+			}
+		}
+		want, _ := sum.Marshal()
+		if string(got) != string(want) {
+			t.Errorf("case %d:\n%s\nwant:\n%s", i, got, want)
+		}
+	}
+	weird := randomLock(rng, 3, true)
+	if _, ok := extendEncoded([]byte("{}"), lock.Source{}, weird); ok {
+		t.Error("extended with non-plain keys")
+	}
+	other := randomLock(rng, 3, false)
+	other.Env = "OTHER"
+	b, _ := encodeLock(randomLock(rng, 3, false))
+	if _, ok := extendEncoded(b, lock.Source{}, other); ok {
+		t.Error("extended across env attributes")
+	}
+}

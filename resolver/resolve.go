@@ -51,6 +51,7 @@ type Options struct {
 
 	trace func(string) // test hook: phase boundaries
 	prev  []byte       // set by Update: the bytes of the lock to replace
+	lazy  bool         // set by Update: Result.Lock may stay nil
 }
 
 func (o *Options) mark(phase string) {
@@ -61,7 +62,9 @@ func (o *Options) mark(phase string) {
 
 // Result is a resolved registry.
 type Result struct {
-	// Lock is the resolved lock. Update leaves it nil when Unchanged.
+	// Lock is the resolved lock. Resolve always sets it; Update leaves it
+	// nil when it only handled the lock's bytes (nothing changed, or a
+	// commit that only added entries): LockFile decodes it then.
 	Lock *lock.File
 	// Pinned is the registry source and commit of the lock.
 	Pinned lock.Source
@@ -115,6 +118,33 @@ var ErrNoCache = errors.New("no cached copy of the registry")
 // Resolve fetches (unless offline) and reads a registry and computes its
 // lock. It writes nothing but the cache.
 func Resolve(ctx context.Context, o Options) (*Result, error) {
+	res, err := resolve(ctx, o)
+	if err == nil && res.Lock == nil && !o.lazy {
+		if _, err := res.LockFile(); err != nil {
+			return nil, err
+		}
+	}
+	return res, err
+}
+
+// LockFile returns Lock, decoding it from the lock's bytes when needed.
+func (res *Result) LockFile() (*lock.File, error) {
+	if res.Lock != nil {
+		return res.Lock, nil
+	}
+	if res.data == nil {
+		return nil, errors.New("resolve: no lock")
+	}
+	l, err := decodeLock(res.data)
+	if err != nil {
+		return nil, err
+	}
+	l.Registry = res.Pinned
+	res.Lock = l
+	return l, nil
+}
+
+func resolve(ctx context.Context, o Options) (*Result, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
@@ -368,10 +398,16 @@ func (res *Result) loadCommit(r *repo, tree plumbing.Hash, src lock.Source, o Op
 	}
 	tfs := newTreeFS(r.Storer, tree)
 	tfs.gitDir = r.dir
-	baseRaw, base, baseCommit, ok := c.latestLock(src.URL)
+	baseRaw, baseCommit, ok := c.latestRaw(src.URL)
 	if ok && baseCommit != src.Commit {
-		if err := res.extend(r, tfs, base, baseCommit, src, o); err == nil {
+		if err := res.extend(r, tfs, baseRaw, baseCommit, src, o); err == nil {
 			res.base = baseRaw
+			if res.data != nil {
+				if len(res.Skipped) == 0 {
+					c.storeLock(src.URL, src.Commit, res.data)
+				}
+				return nil
+			}
 			return res.encode(c, src, o)
 		} else if !errors.Is(err, errNotIncremental) {
 			return err
@@ -409,7 +445,7 @@ var errNotIncremental = errors.New("not incremental")
 
 // extend computes the lock of tfs from the lock of baseCommit and the
 // entry files added since.
-func (res *Result) extend(r *repo, tfs *treeFS, base *lock.File, baseCommit string, src lock.Source, o Options) error {
+func (res *Result) extend(r *repo, tfs *treeFS, baseRaw []byte, baseCommit string, src lock.Source, o Options) error {
 	bc, err := r.CommitObject(plumbing.NewHash(baseCommit))
 	if err != nil {
 		return errNotIncremental
@@ -419,7 +455,6 @@ func (res *Result) extend(r *repo, tfs *treeFS, base *lock.File, baseCommit stri
 		return errNotIncremental
 	}
 	old := newTreeFS(r.Storer, bt.Hash)
-	o.mark("base lock")
 	added, ok, err := addedEntries(old, tfs)
 	o.mark("diff")
 	if err != nil || !ok {
@@ -431,6 +466,22 @@ func (res *Result) extend(r *repo, tfs *treeFS, base *lock.File, baseCommit stri
 		return err
 	}
 	o.mark("load added")
+	res.Skipped, res.Warnings = part.Skipped, part.Warnings
+	res.Loaded, res.Entries, res.Pinned = part.Loaded, -1, src
+	if data, ok := extendEncoded(baseRaw, src, part.Lock); ok {
+		o.mark("merged")
+		res.data = data
+		if !o.lazy {
+			_, err := res.LockFile()
+			return err
+		}
+		return nil
+	}
+	// Keys extendEncoded does not handle: sum decoded locks.
+	base, err := decodeLock(baseRaw)
+	if err != nil {
+		return errNotIncremental
+	}
 	p := part.Lock
 	if p.Env != base.Env || p.Store() != base.Store() {
 		return errNotIncremental
@@ -446,8 +497,7 @@ func (res *Result) extend(r *repo, tfs *treeFS, base *lock.File, baseCommit stri
 		l.Names[k] += v
 	}
 	l.Registry = src
-	res.Lock, res.Skipped, res.Warnings = l, part.Skipped, part.Warnings
-	res.Loaded, res.Entries = part.Loaded, -1
+	res.Lock = l
 	return nil
 }
 
@@ -552,28 +602,16 @@ func (c Cache) cachedRaw(url, commit string) ([]byte, bool) {
 	return raw, err == nil
 }
 
-// cachedLock returns the lock computed earlier for a commit, and its bytes.
-func (c Cache) cachedLock(url, commit string) ([]byte, *lock.File, bool) {
-	raw, ok := c.cachedRaw(url, commit)
-	if !ok {
-		return nil, nil, false
-	}
-	l, err := decodeLock(raw)
-	if err != nil || l.Registry.Commit != commit {
-		return nil, nil, false
-	}
-	return raw, l, true
-}
-
-// latestLock returns the most recently stored lock of url.
-func (c Cache) latestLock(url string) ([]byte, *lock.File, string, bool) {
+// latestRaw returns the bytes and commit of the most recently stored lock
+// of url.
+func (c Cache) latestRaw(url string) ([]byte, string, bool) {
 	if c.Dir == "" {
-		return nil, nil, "", false
+		return nil, "", false
 	}
 	dir := filepath.Dir(c.lockCachePath(url, "x"))
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, nil, "", false
+		return nil, "", false
 	}
 	var best string
 	var bestT time.Time
@@ -586,10 +624,10 @@ func (c Cache) latestLock(url string) ([]byte, *lock.File, string, bool) {
 		}
 	}
 	if best == "" {
-		return nil, nil, "", false
+		return nil, "", false
 	}
-	raw, l, ok := c.cachedLock(url, best)
-	return raw, l, best, ok
+	raw, ok := c.cachedRaw(url, best)
+	return raw, best, ok
 }
 
 // storeLock remembers the lock of a clean load of commit, keeping the two

@@ -74,7 +74,7 @@ func Update(ctx context.Context, o UpdateOptions) (*Result, *lock.File, error) {
 		}
 	}
 	ro := o.Options
-	ro.prev = prevBytes
+	ro.prev, ro.lazy = prevBytes, true
 	res, err := Resolve(ctx, ro)
 	if err != nil {
 		return nil, prev, err
@@ -93,18 +93,19 @@ func Update(ctx context.Context, o UpdateOptions) (*Result, *lock.File, error) {
 			return res, prev, fmt.Errorf("previous lock %s is unreadable, so serials cannot be checked: %w; move it away or pass --allow-serial-decrease", o.LockPath, err)
 		}
 		prev = full
-		if err := CheckSerials(prev, res.Lock); err != nil {
+		next, err := res.LockFile()
+		if err != nil {
+			return res, prev, err
+		}
+		if err := CheckSerials(prev, next); err != nil {
 			return res, prev, err
 		}
 	}
 	o.mark("checked")
 	if o.NixPath != "" {
-		l := res.Lock
-		if l == nil {
-			if l, err = decodeLock(data); err != nil {
-				return res, prev, err
-			}
-			l.Registry = res.Pinned
+		l, err := res.LockFile()
+		if err != nil {
+			return res, prev, err
 		}
 		if err := l.WriteNixFile(o.NixPath); err != nil {
 			return res, prev, err
