@@ -160,7 +160,7 @@ func resolveCommand() command {
 				len(files), plural(len(files), "y", "ies"), strings.Join(files, ", "))
 		}
 		if res.Recloned {
-			fmt.Fprintf(e.stderr, "poison: warning: the cached clone of %s was unreadable; it was moved aside and cloned again\n", res.Source.URL)
+			fmt.Fprintf(e.stderr, "poison: warning: the cached clone of %s was unreadable; it was cloned again and replaced\n", res.Source.URL)
 		}
 		if res.Signer != "" {
 			fmt.Fprintf(e.stderr, "poison: commit %s signed by %s\n", shortCommit(res.Pinned.Commit), res.Signer)
