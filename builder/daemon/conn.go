@@ -265,7 +265,7 @@ func (c *Conn) handshake() error {
 		return &ProtocolError{Store: c.desc, Op: "handshake", Err: fmt.Errorf("unsupported protocol major version %d", dv>>8)}
 	}
 	if dv < MinDaemonVersion {
-		return &ProtocolError{Store: c.desc, Op: "handshake", Err: fmt.Errorf("daemon speaks protocol 1.%d; poison needs 1.%d or newer (Nix 2.4 or newer)", dv&0xff, MinDaemonVersion&0xff)}
+		return &ProtocolError{Store: c.desc, Op: "handshake", Err: fmt.Errorf("daemon speaks protocol %s; poison needs %s or newer (Nix 2.4 or newer)", formatVersion(dv), formatVersion(MinDaemonVersion))}
 	}
 	c.version = min(uint64(ClientVersion), dv)
 	// Version ≥ 1.14: CPU affinity "no"; ≥ 1.11: reserveSpace (obsolete).

@@ -292,6 +292,12 @@ func resolveInstallables(ctx context.Context, e *env, conn *daemon.Conn, storeDi
 				return nil, withHint(fmt.Errorf("build: installable %s: its derivation %s is not in the store", arg, info.Deriver), "instantiate it again (nix-instantiate) and pass the .drv path")
 			}
 			roots = append(roots, info.Deriver)
+		case isFlakeRef(arg):
+			drvs, err := flakeDrvs(ctx, e, arg)
+			if err != nil {
+				return nil, err
+			}
+			roots = append(roots, drvs...)
 		default:
 			files = append(files, arg)
 		}
@@ -307,6 +313,44 @@ func resolveInstallables(ctx context.Context, e *env, conn *daemon.Conn, storeDi
 		roots = append(roots, drvs...)
 	}
 	return roots, nil
+}
+
+// isFlakeRef reports whether arg looks like a flake reference
+// ("path:DIR#attr", "github:o/r#x", ".#x") rather than a file.
+func isFlakeRef(arg string) bool {
+	if strings.Contains(arg, "#") {
+		return true
+	}
+	scheme, _, ok := strings.Cut(arg, ":")
+	return ok && scheme != "" && !strings.ContainsAny(scheme, "/.")
+}
+
+// flakeDrvs instantiates a flake output with the installed Nix (flakes
+// are experimental in Nix 2.8) and returns its .drv paths.
+func flakeDrvs(ctx context.Context, e *env, ref string) ([]string, error) {
+	args := []string{"--extra-experimental-features", "nix-command flakes", "path-info", "--derivation", ref}
+	cmd := exec.CommandContext(ctx, "nix", args...)
+	cmd.Dir = e.dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		msg := lastErrorLine(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return nil, withHint(fmt.Errorf("build: installable %s does not evaluate: %s", ref, msg), "check it with: nix "+strings.Join(args, " "))
+	}
+	var drvs []string
+	for _, l := range strings.Fields(string(out)) {
+		if strings.HasSuffix(l, ".drv") {
+			drvs = append(drvs, l)
+		}
+	}
+	if len(drvs) == 0 {
+		return nil, fmt.Errorf("build: installable %s evaluates to no derivation", ref)
+	}
+	return drvs, nil
 }
 
 // instantiate runs nix-instantiate on a Nix file and returns the .drv
