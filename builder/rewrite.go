@@ -302,7 +302,15 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 		return ins
 	}
 	var lay aterm.Layout
-	text := aterm.AppendLayout(make([]byte, 0, len(n.raw)+64), &d, &lay)
+	var text []byte
+	if v.keepText {
+		text = make([]byte, 0, len(n.raw)+64)
+	} else {
+		tp := bufPool.Get().(*[]byte)
+		defer func() { *tp = text[:0]; bufPool.Put(tp) }()
+		text = (*tp)[:0]
+	}
+	text = aterm.AppendLayout(text, &d, &lay)
 	switch n.kind {
 	case kindInputAddressed:
 		// Masked: output paths and the env values named after outputs
