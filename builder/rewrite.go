@@ -602,6 +602,9 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 	if attr == "" {
 		attr = lock.DefaultEnv
 	}
+	if !validAttr(attr) {
+		return nil, fmt.Errorf("rewrite: attribute name %q is not a valid environment variable name", attr)
+	}
 	if lk.Store() != c.storeDir && (len(lk.Derivations) > 0 || len(lk.Outputs) > 0) {
 		return nil, fmt.Errorf("rewrite: the lock is for store %s but the derivations are in %s", lk.Store(), c.storeDir)
 	}
@@ -729,6 +732,18 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 		})
 	}
 	return res, nil
+}
+
+// validAttr reports whether attr matches [A-Za-z_][A-Za-z0-9_]*: it is
+// written unescaped into env and __json.
+func validAttr(attr string) bool {
+	for i := 0; i < len(attr); i++ {
+		c := attr[i]
+		if !(c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || i > 0 && '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return attr != ""
 }
 
 // propagate marks self-changed nodes and everything depending on them.
