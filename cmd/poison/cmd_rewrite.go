@@ -89,13 +89,7 @@ func runRewrite(ctx context.Context, e *env, o rewriteOptions) error {
 		}
 		return fmt.Errorf("rewrite: %w", err)
 	}
-	commit := lk.Registry.Commit
-	if len(commit) > 12 {
-		commit = commit[:12]
-	} else if commit == "" {
-		commit = "unknown"
-	}
-	fmt.Fprintf(e.stderr, "poison: lock %s: registry %s (%s) at commit %s\n", o.lock, lk.Registry.URL, lk.Registry.Ref, commit)
+	describeLock(e, lockPath, lk)
 
 	storeDir := o.storeDir
 	if storeDir == "" {
