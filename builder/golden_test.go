@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -159,5 +160,47 @@ func updateGolden(t *testing.T) {
 	}
 	if err := os.WriteFile(filepath.Join(goldenDir, "cases.json"), append(data, '\n'), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestConcurrentRewrite: one loaded closure serves parallel rewrites with
+// different locks (the hash-modulo memo is shared).
+func TestConcurrentRewrite(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(goldenDir, "cases.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g goldenCases
+	if err := json.Unmarshal(data, &g); err != nil {
+		t.Fatal(err)
+	}
+	var roots, want []string
+	for _, r := range g.Roots {
+		roots = append(roots, r.Clean)
+		want = append(want, r.Poisoned)
+	}
+	ctx := context.Background()
+	c, err := builder.LoadClosure(ctx, builder.LoadOptions{RealStoreDir: filepath.Join(goldenDir, "store")}, roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		go func() {
+			lk, exp := g.lock(), want
+			if i%2 == 1 {
+				lk, exp = lock.New(lock.Source{}, lock.DefaultEnv), roots
+			}
+			res, err := builder.Rewrite(ctx, c, builder.Options{Lock: lk})
+			if err == nil && !slices.Equal(res.Roots, exp) {
+				err = fmt.Errorf("rewrite %d: roots %v, want %v", i, res.Roots, exp)
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
