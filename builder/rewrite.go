@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sourcegraph/conc/pool"
+
 	"github.com/poison-nix/poison/builder/internal/aterm"
 	"github.com/poison-nix/poison/builder/internal/refscan"
 	"github.com/poison-nix/poison/builder/internal/storepath"
@@ -610,15 +612,25 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 	}
 	n := len(c.nodes)
 	cur := make([]attrState, n)
-	anyAttr := false
-	for i := range c.nodes {
-		s, err := c.attrOf(int32(i), attr)
-		if err != nil {
-			return nil, fmt.Errorf("rewrite: %v", err)
-		}
-		cur[i] = s
-		anyAttr = anyAttr || s.present
+	p := pool.New().WithMaxGoroutines(c.par).WithContext(ctx).WithCancelOnError().WithFirstError()
+	const chunk = 512
+	for start := 0; start < n; start += chunk {
+		end := min(start+chunk, n)
+		p.Go(func(ctx context.Context) error {
+			for i := start; i < end; i++ {
+				s, err := c.attrOf(int32(i), attr)
+				if err != nil {
+					return fmt.Errorf("rewrite: %v", err)
+				}
+				cur[i] = s
+			}
+			return ctx.Err()
+		})
 	}
+	if err := p.Wait(); err != nil {
+		return nil, err
+	}
+	anyAttr := slices.ContainsFunc(cur, func(s attrState) bool { return s.present })
 
 	// Canonical view: every attribute removed.
 	canon := &view{c: c, attr: attr, nodes: make([]vnode, n)}
