@@ -38,27 +38,29 @@ func TestBadInput(t *testing.T) {
 	b := hB + "-b.drv"
 	good := drvText("a", nil, "")
 	cases := []struct {
-		name  string
-		files map[string]string
-		root  string
-		want  []string // substrings of the error
+		name     string
+		files    map[string]string
+		root     string
+		want     []string // substrings of the error
+		noVerify bool     // the made-up names do not match the contents
 	}{
-		{"truncated", map[string]string{a: good[:40]}, a, []string{a, "malformed .drv file", "unterminated string"}},
-		{"corrupt", map[string]string{a: strings.Replace(good, "Derive(", "Derivf(", 1)}, a, []string{a, "malformed"}},
-		{"empty", map[string]string{a: ""}, a, []string{a, "malformed"}},
-		{"missing-root", map[string]string{}, a, []string{a, "no such file"}},
-		{"missing-input", map[string]string{a: drvText("a", []string{b}, "")}, a, []string{b, "input of /nix/store/" + a, "no such file"}},
-		{"cycle", map[string]string{a: drvText("a", []string{b}, ""), b: drvText("b", []string{a}, "")}, a, []string{"cycle", ".drv"}},
-		{"not-a-drv", map[string]string{}, hA + "-a", []string{"not a .drv path"}},
-		{"bad-root-name", map[string]string{}, hA + "-a b.drv", []string{"illegal character"}},
-		{"bad-hash", map[string]string{}, "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-a.drv", []string{"invalid hash part"}},
-		{"name-too-long", map[string]string{}, hA + "-" + strings.Repeat("x", 220) + ".drv", []string{"longer than 211"}},
-		{"input-bad-name", map[string]string{a: drvText("a", []string{hB + "-b!x.drv"}, "")}, a, []string{a, "illegal character"}},
-		{"output-named-drv", map[string]string{a: strings.Replace(good, `[("out",`, `[("drv",`, 1)}, a, []string{a, `output name "drv"`}},
-		{"env-unsorted", map[string]string{a: drvText("a", nil, `("z","1"),("a","2")`)}, a, []string{a, "not in the canonical form"}},
-		{"fixed-output-wrong-path", map[string]string{a: `Derive([("out","/nix/store/` + hO + `-a","sha256","0000000000000000000000000000000000000000000000000000000000000000")],[],[],"x86_64-linux","/bin/sh",[],[("out","/nix/store/` + hO + `-a")])`}, a, []string{a, "does not match its hash"}},
-		{"mixed-outputs", map[string]string{a: `Derive([("dev","","r:sha256",""),("out","/nix/store/` + hO + `-a","","")],[],[],"x86_64-linux","/bin/sh",[],[])`}, a, []string{a, "mixes output types"}},
-		{"deferred-without-reason", map[string]string{a: `Derive([("out","","","")],[],[],"x86_64-linux","/bin/sh",[],[("out","")])`}, a, []string{a, "none of its inputs"}},
+		{"content-does-not-match-path", map[string]string{a: good}, a, []string{a, "content does not match its store path"}, false},
+		{"truncated", map[string]string{a: good[:40]}, a, []string{a, "malformed .drv file", "unterminated string"}, false},
+		{"corrupt", map[string]string{a: strings.Replace(good, "Derive(", "Derivf(", 1)}, a, []string{a, "malformed"}, false},
+		{"empty", map[string]string{a: ""}, a, []string{a, "malformed"}, false},
+		{"missing-root", map[string]string{}, a, []string{a, "no such file"}, false},
+		{"missing-input", map[string]string{a: drvText("a", []string{b}, "")}, a, []string{b, "input of /nix/store/" + a, "no such file"}, true},
+		{"cycle", map[string]string{a: drvText("a", []string{b}, ""), b: drvText("b", []string{a}, "")}, a, []string{"cycle", ".drv"}, true},
+		{"not-a-drv", map[string]string{}, hA + "-a", []string{"not a .drv path"}, false},
+		{"bad-root-name", map[string]string{}, hA + "-a b.drv", []string{"illegal character"}, false},
+		{"bad-hash", map[string]string{}, "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-a.drv", []string{"invalid hash part"}, false},
+		{"name-too-long", map[string]string{}, hA + "-" + strings.Repeat("x", 220) + ".drv", []string{"longer than 211"}, false},
+		{"input-bad-name", map[string]string{a: drvText("a", []string{hB + "-b!x.drv"}, "")}, a, []string{a, "illegal character"}, false},
+		{"output-named-drv", map[string]string{a: strings.Replace(good, `[("out",`, `[("drv",`, 1)}, a, []string{a, `output name "drv"`}, false},
+		{"env-unsorted", map[string]string{a: drvText("a", nil, `("z","1"),("a","2")`)}, a, []string{a, "not in the canonical form"}, false},
+		{"fixed-output-wrong-path", map[string]string{a: `Derive([("out","/nix/store/` + hO + `-a","sha256","0000000000000000000000000000000000000000000000000000000000000000")],[],[],"x86_64-linux","/bin/sh",[],[("out","/nix/store/` + hO + `-a")])`}, a, []string{a, "does not match its hash"}, false},
+		{"mixed-outputs", map[string]string{a: `Derive([("dev","","r:sha256",""),("out","/nix/store/` + hO + `-a","","")],[],[],"x86_64-linux","/bin/sh",[],[])`}, a, []string{a, "mixes output types"}, false},
+		{"deferred-without-reason", map[string]string{a: `Derive([("out","","","")],[],[],"x86_64-linux","/bin/sh",[],[("out","")])`}, a, []string{a, "none of its inputs"}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,7 +70,7 @@ func TestBadInput(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			c, err := builder.LoadClosure(context.Background(), builder.LoadOptions{RealStoreDir: dir}, []string{"/nix/store/" + tc.root})
+			c, err := builder.LoadClosure(context.Background(), builder.LoadOptions{RealStoreDir: dir, NoVerify: tc.noVerify}, []string{"/nix/store/" + tc.root})
 			if err == nil {
 				_, err = builder.Rewrite(context.Background(), c, builder.Options{Lock: lock.New(lock.Source{}, lock.DefaultEnv)})
 			}
@@ -106,7 +108,7 @@ func TestEscapedKeys(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, b), []byte(bText), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c, err := builder.LoadClosure(context.Background(), builder.LoadOptions{RealStoreDir: dir}, []string{"/nix/store/" + b})
+	c, err := builder.LoadClosure(context.Background(), builder.LoadOptions{RealStoreDir: dir, NoVerify: true}, []string{"/nix/store/" + b})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,10 @@ type LoadOptions struct {
 	RealStoreDir string
 	// Parallelism bounds concurrent parsing; GOMAXPROCS when 0.
 	Parallelism int
+	// NoVerify skips checking that every file's content gives its own
+	// .drv path (a text path over its bytes and references). The check
+	// catches altered files; it costs one SHA-256 pass over the closure.
+	NoVerify bool
 }
 
 // Options configures Rewrite.

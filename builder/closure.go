@@ -2,6 +2,7 @@ package builder
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -156,7 +157,7 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				return loadOne(storeDir, realDir, l)
+				return loadOne(storeDir, realDir, !opts.NoVerify, l)
 			})
 		}
 		if err := p.Wait(); err != nil {
@@ -228,7 +229,7 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 }
 
 // loadOne reads, parses and validates one .drv file.
-func loadOne(storeDir, realDir string, l *loaded) error {
+func loadOne(storeDir, realDir string, verify bool, l *loaded) error {
 	fail := func(err error) error {
 		if l.parent != "" {
 			return fmt.Errorf("load derivation %s (input of %s): %w", l.path, l.parent, err)
@@ -256,6 +257,19 @@ func loadOne(storeDir, realDir string, l *loaded) error {
 	l.n = node{path: l.path, hashPart: hashPart, name: strings.TrimSuffix(name, ".drv"), raw: raw, drv: d}
 	if err := validate(storeDir, &l.n); err != nil {
 		return fail(err)
+	}
+	if verify {
+		// A .drv is content-addressed (R8): a file whose bytes do not give
+		// its own path was altered, and would give wrong paths downstream.
+		refs := make([]string, 0, len(d.InputSrcs)+len(d.InputDrvs))
+		refs = append(refs, d.InputSrcs...)
+		for _, in := range d.InputDrvs {
+			refs = append(refs, in.Path)
+		}
+		slices.Sort(refs)
+		if p := storepath.Text(storeDir, name, sha256.Sum256(data), slices.Compact(refs)); p != l.path {
+			return fail(fmt.Errorf("its content does not match its store path (it hashes to %s): the file was altered; delete it and instantiate it again", p))
+		}
 	}
 	for _, in := range d.InputDrvs {
 		l.inputPaths = append(l.inputPaths, in.Path)
