@@ -451,6 +451,17 @@ func (f *treeFS) preloadPacks(need map[plumbing.Hash]bool) error {
 		}
 		return items[i].off < items[j].off
 	})
+	// The packs are read into memory once: the pack reader seeks before
+	// every object, and a syscall per seek and read cost more than the
+	// inflating on a 100,000-object pack.
+	packData := make([][]byte, len(idxs))
+	for i, p := range idxs {
+		b, err := os.ReadFile(strings.TrimSuffix(p, ".idx") + ".pack")
+		if err != nil {
+			return err
+		}
+		packData[i] = b
+	}
 	workers := min(runtime.GOMAXPROCS(0), 8)
 	if len(items) < 1024 {
 		workers = 1
@@ -483,13 +494,8 @@ func (f *treeFS) preloadPacks(need map[plumbing.Hash]bool) error {
 						return
 					}
 					dir := filepath.Dir(idxs[it.pack])
-					fsys := osfs.New(dir, osfs.WithBoundOS())
-					file, err := fsys.Open(strings.TrimSuffix(filepath.Base(idxs[it.pack]), ".idx") + ".pack")
-					if err != nil {
-						errs[w] = err
-						return
-					}
-					pf = packfile.NewPackfile(idx, fsys, file, 0)
+					file := &memFile{Reader: bytes.NewReader(packData[it.pack]), name: idxs[it.pack]}
+					pf = packfile.NewPackfile(idx, osfs.New(dir, osfs.WithBoundOS()), file, 0)
 					packs[it.pack] = pf
 				}
 				o, err := pf.GetByOffset(it.off)
@@ -533,3 +539,16 @@ func readIdx(path string) (*idxfile.MemoryIndex, error) {
 	}
 	return idx, nil
 }
+
+// memFile is a read-only billy.File over bytes, for packfile.NewPackfile.
+type memFile struct {
+	*bytes.Reader
+	name string
+}
+
+func (m *memFile) Name() string              { return m.name }
+func (m *memFile) Write([]byte) (int, error) { return 0, errors.New("read-only") }
+func (m *memFile) Close() error              { return nil }
+func (m *memFile) Lock() error               { return nil }
+func (m *memFile) Unlock() error             { return nil }
+func (m *memFile) Truncate(int64) error      { return errors.New("read-only") }
