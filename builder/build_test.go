@@ -1,7 +1,9 @@
 package builder_test
 
 import (
+	"context"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/poison-nix/poison/builder"
 	"github.com/poison-nix/poison/builder/daemon"
 	"github.com/poison-nix/poison/builder/daemon/daemontest"
+	"github.com/poison-nix/poison/internal/nixtest"
 )
 
 // TestBuildPoisoned: the original graph is built, then node b is poisoned:
@@ -144,4 +147,55 @@ func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+// TestBuildSubstitutes: per derivation, what a binary cache has is
+// substituted (its builder never runs) and the rest is built one by one.
+func TestBuildSubstitutes(t *testing.T) {
+	d := daemontest.Start(t)
+	dir := daemontest.WorldDir(t)
+	g := daemontest.Instantiate(t, dir, daemontest.GraphArgs{})
+	ctx := daemontest.Context(t, time.Minute)
+	p := daemon.NewPool(d.URI(), offlineOpts(), 2)
+	defer p.Close()
+	if rep, err := builder.Build(ctx, p, []string{g.Drvs["a"]}, builder.BuildOptions{}); err != nil || rep.Failed() {
+		t.Fatalf("build a: %+v, %v", rep, err)
+	}
+	outA := rep0(t, p, g.Drvs["a"])
+	cache := "file://" + filepath.Join(dir, "cache")
+	nixtest.Output(t, "nix", "--extra-experimental-features", "nix-command", "copy", "--to", cache, outA)
+	p.Close() // its connections hold a temporary root on outA
+	nixtest.Output(t, "nix-store", "--delete", outA)
+	os.WriteFile(g.Log, nil, 0o666)
+
+	s := daemon.DefaultSettings()
+	s.Overrides = map[string]string{"substituters": cache, "require-sigs": "false"}
+	sp := daemon.NewPool(d.URI(), daemon.Options{Settings: &s}, 3)
+	defer sp.Close()
+	var plan *daemon.Missing
+	rep, err := builder.Build(ctx, sp, []string{g.Drvs["top"]}, builder.BuildOptions{PerDerivation: true, Jobs: 2, OnPlan: func(m *daemon.Missing) { plan = m }})
+	if err != nil || rep.Failed() {
+		t.Fatalf("build top: %+v, %v", rep, err)
+	}
+	if plan == nil || !slices.Equal(plan.WillSubstitute, []string{outA}) || len(plan.WillBuild) != 4 {
+		t.Errorf("plan %+v, want %s substituted and 4 built", plan, outA)
+	}
+	if got := sorted(g.Ran(t)); !slices.Equal(got, []string{"b", "c", "d", "top"}) {
+		t.Errorf("ran %v, want [b c d top] (a substituted)", got)
+	}
+}
+
+// rep0 returns the out path of drv.
+func rep0(t *testing.T, p *daemon.Pool, drv string) string {
+	t.Helper()
+	var out string
+	err := p.Do(context.Background(), func(c *daemon.Conn) error {
+		m, err := c.QueryDerivationOutputMap(context.Background(), drv)
+		out = m["out"]
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
