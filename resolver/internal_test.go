@@ -205,7 +205,7 @@ func FuzzDecodeLock(f *testing.F) {
 // the blobs the object store holds.
 func TestPreloadPacks(t *testing.T) {
 	dir := t.TempDir()
-	if err := regtest.WriteMany(dir, 1500); err != nil {
+	if err := regtest.WriteMany(dir, 1100); err != nil {
 		t.Fatal(err)
 	}
 	repo := regtest.InitRepo(t, dir)
@@ -227,7 +227,7 @@ func TestPreloadPacks(t *testing.T) {
 	fast := newTreeFS(r.Storer, tree.Hash)
 	fast.gitDir = r.dir
 	n, err := fast.preload()
-	if err != nil || n != 1502 {
+	if err != nil || n != 1102 {
 		t.Fatalf("preload: %d files, %v", n, err)
 	}
 	slow := newTreeFS(r.Storer, tree.Hash)
@@ -250,11 +250,11 @@ func TestPreloadPacks(t *testing.T) {
 		count++
 		return nil
 	})
-	if err != nil || count != 1502 {
+	if err != nil || count != 1102 {
 		t.Fatalf("walk: %d files, %v", count, err)
 	}
-	if fast.packed != 1502 {
-		t.Errorf("%d blobs read from packs, want 1502", fast.packed)
+	if fast.packed != 1102 {
+		t.Errorf("%d blobs read from packs, want 1102", fast.packed)
 	}
 }
 
