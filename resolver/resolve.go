@@ -49,15 +49,8 @@ type Options struct {
 	// reference time of the registry's date rules.
 	Now time.Time
 
-	trace func(string) // test hook: phase boundaries
-	prev  []byte       // set by Update: the bytes of the lock to replace
-	lazy  bool         // set by Update: Result.Lock may stay nil
-}
-
-func (o *Options) mark(phase string) {
-	if o.trace != nil {
-		o.trace(phase)
-	}
+	prev []byte // set by Update: the bytes of the lock to replace
+	lazy bool   // set by Update: Result.Lock may stay nil
 }
 
 // Result is a resolved registry.
@@ -252,9 +245,7 @@ func fetchAndRead(ctx context.Context, src Source, o Options, dir string) (*Resu
 		return nil, err
 	}
 	defer r.Close()
-	o.mark("open")
 	head, err := fetch(ctx, r, o.Auth)
-	o.mark("fetch")
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, &FetchError{URL: src.URL, Err: ctx.Err()}
@@ -421,16 +412,13 @@ func (res *Result) loadCommit(r *repo, tree plumbing.Hash, src lock.Source, o Op
 
 // encode fills res.data and remembers a clean lock in the cache.
 func (res *Result) encode(c Cache, src lock.Source, o Options) error {
-	o.mark("computed")
 	data, err := encodeLock(res.Lock)
-	o.mark("encoded")
 	if err != nil {
 		return err
 	}
 	res.data = data
 	if len(res.Skipped) == 0 {
 		c.storeLock(src.URL, src.Commit, data)
-		o.mark("stored")
 	}
 	return nil
 }
@@ -456,7 +444,6 @@ func (res *Result) extend(r *repo, tfs *treeFS, baseRaw []byte, baseCommit strin
 	}
 	old := newTreeFS(r.Storer, bt.Hash)
 	added, ok, err := addedEntries(old, tfs)
-	o.mark("diff")
 	if err != nil || !ok {
 		return errNotIncremental
 	}
@@ -465,11 +452,9 @@ func (res *Result) extend(r *repo, tfs *treeFS, baseRaw []byte, baseCommit strin
 	if err := part.load(sub, nil, o, src); err != nil {
 		return err
 	}
-	o.mark("load added")
 	res.Skipped, res.Warnings = part.Skipped, part.Warnings
 	res.Loaded, res.Entries, res.Pinned = part.Loaded, -1, src
 	if data, ok := extendEncoded(baseRaw, src, part.Lock); ok {
-		o.mark("merged")
 		res.data = data
 		if !o.lazy {
 			_, err := res.LockFile()

@@ -101,7 +101,6 @@ func Update(ctx context.Context, o UpdateOptions) (*Result, *lock.File, error) {
 			return res, prev, err
 		}
 	}
-	o.mark("checked")
 	if o.NixPath != "" {
 		l, err := res.LockFile()
 		if err != nil {
@@ -117,7 +116,6 @@ func Update(ctx context.Context, o UpdateOptions) (*Result, *lock.File, error) {
 			return res, prev, err
 		}
 	}
-	o.mark("written")
 	return res, prev, nil
 }
 
