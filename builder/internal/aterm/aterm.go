@@ -19,7 +19,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"unsafe"
 )
 
@@ -109,6 +111,13 @@ type parser struct {
 	value  bool // the string being parsed is a value (builder, arg, env value)
 	kept   bool // some value was kept escaped
 	nextBS int  // offset of the next backslash at or after i, or len(s)
+
+	// scratch slices, reused across files; results are copied out at
+	// their exact size.
+	outs   []Output
+	ins    []InputDrv
+	env    []EnvVar
+	strs   []string
 	rawCtl bool
 	err    error
 }
@@ -124,8 +133,20 @@ func Parse(s string) (*Derivation, error) { return parse(s, false) }
 // when the values are needed.
 func ParseLazy(s string) (*Derivation, error) { return parse(s, true) }
 
+var parserPool = sync.Pool{New: func() any { return new(parser) }}
+
 func parse(s string, lazy bool) (*Derivation, error) {
-	p := &parser{s: s, lazy: lazy}
+	p := parserPool.Get().(*parser)
+	defer func() {
+		// Drop the strings of this file so the pool keeps no file alive.
+		clear(p.outs[:cap(p.outs)])
+		clear(p.ins[:cap(p.ins)])
+		clear(p.env[:cap(p.env)])
+		clear(p.strs[:cap(p.strs)])
+		*p = parser{outs: p.outs[:0], ins: p.ins[:0], env: p.env[:0], strs: p.strs[:0]}
+		parserPool.Put(p)
+	}()
+	p.s, p.lazy = s, lazy
 	p.nextBS = indexFrom(s, 0, '\\')
 	// Nix escapes \n, \r and \t in printString fields; a file with none of
 	// them raw needs no per-string check.
@@ -297,10 +318,10 @@ func (p *parser) strList(escaped, sorted bool, what string) []string {
 	if !p.expect("[") {
 		return nil
 	}
-	var out []string
+	out := p.strs[:0]
 	if p.peek(']') {
 		p.i++
-		return out
+		return nil
 	}
 	n := 0
 	for p.err == nil {
@@ -321,7 +342,11 @@ func (p *parser) strList(escaped, sorted bool, what string) []string {
 		p.expect("]")
 		break
 	}
-	return out
+	p.strs = out[:0]
+	if p.err != nil {
+		return nil
+	}
+	return slices.Clone(out)
 }
 
 func (p *parser) derivation() *Derivation {
@@ -345,11 +370,11 @@ func (p *parser) derivation() *Derivation {
 			if p.err != nil {
 				return nil
 			}
-			if n := len(d.Outputs); n > 0 && d.Outputs[n-1].Name >= o.Name {
+			if n := len(p.outs); n > 0 && p.outs[n-1].Name >= o.Name {
 				p.noncanonical("outputs not sorted or duplicated")
 				return nil
 			}
-			d.Outputs = append(d.Outputs, o)
+			p.outs = append(p.outs, o)
 			if p.peek(',') {
 				p.i++
 				continue
@@ -357,6 +382,7 @@ func (p *parser) derivation() *Derivation {
 			break
 		}
 	}
+	d.Outputs = slices.Clone(p.outs)
 	p.expect("],[")
 	d.InputDrvsStart = p.i
 	if !p.peek(']') {
@@ -370,11 +396,11 @@ func (p *parser) derivation() *Derivation {
 			if p.err != nil {
 				return nil
 			}
-			if n := len(d.InputDrvs); n > 0 && d.InputDrvs[n-1].Path >= in.Path {
+			if n := len(p.ins); n > 0 && p.ins[n-1].Path >= in.Path {
 				p.noncanonical("inputDrvs not sorted or duplicated")
 				return nil
 			}
-			d.InputDrvs = append(d.InputDrvs, in)
+			p.ins = append(p.ins, in)
 			if p.peek(',') {
 				p.i++
 				continue
@@ -382,6 +408,7 @@ func (p *parser) derivation() *Derivation {
 			break
 		}
 	}
+	d.InputDrvs = slices.Clone(p.ins)
 	d.InputDrvsEnd = p.i
 	p.expect("],")
 	d.InputSrcs = p.strList(false, true, "inputSrcs")
@@ -407,11 +434,11 @@ func (p *parser) derivation() *Derivation {
 			if p.err != nil {
 				return nil
 			}
-			if n := len(d.Env); n > 0 && d.Env[n-1].Key >= e.Key {
+			if n := len(p.env); n > 0 && p.env[n-1].Key >= e.Key {
 				p.noncanonical("env not sorted or duplicated")
 				return nil
 			}
-			d.Env = append(d.Env, e)
+			p.env = append(p.env, e)
 			if p.peek(',') {
 				p.i++
 				continue
@@ -419,6 +446,7 @@ func (p *parser) derivation() *Derivation {
 			break
 		}
 	}
+	d.Env = slices.Clone(p.env)
 	p.expect("])")
 	if p.err != nil {
 		return nil
