@@ -3,13 +3,17 @@ package builder_test
 // Equivalence of builder.Rewrite with nix-instantiate: for generated graphs
 // (package graphgen) and the hand-written graphs in testdata/graphs, every
 // .drv path, every output path and every rewritten file must equal what Nix
-// writes when the poisoned derivations carry the attribute.
+// writes when the poisoned derivations carry the attribute; rewriting Nix's
+// result again with the same lock changes nothing; an empty lock restores
+// the clean closure.
 //
-// go test ./builder -run Equiv                        # 3 seeds × 300 nodes
-// go test ./builder -run Equiv -long                  # 12 seeds × 800 nodes
-// POISON_EQUIV_SEEDS=40,41 go test ./builder -run Equiv   # chosen seeds
-// POISON_EQUIV_DUMP=/tmp/d go test ...   # write mismatching rewritten files there
-// POISON_EQUIV_NOTWINS=1 go test ...      # graphs without twins (shared output paths)
+//	go test ./builder -run Equiv                        # 3 seeds × 300 nodes + testdata
+//	go test ./builder -run Equiv -long                  # 12 seeds × 800 nodes (also POISON_EQUIV_LONG=1)
+//	POISON_EQUIV_SEEDS=40,41 go test ./builder -run Equiv   # chosen seeds, 300 nodes
+//	POISON_EQUIV_DUMP=/tmp/d go test ...   # write mismatching rewritten files there
+//	POISON_EQUIV_NOTWINS=1 go test ...      # graphs without twins (shared output paths)
+//
+// A failing generated case logs the command that writes its graph.
 
 import (
 	"bufio"
