@@ -595,8 +595,8 @@ func TestEquivGenerated(t *testing.T) {
 				t.Run(c.name, func(t *testing.T) {
 					f.runCase(t, c)
 					if t.Failed() {
-						t.Logf("reproduce: go run ./builder/internal/graphgen/cmd/graphgen gen -seed %d -nodes %d > graph.nix; poison %v, pre %v, byName %v",
-							seed, nodes, c.spec, c.pre, c.byName)
+						t.Logf("reproduce: go run ./builder/internal/graphgen/cmd/graphgen gen -seed %d -nodes %d -attr %s -notwins=%v > graph.nix; lock %+v, pre-poisoned %v, byName %v",
+							seed, nodes, p.Attr, p.NoTwins, c.spec, c.pre, c.byName)
 					}
 				})
 			}

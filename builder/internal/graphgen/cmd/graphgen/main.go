@@ -1,7 +1,7 @@
 // Command graphgen writes a generated derivation graph (package graphgen)
 // and measures the benchmark floor of scripts/bench-rewrite.sh.
 //
-//	graphgen gen [-seed N] [-nodes N] [-bench] > graph.nix
+//	graphgen gen [-seed N] [-nodes N] [-bench] [-attr NAME] [-notwins] [-list] > graph.nix
 //	graphgen deep [-seed N] [-nodes N] [-bench]   # a node deep in the graph to poison
 //	graphgen floor < drv-paths     # read every file, sha256 its bytes twice
 package main
@@ -48,6 +48,8 @@ func gen(args []string, stdout, stderr io.Writer, deep bool) int {
 	nodes := fs.Int("nodes", 300, "number of derivations")
 	bench := fs.Bool("bench", false, "benchmark shape (2-10 KB, 3-15 inputs, depth 40, no drvPath references)")
 	list := fs.Bool("list", false, "print node attribute, layer, kind and name instead of the expression")
+	attr := fs.String("attr", "", "poison attribute (default POISON_SERIAL)")
+	noTwins := fs.Bool("notwins", false, "no twin pairs (derivations sharing output paths)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -55,6 +57,10 @@ func gen(args []string, stdout, stderr io.Writer, deep bool) int {
 	if *bench {
 		p = graphgen.Bench(*seed, *nodes)
 	}
+	if *attr != "" {
+		p.Attr = *attr
+	}
+	p.NoTwins = p.NoTwins || *noTwins
 	g, err := graphgen.Generate(p)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
