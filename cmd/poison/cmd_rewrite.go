@@ -17,6 +17,7 @@ import (
 	"github.com/poison-nix/poison/builder"
 	"github.com/poison-nix/poison/builder/daemon"
 	"github.com/poison-nix/poison/registry/lock"
+	"github.com/poison-nix/poison/resolver"
 )
 
 // rewriteOptions are the settings of one `poison rewrite`.
@@ -41,7 +42,7 @@ func rewriteCommand() command {
 	c.run = func(ctx context.Context, e *env, args []string) error {
 		var o rewriteOptions
 		fs := newFlags(e, &c)
-		fs.StringVar(&o.lock, "lock", "poison.lock", "lock file to take the serials from")
+		fs.StringVar(&o.lock, "lock", "", "lock file to take the serials from (env POISON_LOCK, poison.toml lock; default poison.lock)")
 		fs.BoolVar(&o.noWrite, "no-write", false, "compute the paths without adding the .drv files to the store")
 		fs.BoolVar(&o.json, "json", false, "print one JSON document instead of one path per line")
 		fs.BoolVar(&o.stdin, "stdin", false, "read the .drv paths from standard input, one per line")
@@ -79,6 +80,14 @@ func runRewrite(ctx context.Context, e *env, o rewriteOptions) error {
 	// 2× to keep the peak RSS of a 20,000-derivation closure near 300 MB.
 	defer debug.SetGCPercent(debug.SetGCPercent(50))
 	lockPath := o.lock
+	if lockPath == "" {
+		// Same settings as resolve: POISON_LOCK, then poison.toml.
+		s, err := resolver.LoadSettings(e.dir, e.getenv)
+		if err != nil {
+			return fmt.Errorf("rewrite: %w", err)
+		}
+		lockPath = s.Lock
+	}
 	if !filepath.IsAbs(lockPath) {
 		lockPath = filepath.Join(e.dir, lockPath)
 	}
