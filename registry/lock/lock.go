@@ -216,7 +216,13 @@ func (f *File) WriteFile(path string) error {
 
 // WriteAtomic writes data to path through a temporary file and a rename, so
 // readers see either the old or the new content, never a partial file.
+//
+// A path that exists and is not a regular file (a device such as /dev/null,
+// a directory, a pipe) is refused: renaming over it would replace it.
 func WriteAtomic(path string, data []byte, perm os.FileMode) error {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("write %s: not a regular file (%s); give the path of a file", path, fi.Mode().Type())
+	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

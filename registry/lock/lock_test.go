@@ -129,6 +129,15 @@ func TestWriteFileAtomic(t *testing.T) {
 	if len(entries) != 1 {
 		t.Errorf("temporary files left behind: %v", entries)
 	}
+	// A device or directory is never replaced by the rename.
+	for _, target := range []string{os.DevNull, dir} {
+		if err := lock.WriteAtomic(target, []byte("x"), 0o644); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("WriteAtomic(%s) = %v, want a refusal", target, err)
+		}
+	}
+	if fi, err := os.Stat(os.DevNull); err != nil || fi.Mode().IsRegular() {
+		t.Fatalf("%s is no longer a device: %v", os.DevNull, err)
+	}
 	// A directory that cannot be written leaves no file and reports the path.
 	if err := f.WriteFile(filepath.Join(dir, "missing", "poison.lock")); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("WriteFile into a missing directory: %v", err)
