@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v nix-instantiate >/dev/null 2>&1 || need_apt+=(nix-bin)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+[ -x /usr/bin/time ] || need_apt+=(time)   # peak RSS in the benchmarks
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: need root to apt-get install ${need_apt[*]}" >&2
