@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"unsafe"
 
 	"github.com/sourcegraph/conc/pool"
 
@@ -143,13 +145,13 @@ func (v *view) run(ctx context.Context, want func(int32) attrState) error {
 func (v *view) rewriteNode(i int32, want attrState) error {
 	c := v.c
 	n := &c.nodes[i]
-	// The closure keeps escaped values escaped (ParseLazy); parse again.
+	// The closure keeps escaped values escaped (ParseLazy): unescape them
+	// into a scratch buffer that lives as long as this call.
 	full := n.drv
 	if full.Escaped {
-		var err error
-		if full, err = aterm.Parse(n.raw); err != nil {
-			return fmt.Errorf("rewrite %s: %v", n.path, err)
-		}
+		ap := arenaPool.Get().(*[]byte)
+		defer arenaPool.Put(ap)
+		full = unescapeValues(full, ap)
 	}
 	d := *full // shallow copy; slices are copied before modification
 	d.InputDrvsStart, d.InputDrvsEnd = 0, 0
@@ -394,6 +396,60 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 		vn.text = text
 	}
 	return nil
+}
+
+var arenaPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// unescapeValues returns a copy of d (parsed by ParseLazy) with its
+// builder, args and env values as Nix reads them. The unescaped strings
+// live in *arena, which is reused by the next call: nothing returned may
+// outlive the caller's use of the arena.
+func unescapeValues(d *aterm.Derivation, arena *[]byte) *aterm.Derivation {
+	esc := func(v string) bool { return strings.IndexByte(v, '\\') >= 0 }
+	size := 0
+	if esc(d.Builder) {
+		size += len(d.Builder)
+	}
+	for _, a := range d.Args {
+		if esc(a) {
+			size += len(a)
+		}
+	}
+	for _, e := range d.Env {
+		if esc(e.Value) {
+			size += len(e.Value)
+		}
+	}
+	if cap(*arena) < size {
+		*arena = make([]byte, 0, size+size/4)
+	}
+	buf := (*arena)[:0]
+	// Unescaping never lengthens a value, so buf never moves.
+	unesc := func(v string) string {
+		if !esc(v) {
+			return v
+		}
+		start := len(buf)
+		if buf = aterm.AppendUnescaped(buf, v); len(buf) == start {
+			return ""
+		}
+		return unsafe.String(&buf[start], len(buf)-start)
+	}
+	u := *d
+	u.Escaped = false
+	u.Builder = unesc(d.Builder)
+	if slices.ContainsFunc(d.Args, esc) {
+		u.Args = make([]string, len(d.Args))
+		for k, a := range d.Args {
+			u.Args[k] = unesc(a)
+		}
+	}
+	u.Env = make([]aterm.EnvVar, len(d.Env))
+	for k, e := range d.Env {
+		u.Env[k] = aterm.EnvVar{Key: e.Key, Value: unesc(e.Value)}
+	}
+	*arena = buf[:0]
+	return &u
 }
 
 // splice replaces text[start:end] by repl while hashing.

@@ -675,23 +675,29 @@ func Unescape(v string) string {
 	if strings.IndexByte(v, '\\') < 0 {
 		return v
 	}
-	b := make([]byte, 0, len(v))
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c == '\\' && i+1 < len(v) {
-			i++
-			switch v[i] {
-			case 'n':
-				c = '\n'
-			case 'r':
-				c = '\r'
-			case 't':
-				c = '\t'
-			default:
-				c = v[i]
-			}
+	b := AppendUnescaped(make([]byte, 0, len(v)), v)
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// AppendUnescaped appends v, a value kept escaped by ParseLazy, as Nix
+// reads it. It appends at most len(v) bytes.
+func AppendUnescaped(b []byte, v string) []byte {
+	for {
+		k := strings.IndexByte(v, '\\')
+		if k < 0 || k+1 >= len(v) {
+			return append(b, v...)
+		}
+		b = append(b, v[:k]...)
+		c := v[k+1]
+		switch c {
+		case 'n':
+			c = '\n'
+		case 'r':
+			c = '\r'
+		case 't':
+			c = '\t'
 		}
 		b = append(b, c)
+		v = v[k+2:]
 	}
-	return string(b)
 }
