@@ -76,6 +76,10 @@ type Closure struct {
 	// fixed-output derivations with the same result).
 	shared map[string][]int32
 
+	// isInput[i]: some member lists node i in its inputDrvs, so its
+	// hash-modulo is needed (R7); a rewrite skips it for the others.
+	isInput []bool
+
 	hmMu   sync.Mutex
 	hm     [][32]byte // hash-modulo of the original derivations, computed lazily
 	hmDone []bool
@@ -181,12 +185,14 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 	for _, r := range roots {
 		c.roots = append(c.roots, c.index[r])
 	}
+	c.isInput = make([]bool, len(c.nodes))
 	for i := range c.nodes {
 		n := &c.nodes[i]
 		k := len(n.drv.InputDrvs)
 		n.inputs = make([]int32, k)
 		for j, in := range inputPaths[i][:k] {
 			n.inputs[j] = c.index[in]
+			c.isInput[n.inputs[j]] = true
 		}
 		for _, in := range inputPaths[i][k:] {
 			n.srcDrvs = append(n.srcDrvs, c.index[in])

@@ -46,7 +46,9 @@ type attrState struct {
 	value   string // env value, or raw JSON value for structured attrs
 }
 
-func (c *Closure) attrOf(i int32, attr string) (attrState, error) {
+// attrOf returns the attribute state of node i. scratch is a buffer the
+// caller reuses across calls.
+func (c *Closure) attrOf(i int32, attr string, scratch *[]byte) (attrState, error) {
 	n := &c.nodes[i]
 	if n.structured {
 		j, _ := n.drv.EnvIndex("__json")
@@ -54,14 +56,16 @@ func (c *Closure) attrOf(i int32, attr string) (attrState, error) {
 		if !mayHaveKey(js, attr) {
 			return attrState{}, nil
 		}
-		if n.drv.Escaped {
-			js = aterm.Unescape(js)
+		if n.drv.Escaped && strings.IndexByte(js, '\\') >= 0 {
+			b := aterm.AppendUnescaped((*scratch)[:0], js)
+			*scratch = b
+			js = unsafe.String(unsafe.SliceData(b), len(b))
 		}
 		raw, ok, err := structattrs.Get(js, attr)
 		if err != nil {
 			return attrState{}, fmt.Errorf("derivation %s: %v", n.path, err)
 		}
-		return attrState{present: ok, value: raw}, nil
+		return attrState{present: ok, value: strings.Clone(raw)}, nil
 	}
 	j, ok := n.drv.EnvIndex(attr)
 	if !ok {
@@ -368,13 +372,17 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 			}
 			text = aterm.AppendLayout(text[:0], &d, &lay)
 		}
-		vn.hm = hashSpliced(text, []splice{{lay.InputsStart, lay.InputsEnd, hmInputs()}})
+		if c.isInput[i] { // only dependents use it
+			vn.hm = hashSpliced(text, []splice{{lay.InputsStart, lay.InputsEnd, hmInputs()}})
+		}
 	case kindFixed:
 		vn.hm = fixedHash(d.Outputs[0])
 	case kindImpure:
 		vn.hm = impureHash
 	default: // floating, deferred: outputs stay as they are
-		vn.hm = hashSpliced(text, []splice{{lay.InputsStart, lay.InputsEnd, hmInputs()}})
+		if c.isInput[i] {
+			vn.hm = hashSpliced(text, []splice{{lay.InputsStart, lay.InputsEnd, hmInputs()}})
+		}
 	}
 
 	// R8: the .drv path.
@@ -673,8 +681,9 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 	for start := 0; start < n; start += chunk {
 		end := min(start+chunk, n)
 		p.Go(func(ctx context.Context) error {
+			var scratch []byte
 			for i := start; i < end; i++ {
-				s, err := c.attrOf(int32(i), attr)
+				s, err := c.attrOf(int32(i), attr, &scratch)
 				if err != nil {
 					return fmt.Errorf("rewrite: %v", err)
 				}
