@@ -9,7 +9,8 @@
 #   poison         poison build (timed: rewrite + write + build)
 #   per-derivation poison build --per-derivation (timed)
 #
-# Usage: [ROUNDS=R] scripts/bench-build.sh [N [JOBS]]   (defaults: 1, 1000, 2)
+# Usage: [ROUNDS=R] [ORDER="poison nix perdrv"] scripts/bench-build.sh [N [JOBS]]
+#        (defaults: 1 round, 1000 derivations, 2 jobs; ORDER is round 0's order)
 # Also: scripts/bench-build.sh write [N]       5000-drv write benchmark
 set -eu
 cd "$(dirname "$0")/.."
@@ -61,7 +62,7 @@ t_nix=0 t_poison=0 t_perdrv=0
 r=0
 while [ "$r" -lt "$rounds" ]; do
 	case $((r % 3)) in
-	0) order="nix poison perdrv" ;;
+	0) order=${ORDER:-nix poison perdrv} ;;
 	1) order="poison perdrv nix" ;;
 	2) order="perdrv nix poison" ;;
 	esac
@@ -75,5 +76,6 @@ done
 
 echo "derivations built per run: $((n + 1)), jobs: $jobs, rounds: $rounds (total wall time per mode)"
 echo "nix-store --realise (rewritten top):  ${t_nix} s"
-echo "poison build:                         ${t_poison} s  ($(echo "scale=2; $t_poison / $t_nix" | bc)x)"
-echo "poison build --per-derivation:        ${t_perdrv} s  ($(echo "scale=2; $t_perdrv / $t_nix" | bc)x)"
+ratio() { [ "$t_nix" != 0 ] && echo "scale=2; $1 / $t_nix" | bc; }
+[ "$t_poison" = 0 ] || echo "poison build:                         ${t_poison} s  ($(ratio "$t_poison")x)"
+[ "$t_perdrv" = 0 ] || echo "poison build --per-derivation:        ${t_perdrv} s  ($(ratio "$t_perdrv")x)"
