@@ -114,6 +114,7 @@ type loaded struct {
 	path, parent string
 	n            node
 	inputPaths   []string // inputDrvs then .drv inputSrcs
+	unseen       []string // inputPaths not seen before this level
 }
 
 // LoadClosure reads and parses every derivation reachable from roots
@@ -137,9 +138,9 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 	if len(roots) == 0 {
 		return nil, errors.New("load closure: no derivations given")
 	}
-	c := &Closure{storeDir: storeDir, par: par, index: make(map[string]int32)}
+	c := &Closure{storeDir: storeDir, par: par, index: make(map[string]int32, len(roots))}
 	var frontier []loaded
-	seen := make(map[string]bool)
+	seen := make(map[string]bool, len(roots))
 	for _, r := range roots {
 		if !strings.HasSuffix(r, ".drv") {
 			return nil, fmt.Errorf("load closure: %s is not a .drv path", r)
@@ -161,19 +162,30 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				return loadOne(storeDir, realDir, !opts.NoVerify, l)
+				if err := loadOne(storeDir, realDir, !opts.NoVerify, l); err != nil {
+					return err
+				}
+				// seen is only written between levels: filter here, in
+				// parallel, what the serial loop below must look at.
+				for _, in := range l.inputPaths {
+					if !seen[in] {
+						l.unseen = append(l.unseen, in)
+					}
+				}
+				return nil
 			})
 		}
 		if err := p.Wait(); err != nil {
 			return nil, err
 		}
 		var next []loaded
+		c.nodes = slices.Grow(c.nodes, len(frontier))
 		for i := range frontier {
 			l := &frontier[i]
 			c.index[l.path] = int32(len(c.nodes))
 			c.nodes = append(c.nodes, l.n)
 			inputPaths = append(inputPaths, l.inputPaths)
-			for _, in := range l.inputPaths {
+			for _, in := range l.unseen {
 				if !seen[in] {
 					seen[in] = true
 					next = append(next, loaded{path: in, parent: l.path})
@@ -185,17 +197,31 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 	for _, r := range roots {
 		c.roots = append(c.roots, c.index[r])
 	}
+	// Resolve the input paths to nodes, in parallel (c.index is read-only
+	// from here on).
+	rp := pool.New().WithMaxGoroutines(par)
+	const chunk = 512
+	for start := 0; start < len(c.nodes); start += chunk {
+		end := min(start+chunk, len(c.nodes))
+		rp.Go(func() {
+			for i := start; i < end; i++ {
+				n := &c.nodes[i]
+				k := len(n.drv.InputDrvs)
+				n.inputs = make([]int32, k)
+				for j, in := range inputPaths[i][:k] {
+					n.inputs[j] = c.index[in]
+				}
+				for _, in := range inputPaths[i][k:] {
+					n.srcDrvs = append(n.srcDrvs, c.index[in])
+				}
+			}
+		})
+	}
+	rp.Wait()
 	c.isInput = make([]bool, len(c.nodes))
 	for i := range c.nodes {
-		n := &c.nodes[i]
-		k := len(n.drv.InputDrvs)
-		n.inputs = make([]int32, k)
-		for j, in := range inputPaths[i][:k] {
-			n.inputs[j] = c.index[in]
-			c.isInput[n.inputs[j]] = true
-		}
-		for _, in := range inputPaths[i][k:] {
-			n.srcDrvs = append(n.srcDrvs, c.index[in])
+		for _, x := range c.nodes[i].inputs {
+			c.isInput[x] = true
 		}
 	}
 	if err := c.findMentions(ctx); err != nil {

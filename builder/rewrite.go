@@ -755,22 +755,32 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	res := &Result{
-		DrvPaths: make(map[string]string, n),
-		OutPaths: make(map[string]string, n),
-	}
+	res := &Result{DrvPaths: make(map[string]string, n)}
 	for _, r := range c.roots {
 		res.Roots = append(res.Roots, final.drvPath(r))
 	}
-	for i := range c.nodes {
-		nd := &c.nodes[i]
-		res.DrvPaths[nd.path] = final.drvPath(int32(i))
-		for k, o := range nd.drv.Outputs {
-			if o.Path != "" {
-				res.OutPaths[o.Path] = final.outPath(int32(i), k)
+	// The two maps are filled concurrently (map inserts are most of the
+	// serial time of a large rewrite).
+	outsDone := make(chan struct{})
+	go func() {
+		defer close(outsDone)
+		outs := 0
+		for i := range c.nodes {
+			outs += len(c.nodes[i].drv.Outputs)
+		}
+		res.OutPaths = make(map[string]string, outs)
+		for i := range c.nodes {
+			for k, o := range c.nodes[i].drv.Outputs {
+				if o.Path != "" {
+					res.OutPaths[o.Path] = final.outPath(int32(i), k)
+				}
 			}
 		}
+	}()
+	for i := range c.nodes {
+		res.DrvPaths[c.nodes[i].path] = final.drvPath(int32(i))
 	}
+	<-outsDone
 	for _, i := range c.order {
 		nd := &c.nodes[i]
 		vn := &final.nodes[i]
