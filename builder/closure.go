@@ -70,7 +70,7 @@ type Closure struct {
 
 	// owners maps the hash part of every .drv path (out -1) and of every
 	// output path but fixed ones to its member.
-	owners map[string]owner
+	owners *ownerTable
 	// shared lists the owners of output hash parts that several members
 	// have (twins: same outputs, different .drv paths, e.g. built from two
 	// fixed-output derivations with the same result).
@@ -440,11 +440,11 @@ func validate(storeDir string, n *node) error {
 // or input sources (R1). Fixed output paths never change, so mentions of
 // them are no edges.
 func (c *Closure) findMentions(ctx context.Context) error {
-	c.owners = make(map[string]owner, len(c.nodes)*2)
+	c.owners = newOwnerTable(len(c.nodes) * 3)
 	c.shared = make(map[string][]int32)
 	for i := range c.nodes {
 		n := &c.nodes[i]
-		c.owners[n.hashPart] = owner{int32(i), -1}
+		c.owners.put(n.hashPart, owner{int32(i), -1})
 		if n.kind == kindFixed {
 			continue
 		}
@@ -453,7 +453,7 @@ func (c *Closure) findMentions(ctx context.Context) error {
 				continue
 			}
 			h := o.Path[len(c.storeDir)+1:][:storepath.HashLen]
-			if prev, ok := c.owners[h]; ok && prev.node != int32(i) {
+			if prev, ok := c.owners.get(h); ok && prev.node != int32(i) {
 				if len(c.shared[h]) == 0 {
 					c.shared[h] = []int32{prev.node}
 				}
@@ -462,8 +462,11 @@ func (c *Closure) findMentions(ctx context.Context) error {
 				}
 				continue
 			}
-			c.owners[h] = owner{int32(i), int32(k)}
+			c.owners.put(h, owner{int32(i), int32(k)})
 		}
+	}
+	for h := range c.shared {
+		c.owners.markShared(h)
 	}
 	p := pool.New().WithMaxGoroutines(c.par).WithContext(ctx).WithCancelOnError().WithFirstError()
 	const chunk = 256
@@ -482,7 +485,7 @@ func (c *Closure) findMentions(ctx context.Context) error {
 	return p.Wait()
 }
 
-func mentionsOf(n *node, self int32, owners map[string]owner, shared map[string][]int32) []int32 {
+func mentionsOf(n *node, self int32, owners *ownerTable, shared map[string][]int32) []int32 {
 	var out []int32
 	add1 := func(o int32) {
 		if o != self && !slices.Contains(out, o) {
@@ -498,7 +501,7 @@ func mentionsOf(n *node, self int32, owners map[string]owner, shared map[string]
 		return false
 	}
 	add := func(w string) {
-		if o, ok := owners[w]; ok && !own(w) {
+		if o, ok := owners.get(w); ok && !own(w) {
 			add1(o.node)
 			for _, o := range shared[w] {
 				add1(o)

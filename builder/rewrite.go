@@ -165,11 +165,11 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 	// a member is an edge of n, found by the same scan at load); twins'
 	// shared output hashes and placeholders go through the map.
 	r := refscan.Replacer{Lookup: func(w string) (string, bool) {
-		o, ok := c.owners[w]
+		o, sh, ok := c.owners.lookup(w)
 		if !ok || o.node == i || !v.nodes[o.node].changed {
 			return "", false
 		}
-		if _, sh := c.shared[w]; sh {
+		if sh {
 			return "", false // decided below, per dependent
 		}
 		if o.out < 0 {
