@@ -139,7 +139,7 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 		return nil, errors.New("load closure: no derivations given")
 	}
 	c := &Closure{storeDir: storeDir, par: par, index: make(map[string]int32, len(roots))}
-	var frontier []loaded
+	frontier := make([]loaded, 0, len(roots))
 	seen := make(map[string]bool, len(roots))
 	for _, r := range roots {
 		if !strings.HasSuffix(r, ".drv") {
@@ -194,6 +194,7 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 		}
 		frontier = next
 	}
+	c.roots = make([]int32, 0, len(roots))
 	for _, r := range roots {
 		c.roots = append(c.roots, c.index[r])
 	}

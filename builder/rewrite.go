@@ -756,8 +756,18 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 	}
 
 	res := &Result{DrvPaths: make(map[string]string, n)}
+	res.Roots = make([]string, 0, len(c.roots))
 	for _, r := range c.roots {
 		res.Roots = append(res.Roots, final.drvPath(r))
+	}
+	changed := 0
+	for i := range final.nodes {
+		if final.nodes[i].changed {
+			changed++
+		}
+	}
+	if changed > 0 {
+		res.Changed = make([]Drv, 0, changed)
 	}
 	// The two maps are filled concurrently (map inserts are most of the
 	// serial time of a large rewrite).

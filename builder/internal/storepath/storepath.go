@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"unsafe"
 
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 )
@@ -78,23 +79,45 @@ func Split(storeDir, path string) (base, hashPart, name string, err error) {
 
 // Make returns makeStorePath(type, sha256 inner, name).
 func Make(storeDir, typ string, inner [32]byte, name string) string {
+	return make2(storeDir, typ, nil, inner, name)
+}
+
+// make2 is Make with the type written as typ followed by ":" + each ref,
+// without building that string.
+func make2(storeDir, typ string, refs []string, inner [32]byte, name string) string {
 	h := sha256.New()
-	h.Write([]byte(typ))
-	h.Write([]byte(":sha256:"))
+	write := func(s string) {
+		if s != "" {
+			h.Write(unsafe.Slice(unsafe.StringData(s), len(s)))
+		}
+	}
+	write(typ)
+	for _, r := range refs {
+		write(":")
+		write(r)
+	}
+	write(":sha256:")
 	var hx [64]byte
 	hex.Encode(hx[:], inner[:])
 	h.Write(hx[:])
-	h.Write([]byte(":"))
-	h.Write([]byte(storeDir))
-	h.Write([]byte(":"))
-	h.Write([]byte(name))
+	write(":")
+	write(storeDir)
+	write(":")
+	write(name)
 	var sum [32]byte
 	h.Sum(sum[:0])
 	var c [20]byte
 	for i, b := range sum {
 		c[i%20] ^= b
 	}
-	return storeDir + "/" + nixbase32.EncodeToString(c[:]) + "-" + name
+	n := len(storeDir) + 1 + nixbase32.EncodedLen(len(c)) + 1 + len(name)
+	out := make([]byte, 0, n)
+	out = append(out, storeDir...)
+	out = append(out, '/')
+	out = append(out, nixbase32.EncodeToString(c[:])...)
+	out = append(out, '-')
+	out = append(out, name...)
+	return unsafe.String(unsafe.SliceData(out), len(out))
 }
 
 // OutputPathName is the name of output out of a derivation called name.
@@ -114,18 +137,7 @@ func Output(storeDir, drvName, out string, h [32]byte) string {
 // Text returns the path of a text object (a .drv) with content hash h and
 // the given references, which must be sorted and free of duplicates.
 func Text(storeDir, name string, h [32]byte, refs []string) string {
-	n := len("text")
-	for _, r := range refs {
-		n += 1 + len(r)
-	}
-	var b strings.Builder
-	b.Grow(n)
-	b.WriteString("text")
-	for _, r := range refs {
-		b.WriteByte(':')
-		b.WriteString(r)
-	}
-	return Make(storeDir, b.String(), h, name)
+	return make2(storeDir, "text", refs, h, name)
 }
 
 var hashSizes = map[string]int{"md5": 16, "sha1": 20, "sha256": 32, "sha512": 64}
