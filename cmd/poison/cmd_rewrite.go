@@ -80,7 +80,7 @@ func runRewrite(ctx context.Context, e *env, o rewriteOptions) error {
 	// large share of the heap): collect at 1.5× the live heap instead of
 	// 2× to keep the peak RSS of a 20,000-derivation closure near 300 MB.
 	defer debug.SetGCPercent(debug.SetGCPercent(50))
-	hugeHeap(320 << 20)
+	hugeHeap(256 << 20)
 	lockPath := o.lock
 	if lockPath == "" {
 		// Same settings as resolve: POISON_LOCK, then poison.toml.

@@ -14,7 +14,10 @@ import (
 // n bytes of heap in one allocation, marks them MADV_HUGEPAGE and hands
 // them back to the allocator untouched: later allocations reuse the range
 // and fault it in 2 MB at a time (4,700 faults). Only a hint: errors are
-// ignored, and RSS does not grow beyond what the heap touches.
+// ignored. khugepaged may fill partly used 2 MB pages of the range (at
+// max_ptes_none=511 a 320 MB range gave 1 run in 4-10 an RSS of 335-344
+// MB), so n also bounds that growth: the RSS stays under n plus the
+// memory outside the range (~25 MB).
 func hugeHeap(n int) {
 	b := make([]byte, n)
 	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
