@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"runtime/debug"
-	"runtime/metrics"
 	"slices"
 	"strings"
 
@@ -113,16 +112,6 @@ func runRewrite(ctx context.Context, e *env, o rewriteOptions) error {
 	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: storeDir, RealStoreDir: chrootStoreDir(o.store, storeDir)}, roots)
 	if err != nil {
 		return err
-	}
-	// With huge pages the RSS follows the heap closely, and a GC cycle
-	// that starts late on a busy machine let a 20,000-derivation rewrite
-	// overshoot to 335 MB. Where the loaded closure leaves room, a soft
-	// limit keeps the heap under 280 MiB; a larger closure keeps the
-	// plain GOGC pacing (a limit below its live heap would make the GC
-	// run continuously).
-	const heapCap = 280 << 20
-	if heapObjects() < heapCap*3/4 {
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(heapCap))
 	}
 	res, err := builder.Rewrite(ctx, c, builder.Options{
 		Lock:    lk,
@@ -283,15 +272,4 @@ func writeRewriteJSON(w io.Writer, roots []string, res *builder.Result) error {
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(doc)
-}
-
-// heapObjects is the memory the heap's objects occupy now (live, and dead
-// ones not yet swept).
-func heapObjects() uint64 {
-	m := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(m)
-	if m[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return m[0].Value.Uint64()
 }
