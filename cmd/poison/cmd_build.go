@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"maps"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -179,7 +178,7 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 		return err
 	}
 
-	realDir := drvDirOf(o.store, storeDir)
+	realDir := chrootStoreDir(o.store, storeDir)
 	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: storeDir, RealStoreDir: realDir}, roots)
 	if err != nil {
 		return fmt.Errorf("build: %w", err)
@@ -247,24 +246,6 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 		}
 	}
 	return &exitErr{code: code, err: errors.New(strings.Join(failures, "\n"))}
-}
-
-// drvDirOf returns where the .drv files of a local chroot store
-// ("local?root=DIR", "/DIR") are on disk, or "" for the store dir itself.
-func drvDirOf(store, storeDir string) string {
-	root := ""
-	switch {
-	case strings.HasPrefix(store, "/"):
-		root = store
-	case strings.HasPrefix(store, "local?"):
-		if q, err := url.ParseQuery(strings.TrimPrefix(store, "local?")); err == nil {
-			root = q.Get("root")
-		}
-	}
-	if root == "" {
-		return ""
-	}
-	return filepath.Join(root, storeDir)
 }
 
 // resolveInstallables turns the arguments into .drv paths: .drv paths,
