@@ -143,11 +143,7 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 		}
 		return fmt.Errorf("build: %w", err)
 	}
-	commit := lk.Registry.Commit
-	if commit == "" {
-		commit = "unknown commit"
-	}
-	fmt.Fprintf(e.stderr, "poison: using lock %s (registry %s at %s)\n", o.lock, lk.Registry.URL, commit)
+	describeLock(e, lockPath, lk)
 	storeDir := o.storeDir
 	if storeDir == "" {
 		storeDir = lk.Store()
