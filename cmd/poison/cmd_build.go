@@ -305,18 +305,9 @@ func isFlakeRef(arg string) bool {
 // flakeDrvs instantiates a flake output with the installed Nix (flakes
 // are experimental in Nix 2.8) and returns its .drv paths.
 func flakeDrvs(ctx context.Context, e *env, ref string) ([]string, error) {
-	args := []string{"--extra-experimental-features", "nix-command flakes", "path-info", "--derivation", ref}
-	cmd := exec.CommandContext(ctx, "nix", args...)
-	cmd.Dir = e.dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := evaluate(ctx, e, ref, "nix", "--extra-experimental-features", "nix-command flakes", "path-info", "--derivation", ref)
 	if err != nil {
-		msg := lastErrorLine(stderr.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return nil, withHint(fmt.Errorf("build: installable %s does not evaluate: %s", ref, msg), "check it with: nix "+strings.Join(args, " "))
+		return nil, err
 	}
 	var drvs []string
 	for _, l := range strings.Fields(string(out)) {
@@ -340,17 +331,9 @@ func instantiate(ctx context.Context, e *env, file string, o buildOptions) ([]st
 	if o.store != "auto" && o.store != "daemon" && !strings.HasPrefix(o.store, "ssh-ng://") {
 		args = append(args, "--store", o.store)
 	}
-	cmd := exec.CommandContext(ctx, "nix-instantiate", args...)
-	cmd.Dir = e.dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := evaluate(ctx, e, file, "nix-instantiate", args...)
 	if err != nil {
-		msg := lastErrorLine(stderr.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return nil, withHint(fmt.Errorf("build: installable %s does not evaluate: %s", file, msg), "check it with: nix-instantiate "+strings.Join(args, " "))
+		return nil, err
 	}
 	var drvs []string
 	for _, l := range strings.Split(string(out), "\n") {
@@ -362,6 +345,24 @@ func instantiate(ctx context.Context, e *env, file string, o buildOptions) ([]st
 		return nil, fmt.Errorf("build: installable %s evaluates to no derivation", file)
 	}
 	return drvs, nil
+}
+
+// evaluate runs a Nix tool that evaluates installable and returns its
+// stdout; a failure becomes one line with Nix's own error and a hint.
+func evaluate(ctx context.Context, e *env, installable, tool string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, tool, args...)
+	cmd.Dir = e.dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		msg := lastErrorLine(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return nil, withHint(fmt.Errorf("build: installable %s does not evaluate: %s", installable, msg), "check it with: "+tool+" "+strings.Join(args, " "))
+	}
+	return out, nil
 }
 
 // lastErrorLine picks the most telling line of a Nix error output.
