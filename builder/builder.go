@@ -60,6 +60,10 @@ type Options struct {
 	// Warn receives notices such as "fixed-output derivation poisoned:
 	// nothing will rebuild". May be nil.
 	Warn func(Warning)
+
+	// noSplice makes every rewrite re-serialise the derivation (tests
+	// compare it with the patching fast path).
+	noSplice bool
 }
 
 // Warning is a notice about the rewrite that does not stop it.

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -49,7 +50,31 @@ type node struct {
 	inputs          []int32 // aligned with drv.InputDrvs
 	srcDrvs         []int32 // .drv paths among inputSrcs
 	mentions        []int32 // closure members whose hash parts appear in the text
+	// cands are the windows of the text that name another member, in
+	// text order: what the hash replacement of a rewrite looks at (R4).
+	cands []cand
+	// spliceable: the rewrite may patch the file bytes in place of
+	// re-serialising it (see rewriteSpliced).
+	spliceable bool
 }
+
+// cand is a 32-character window of a derivation's text that is the hash
+// part of another closure member.
+type cand struct {
+	off   int32 // offset of the window in the file, -1 when not in it
+	owner owner
+	where where
+}
+
+// where is the part of a derivation's text a cand lies in.
+type where uint8
+
+const (
+	inValue where = iota // builder, an arg or an env value
+	inJSON               // the __json env value
+	inSrc                // an input source
+	inOther              // the name or an env key
+)
 
 // owner is the closure member a hash part belongs to.
 type owner struct {
@@ -154,25 +179,34 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 		}
 	}
 	var inputPaths [][]string
+	// One reader per worker: each keeps its own file arena.
+	readers := make([]reader, par)
 	for len(frontier) > 0 {
 		p := pool.New().WithMaxGoroutines(par).WithContext(ctx).WithCancelOnError().WithFirstError()
-		for i := range frontier {
-			l := &frontier[i]
+		var claimed atomic.Int64
+		for w := range min(par, len(frontier)) {
+			rd := &readers[w]
 			p.Go(func(ctx context.Context) error {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				if err := loadOne(storeDir, realDir, !opts.NoVerify, l); err != nil {
-					return err
-				}
-				// seen is only written between levels: filter here, in
-				// parallel, what the serial loop below must look at.
-				for _, in := range l.inputPaths {
-					if !seen[in] {
-						l.unseen = append(l.unseen, in)
+				for {
+					i := int(claimed.Add(1)) - 1
+					if i >= len(frontier) {
+						return nil
+					}
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+					l := &frontier[i]
+					if err := loadOne(rd, storeDir, realDir, !opts.NoVerify, l); err != nil {
+						return err
+					}
+					// seen is only written between levels: filter here, in
+					// parallel, what the serial loop below must look at.
+					for _, in := range l.inputPaths {
+						if !seen[in] {
+							l.unseen = append(l.unseen, in)
+						}
 					}
 				}
-				return nil
 			})
 		}
 		if err := p.Wait(); err != nil {
@@ -262,7 +296,7 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 }
 
 // loadOne reads, parses and validates one .drv file.
-func loadOne(storeDir, realDir string, verify bool, l *loaded) error {
+func loadOne(rd *reader, storeDir, realDir string, verify bool, l *loaded) error {
 	fail := func(err error) error {
 		if l.parent != "" {
 			return fmt.Errorf("load derivation %s (input of %s): %w", l.path, l.parent, err)
@@ -273,7 +307,7 @@ func loadOne(storeDir, realDir string, verify bool, l *loaded) error {
 	if err != nil {
 		return fail(err)
 	}
-	data, err := readFile(filepath.Join(realDir, base))
+	data, err := rd.readFile(filepath.Join(realDir, base))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return fail(errors.New("no such file in the store; instantiate it first (nix-instantiate) or check the path"))
@@ -315,14 +349,43 @@ func loadOne(storeDir, realDir string, verify bool, l *loaded) error {
 	return nil
 }
 
-// readFile is os.ReadFile without the poller registration and buffer
-// growth: one open, fstat, read of the exact size, close.
-func readFile(path string) ([]byte, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+// reader reads .drv files into an arena: most files take one open, one
+// read and one close, and share large allocations that the garbage
+// collector never scans. The closure keeps every file (it is immutable),
+// so the arena is never reused.
+type reader struct {
+	free []byte // unused tail of the current chunk
+}
+
+const (
+	arenaChunk = 1 << 20
+	arenaSlack = 64 << 10 // a new chunk when less than this is left
+)
+
+// readFile returns the content of path. A read that does not fill the
+// space offered has reached the end of the file: for regular files Linux
+// returns short only at the end. A file read short anyway is a prefix
+// of a derivation, which never parses (nothing may follow its closing
+// bracket), so it cannot pass for another one.
+func (rd *reader) readFile(path string) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer syscall.Close(fd)
+	if len(rd.free) < arenaSlack {
+		rd.free = make([]byte, arenaChunk)
+	}
+	n, err := readFull(fd, rd.free)
+	if err != nil {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+	}
+	if n < len(rd.free) {
+		data := rd.free[:n:n]
+		rd.free = rd.free[n:]
+		return data, nil
+	}
+	// Larger than the space left: a buffer of its own.
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
 		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
@@ -330,23 +393,34 @@ func readFile(path string) ([]byte, error) {
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		return nil, &fs.PathError{Op: "read", Path: path, Err: errors.New("not a regular file")}
 	}
-	buf := make([]byte, st.Size+1) // +1 to see growth as a short read
-	n := 0
+	buf := make([]byte, max(int(st.Size), n)+1)
+	copy(buf, rd.free[:n])
 	for {
-		m, err := syscall.Read(fd, buf[n:])
-		if err == syscall.EINTR {
-			continue
-		}
+		m, err := readFull(fd, buf[n:])
 		if err != nil {
 			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
 		}
 		if m == 0 {
-			return buf[:n], nil
+			return buf[:n:n], nil
 		}
 		n += m
 		if n == len(buf) {
 			buf = append(buf, make([]byte, len(buf))...)
 		}
+	}
+}
+
+// readFull is one read(2) retried on EINTR.
+func readFull(fd int, b []byte) (int, error) {
+	for {
+		n, err := syscall.Read(fd, b)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			return 0, errors.New("not a regular file (it would block)")
+		}
+		return n, err
 	}
 }
 
@@ -478,7 +552,7 @@ func (c *Closure) findMentions(ctx context.Context) error {
 				return err
 			}
 			for i := start; i < end; i++ {
-				c.nodes[i].mentions = mentionsOf(&c.nodes[i], int32(i), c.owners, c.shared)
+				mentionsOf(&c.nodes[i], int32(i), c.owners, c.shared)
 			}
 			return nil
 		})
@@ -486,44 +560,126 @@ func (c *Closure) findMentions(ctx context.Context) error {
 	return p.Wait()
 }
 
-func mentionsOf(n *node, self int32, owners *ownerTable, shared map[string][]int32) []int32 {
-	var out []int32
-	add1 := func(o int32) {
-		if o != self && !slices.Contains(out, o) {
-			out = append(out, o)
+// mentionsOf finds the windows of n's rewritable text (name, builder,
+// args, env keys and values but those named after outputs, input sources)
+// that are another member's hash part, and sets n.cands, n.mentions and
+// n.spliceable. Builder, args and env values may be kept escaped
+// (ParseLazy): a window that starts on the letter of an escape sequence
+// (`\n`, `\r`) is not one of the value as Nix reads it and is skipped, so
+// the windows found are exactly those of the unescaped values.
+func mentionsOf(n *node, self int32, owners *ownerTable, shared map[string][]int32) {
+	n.spliceable = n.kind == kindInputAddressed || n.kind == kindFixed
+	d := n.drv
+	add := func(o int32) {
+		if o != self && !slices.Contains(n.mentions, o) {
+			n.mentions = append(n.mentions, o)
 		}
 	}
+	// own: w is the hash part of one of n's outputs.
 	own := func(w string) bool {
-		for _, o := range n.drv.Outputs {
+		for _, o := range d.Outputs {
 			if o.Path != "" && strings.HasPrefix(o.Path[len(o.Path)-len(path.Base(o.Path)):], w) {
 				return true
 			}
 		}
 		return false
 	}
-	add := func(w string) {
-		if o, ok := owners.get(w); ok && !own(w) {
-			add1(o.node)
-			for _, o := range shared[w] {
-				add1(o)
+	mention := true
+	base := uintptr(unsafe.Pointer(unsafe.StringData(n.raw)))
+	// offset returns where s lies in the file, or -1.
+	offset := func(s string) int {
+		if s == "" {
+			return -1
+		}
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		if p < base || p+uintptr(len(s)) > base+uintptr(len(n.raw)) {
+			return -1
+		}
+		return int(p - base)
+	}
+	scan := func(s string, wh where) {
+		value := wh == inValue || wh == inJSON
+		off := -2 // not looked up yet
+		for i := refscan.Next(s, 0); i >= 0; i = refscan.Next(s, i+1) {
+			if value && escapedAt(s, i) {
+				continue
+			}
+			w := s[i : i+storepath.HashLen]
+			o, sh, ok := owners.lookup(w)
+			if !ok || own(w) {
+				continue
+			}
+			if sh {
+				n.spliceable = false // twins: decided per dependent
+			}
+			if o.node != self {
+				c := cand{off: -1, owner: o, where: wh}
+				if wh != inOther {
+					if off == -2 {
+						if off = offset(s); off < 0 {
+							n.spliceable = false // a copy: cannot be patched in place
+						}
+					}
+					if off >= 0 {
+						c.off = int32(off + i)
+					}
+				}
+				n.cands = append(n.cands, c)
+			}
+			if !mention {
+				continue
+			}
+			add(o.node)
+			for _, x := range shared[w] {
+				add(x)
 			}
 		}
 	}
-	d := n.drv
-	refscan.Each(d.Builder, add)
+	// The name is not an edge (env "name" carries it) but is rewritten.
+	mention = false
+	scan(n.name, inOther)
+	mention = true
+	scan(d.Builder, inValue)
 	for _, a := range d.Args {
-		refscan.Each(a, add)
+		scan(a, inValue)
 	}
 	for _, e := range d.Env {
 		if !d.HasOutput(e.Key) { // recomputed, never rewritten
-			refscan.Each(e.Key, add)
-			refscan.Each(e.Value, add)
+			scan(e.Key, inOther)
+			if e.Key == "__json" {
+				scan(e.Value, inJSON)
+			} else {
+				scan(e.Value, inValue)
+			}
 		}
 	}
 	for _, s := range d.InputSrcs {
-		refscan.Each(s, add)
+		scan(s, inSrc)
 	}
-	return out
+	// Text order (input sources come before the builder).
+	slices.SortStableFunc(n.cands, func(a, b cand) int { return int(a.off - b.off) })
+	if !n.spliceable || n.kind == kindFixed {
+		return
+	}
+	// In-place patching also needs every output's path and env value in
+	// the file, as Nix writes them.
+	for _, o := range d.Outputs {
+		j, ok := d.EnvIndex(o.Name)
+		if !ok || d.Env[j].Value != o.Path || offset(o.Path) < 0 || offset(d.Env[j].Value) < 0 {
+			n.spliceable = false
+			return
+		}
+	}
+}
+
+// escapedAt reports whether s[i] is the letter of an escape sequence of
+// the ATerm string s (preceded by an odd number of backslashes).
+func escapedAt(s string, i int) bool {
+	bs := 0
+	for j := i - 1; j >= 0 && s[j] == '\\'; j-- {
+		bs++
+	}
+	return bs%2 == 1
 }
 
 // edges calls fn for every node n depends on.

@@ -19,6 +19,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"maps"
@@ -218,21 +219,60 @@ func equivRewrite(t *testing.T, roots []string, lk *lock.File, byName bool) (*bu
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res, warns
+	if res.diff != nil {
+		t.Fatal(res.diff)
+	}
+	return res.Result, warns
 }
 
-func equivTryRewrite(roots []string, lk *lock.File, byName bool) (*builder.Result, []builder.Warning, error) {
+// equivResult is a Result and how the general path's differs from it.
+type equivResult struct {
+	*builder.Result
+	diff error
+}
+
+func equivTryRewrite(roots []string, lk *lock.File, byName bool) (equivResult, []builder.Warning, error) {
 	ctx := context.Background()
 	c, err := builder.LoadClosure(ctx, builder.LoadOptions{}, roots)
 	if err != nil {
-		return nil, nil, fmt.Errorf("LoadClosure: %w", err)
+		return equivResult{}, nil, fmt.Errorf("LoadClosure: %w", err)
 	}
 	var warns []builder.Warning
 	res, err := builder.Rewrite(ctx, c, builder.Options{Lock: lk, ByName: byName, Warn: func(w builder.Warning) { warns = append(warns, w) }})
 	if err != nil {
-		return nil, nil, fmt.Errorf("Rewrite: %w", err)
+		return equivResult{}, nil, fmt.Errorf("Rewrite: %w", err)
 	}
-	return res, warns, nil
+	// The general path (every changed derivation re-serialised) must give
+	// the same result as the in-place patching most derivations take.
+	r := equivResult{Result: res}
+	if gen, err := builder.RewriteGeneral(ctx, c, builder.Options{Lock: lk, ByName: byName}); err != nil {
+		r.diff = fmt.Errorf("Rewrite without patching failed: %w", err)
+	} else if err := sameResult(res, gen); err != nil {
+		r.diff = fmt.Errorf("Rewrite with and without patching differ: %w", err)
+	}
+	return r, warns, nil
+}
+
+// sameResult reports the first difference between two Results.
+func sameResult(a, b *builder.Result) error {
+	switch {
+	case !slices.Equal(a.Roots, b.Roots):
+		return fmt.Errorf("roots %v and %v", a.Roots, b.Roots)
+	case !maps.Equal(a.DrvPaths, b.DrvPaths):
+		return errors.New("the .drv path maps differ")
+	case !maps.Equal(a.OutPaths, b.OutPaths):
+		return errors.New("the output path maps differ")
+	case len(a.Changed) != len(b.Changed):
+		return fmt.Errorf("%d and %d changed derivations", len(a.Changed), len(b.Changed))
+	}
+	for i := range a.Changed {
+		x, y := a.Changed[i], b.Changed[i]
+		if x.Path != y.Path || x.OldPath != y.OldPath || x.Name != y.Name || !bytes.Equal(x.ATerm, y.ATerm) ||
+			!slices.Equal(x.References, y.References) || !maps.Equal(x.Outputs, y.Outputs) {
+			return fmt.Errorf("%s: rewritten to %s and %s (or other fields differ)\n%s\n%s", x.OldPath, x.Path, y.Path, x.ATerm, y.ATerm)
+		}
+	}
+	return nil
 }
 
 // runCase checks one case: Rewrite of the loaded closure equals Nix's
@@ -272,13 +312,16 @@ func (f *equivFixture) runCase(t *testing.T, c equivCase) {
 		t.Logf("refused (allowed): %v", err)
 		return
 	}
+	if res.diff != nil {
+		t.Fatal(res.diff)
+	}
 	if len(res.Roots) == len(roots) {
 		if a, b := res.Roots[mid], res.Roots[len(roots)-1]; a != b {
 			t.Errorf("root %s given twice: rewritten to %s and %s", roots[mid], a, b)
 		}
 		res.Roots = res.Roots[:len(rootAttrs)]
 	}
-	f.check(t, rootAttrs, loaded, expect, want, res, warns)
+	f.check(t, rootAttrs, loaded, expect, want, res.Result, warns)
 
 	if t.Failed() {
 		return

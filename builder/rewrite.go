@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -38,6 +39,10 @@ type view struct {
 	attr     string
 	nodes    []vnode
 	keepText bool
+	// cur is the attribute state of every original derivation.
+	cur []attrState
+	// noSplice disables rewriteSpliced (tests compare both paths).
+	noSplice bool
 }
 
 // attrState is the attribute as found in the original derivation.
@@ -53,10 +58,11 @@ func (c *Closure) attrOf(i int32, attr string, scratch *[]byte) (attrState, erro
 	if n.structured {
 		j, _ := n.drv.EnvIndex("__json")
 		js := n.drv.Env[j].Value
-		if !mayHaveKey(js, attr) {
+		escaped := n.drv.Escaped && strings.IndexByte(js, '\\') >= 0
+		if !mayHaveKey(js, attr, escaped) {
 			return attrState{}, nil
 		}
-		if n.drv.Escaped && strings.IndexByte(js, '\\') >= 0 {
+		if escaped {
 			b := aterm.AppendUnescaped((*scratch)[:0], js)
 			*scratch = b
 			js = unsafe.String(unsafe.SliceData(b), len(b))
@@ -147,6 +153,9 @@ func (v *view) run(ctx context.Context, want func(int32) attrState) error {
 
 // rewriteNode computes the rewritten derivation i (DESIGN §5 steps 3–5).
 func (v *view) rewriteNode(i int32, want attrState) error {
+	if want == v.cur[i] && !v.noSplice && v.rewriteSpliced(i) {
+		return nil
+	}
 	c := v.c
 	n := &c.nodes[i]
 	// The closure keeps escaped values escaped (ParseLazy): unescape them
@@ -280,17 +289,7 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 	}
 
 	// R5: inputDrvs re-keyed.
-	d.InputDrvs = make([]aterm.InputDrv, len(full.InputDrvs))
-	resorted := false
-	for k, in := range full.InputDrvs {
-		d.InputDrvs[k] = aterm.InputDrv{Path: v.drvPath(n.inputs[k]), Outputs: in.Outputs}
-		if d.InputDrvs[k].Path != in.Path {
-			resorted = true
-		}
-	}
-	if resorted {
-		slices.SortFunc(d.InputDrvs, func(a, b aterm.InputDrv) int { return strings.Compare(a.Path, b.Path) })
-	}
+	d.InputDrvs, _ = v.newInputs(n)
 
 	// R6/R7: outputs and hash-modulo. The ATerm is written once, with the
 	// old output paths; the masked and modulo hashes are computed by
@@ -482,19 +481,34 @@ func hashSpliced(text []byte, sp []splice) [32]byte {
 	return sum
 }
 
-// mayHaveKey is a fast pre-check for a JSON key in a (possibly
-// ATerm-escaped) JSON text: attr followed by `":` or `\":`.
-func mayHaveKey(js, attr string) bool {
+// mayHaveKey is a fast pre-check for a JSON key in a JSON text, ATerm-escaped
+// when escaped: attr between two quotes that delimit a JSON string (not
+// escaped in the JSON), the second followed by ':'. attr needs no escaping.
+func mayHaveKey(js, attr string, escaped bool) bool {
 	for from := 0; ; {
 		k := strings.Index(js[from:], attr)
 		if k < 0 {
 			return false
 		}
-		rest := js[from+k+len(attr):]
-		if strings.HasPrefix(rest, `":`) || strings.HasPrefix(rest, `\":`) {
+		k += from
+		from = k + 1
+		if k == 0 || js[k-1] != '"' {
+			continue
+		}
+		bs := 0 // backslashes before the opening quote
+		for j := k - 2; j >= 0 && js[j] == '\\'; j-- {
+			bs++
+		}
+		rest := js[k+len(attr):]
+		if escaped {
+			// m JSON backslashes before a JSON quote are written as
+			// 2m+1 backslashes: the quote delimits when m is even.
+			if bs%4 == 1 && strings.HasPrefix(rest, `\":`) {
+				return true
+			}
+		} else if bs%2 == 0 && strings.HasPrefix(rest, `":`) {
 			return true
 		}
-		from += k + 1
 	}
 }
 
@@ -698,7 +712,7 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 	anyAttr := slices.ContainsFunc(cur, func(s attrState) bool { return s.present })
 
 	// Canonical view: every attribute removed.
-	canon := &view{c: c, attr: attr, nodes: make([]vnode, n)}
+	canon := &view{c: c, attr: attr, nodes: make([]vnode, n), cur: cur, noSplice: opts.noSplice}
 	if anyAttr {
 		propagate(c, canon, func(i int32) bool { return cur[i].present })
 		if err := canon.run(ctx, func(int32) attrState { return attrState{} }); err != nil {
@@ -749,7 +763,7 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 		return slices.Compact(es)
 	}
 
-	final := &view{c: c, attr: attr, nodes: make([]vnode, n), keepText: !opts.NoATerm}
+	final := &view{c: c, attr: attr, nodes: make([]vnode, n), keepText: !opts.NoATerm, cur: cur, noSplice: opts.noSplice}
 	propagate(c, final, func(i int32) bool { return c.wanted(i, serials[i]) != cur[i] })
 	if err := final.run(ctx, func(i int32) attrState { return c.wanted(i, serials[i]) }); err != nil {
 		return nil, err
@@ -851,5 +865,222 @@ func propagate(c *Closure, v *view, self func(int32) bool) {
 			c.edges(&c.nodes[i], func(x int32) { ch = ch || v.nodes[x].changed })
 		}
 		v.nodes[i].changed = ch
+	}
+}
+
+// rewriteSpliced is rewriteNode for the common case, by patching the file
+// bytes instead of re-serialising the derivation: an input-addressed
+// derivation written as Nix writes it (see mentionsOf) whose attribute
+// stays as it is and whose changed dependencies show only in its
+// builder, args, env values and inputDrvs. Every replaced hash part has the
+// same length and the inputDrvs section is rewritten whole, so the result
+// is byte for byte what rewriteNode writes. It returns false, having
+// changed nothing, when the derivation needs the general path: placeholders,
+// a changed hash in its name, an env key or an input source, or in a key
+// of its __json.
+func (v *view) rewriteSpliced(i int32) bool {
+	c := v.c
+	n := &c.nodes[i]
+	if !n.spliceable || n.hasDeferredEdge {
+		return false
+	}
+	// The hash windows to patch, as refscan.Replacer picks them: left to
+	// right, a replaced window hides the windows overlapping it.
+	sp := make([]splice, 0, len(n.cands)+1)
+	last := int32(-1)
+	srcsChanged := false
+	for _, cd := range n.cands {
+		if !v.nodes[cd.owner.node].changed || (cd.off >= 0 && cd.off < last) {
+			continue
+		}
+		if cd.off < 0 || cd.where == inJSON && jsonKeyAt(n.raw, int(cd.off)+storepath.HashLen) {
+			return false
+		}
+		srcsChanged = srcsChanged || cd.where == inSrc
+		var p string
+		if cd.owner.out < 0 {
+			p = v.nodes[cd.owner.node].path
+		} else {
+			p = v.nodes[cd.owner.node].outs[cd.owner.out]
+		}
+		sp = append(sp, splice{int(cd.off), int(cd.off) + storepath.HashLen, unsafe.Slice(unsafe.StringData(c.hashOf(p)), storepath.HashLen)})
+		last = cd.off + storepath.HashLen
+	}
+	d := n.drv
+	inputs, _ := v.newInputs(n)
+	var inText []byte
+	inText = aterm.AppendInputs(make([]byte, 0, d.InputDrvsEnd-d.InputDrvsStart), inputs)
+	sp = append(sp, splice{d.InputDrvsStart, d.InputDrvsEnd, inText})
+	slices.SortFunc(sp, func(a, b splice) int { return a.start - b.start })
+
+	// The new text, with the old output paths for now.
+	vn := &v.nodes[i]
+	var text []byte
+	if v.keepText {
+		text = make([]byte, 0, len(n.raw)+len(inText)-(d.InputDrvsEnd-d.InputDrvsStart))
+	} else {
+		tp := bufPool.Get().(*[]byte)
+		defer func() { *tp = text[:0]; bufPool.Put(tp) }()
+		text = (*tp)[:0]
+	}
+	at := 0
+	for _, s := range sp {
+		text = append(text, n.raw[at:s.start]...)
+		text = append(text, s.repl...)
+		at = s.end
+	}
+	text = append(text, n.raw[at:]...)
+	inStart := d.InputDrvsStart
+	inEnd := inStart + len(inText)
+	srcs := d.InputSrcs
+	if srcsChanged {
+		// Input sources are sorted: sort the patched list again, in place
+		// (every path kept its length).
+		start := inEnd + len("],[")
+		end := start + bytes.IndexByte(text[start:], ']')
+		srcs = strings.Split(string(text[start+1:end-1]), `","`)
+		slices.Sort(srcs)
+		if len(slices.Compact(slices.Clone(srcs))) != len(srcs) {
+			return false // two sources became one: the general path drops it
+		}
+		copy(text[start+1:], strings.Join(srcs, `","`))
+	}
+	// moved maps an offset of the file to the new text.
+	moved := func(off int) int {
+		for _, s := range sp {
+			if s.end > off {
+				break
+			}
+			off += len(s.repl) - (s.end - s.start)
+		}
+		return off
+	}
+	if n.kind == kindFixed {
+		// The output path depends on the content hash alone (R7).
+		vn.outs = make([]string, 1)
+		vn.outs[0] = d.Outputs[0].Path
+		vn.hm = fixedHash(d.Outputs[0])
+		v.finishSpliced(i, text, srcs, inputs)
+		return true
+	}
+	outPos := make([]int, 2*len(d.Outputs))
+	base := uintptr(unsafe.Pointer(unsafe.StringData(n.raw)))
+	for k, o := range d.Outputs {
+		j, _ := d.EnvIndex(o.Name)
+		outPos[2*k] = moved(int(uintptr(unsafe.Pointer(unsafe.StringData(o.Path))) - base))
+		outPos[2*k+1] = moved(int(uintptr(unsafe.Pointer(unsafe.StringData(d.Env[j].Value))) - base))
+	}
+
+	// R6/R7, as rewriteNode: the masked hash with the output paths blank.
+	hm := aterm.AppendInputs(make([]byte, 0, 80*len(d.InputDrvs)),
+		moduloInputs(d, func(j int) [32]byte { return v.hmOf(n.inputs[j]) }))
+	msp := []splice{{inStart, inEnd, hm}}
+	for k, o := range d.Outputs {
+		msp = append(msp, splice{outPos[2*k], outPos[2*k] + len(o.Path), nil},
+			splice{outPos[2*k+1], outPos[2*k+1] + len(o.Path), nil})
+	}
+	masked := hashSpliced(text, msp)
+	outs := make([]string, len(d.Outputs))
+	for k, o := range d.Outputs {
+		outs[k] = storepath.Output(c.storeDir, n.name, o.Name, masked)
+		if len(outs[k]) != len(o.Path) {
+			return false // cannot happen: same name, same store
+		}
+	}
+	for k := range d.Outputs {
+		copy(text[outPos[2*k]:], outs[k])
+		copy(text[outPos[2*k+1]:], outs[k])
+	}
+	if c.isInput[i] { // only dependents use it
+		vn.hm = hashSpliced(text, []splice{{inStart, inEnd, hm}})
+	}
+
+	vn.outs = outs
+	v.finishSpliced(i, text, srcs, inputs)
+	return true
+}
+
+// finishSpliced sets the .drv path (R8) and the rest of v.nodes[i] from
+// the new text, input sources and inputs.
+func (v *view) finishSpliced(i int32, text []byte, srcs []string, inputs []aterm.InputDrv) {
+	n := &v.c.nodes[i]
+	vn := &v.nodes[i]
+	refs := make([]string, 0, len(srcs)+len(inputs))
+	refs = append(refs, srcs...)
+	for _, in := range inputs {
+		refs = append(refs, in.Path)
+	}
+	slices.Sort(refs)
+	refs = slices.Compact(refs)
+	vn.path = storepath.Text(v.c.storeDir, n.name+".drv", sha256.Sum256(text), refs)
+	vn.name = n.name
+	vn.refs = refs
+	vn.outNames = make([]string, len(n.drv.Outputs))
+	for k, o := range n.drv.Outputs {
+		vn.outNames[k] = o.Name
+	}
+	if v.keepText {
+		vn.text = text
+	}
+}
+
+// newInputs returns n's inputDrvs re-keyed with the view's paths (R5),
+// sorted, and whether any path changed.
+func (v *view) newInputs(n *node) ([]aterm.InputDrv, bool) {
+	ins := make([]aterm.InputDrv, len(n.drv.InputDrvs))
+	changed := false
+	for k, in := range n.drv.InputDrvs {
+		ins[k] = aterm.InputDrv{Path: v.drvPath(n.inputs[k]), Outputs: in.Outputs}
+		if ins[k].Path != in.Path {
+			changed = true
+		}
+	}
+	if changed {
+		slices.SortFunc(ins, func(a, b aterm.InputDrv) int { return strings.Compare(a.Path, b.Path) })
+	}
+	return ins, changed
+}
+
+// jsonKeyAt reports whether offset end of the ATerm text s, inside the
+// escaped __json value and just after a hash window, lies in a JSON object
+// key: the JSON string around it is followed by ':'. It reads the JSON
+// through the ATerm escapes, as inJSONKey does on the unescaped value.
+func jsonKeyAt(s string, end int) bool {
+	j := end
+	next := func() (byte, bool) {
+		if j >= len(s) || s[j] == '"' { // an unescaped quote ends the ATerm string
+			return 0, false
+		}
+		ch := s[j]
+		j++
+		if ch == '\\' && j < len(s) {
+			ch = s[j]
+			j++
+			switch ch {
+			case 'n':
+				ch = '\n'
+			case 'r':
+				ch = '\r'
+			case 't':
+				ch = '\t'
+			}
+		}
+		return ch, true
+	}
+	for {
+		ch, ok := next()
+		if !ok {
+			return false
+		}
+		if ch == '\\' {
+			if _, ok := next(); !ok {
+				return false
+			}
+			continue
+		}
+		if ch == '"' {
+			after, ok := next()
+			return ok && after == ':'
+		}
 	}
 }
