@@ -109,7 +109,11 @@ func runRewrite(ctx context.Context, e *env, o rewriteOptions) error {
 	for i, d := range o.drvs {
 		roots[i] = rootPath(e, storeDir, d)
 	}
+	// Nearly everything LoadClosure allocates stays live until the end:
+	// collecting while it runs only re-marks the growing closure.
+	gc := debug.SetGCPercent(-1)
 	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: storeDir, RealStoreDir: chrootStoreDir(o.store, storeDir)}, roots)
+	debug.SetGCPercent(gc)
 	if err != nil {
 		return err
 	}
