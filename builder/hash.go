@@ -97,7 +97,7 @@ func (c *Closure) origHash(i int32) [32]byte {
 func (c *Closure) ensureHashes(ctx context.Context, seeds []int32) error {
 	c.hmMu.Lock()
 	defer c.hmMu.Unlock()
-	inSet := make(map[int32]bool)
+	inSet := make([]bool, len(c.nodes))
 	var set []int32
 	stack := append([]int32(nil), seeds...)
 	for len(stack) > 0 {
@@ -151,15 +151,15 @@ func (c *Closure) runDAG(ctx context.Context, set []int32, deps func(int32, func
 		}
 		return nil
 	}
-	idx := make(map[int32]int32, len(set))
+	idx := make([]int32, len(c.nodes)) // node → position in set + 1, 0 = not in set
 	for k, i := range set {
-		idx[i] = int32(k)
+		idx[i] = int32(k) + 1
 	}
 	pending := make([]atomic.Int32, len(set))
 	dependents := make([][]int32, len(set))
 	for k, i := range set {
 		deps(i, func(d int32) {
-			if dk, ok := idx[d]; ok {
+			if dk := idx[d] - 1; dk >= 0 {
 				pending[k].Add(1)
 				dependents[dk] = append(dependents[dk], int32(k))
 			}
