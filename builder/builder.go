@@ -24,8 +24,13 @@
 // content-addressed, impure and deferred derivations are rewritten as Nix
 // does: their outputs stay empty and dependents' placeholders are remapped.
 //
-// Unchanged derivations keep their paths and are never re-serialised; an
-// output hash part shared by twins (two members with the same output
+// Unchanged derivations keep their paths and are never re-serialised. Most
+// changed ones are not either: LoadClosure records where in each file the
+// hash parts of other members are, and Rewrite patches those bytes and the
+// inputDrvs section when that gives what re-serialising would (the
+// attribute unchanged, no hash in the name, env keys or JSON keys, no
+// placeholders); the rest are parsed values written back as Nix writes
+// them. An output hash part shared by twins (two members with the same output
 // path) is attributed through the dependent's inputDrvs, and Rewrite
 // fails, naming the derivation, when that cannot decide.
 package builder

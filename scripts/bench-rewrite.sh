@@ -16,7 +16,7 @@
 #
 # Usage: scripts/bench-rewrite.sh [NODES] [SEED]
 # Env: BENCH_DIR (work directory, default /tmp/poison-bench), REPEAT (runs of
-# (a) and (c), best taken, default 3).
+# (a) and (c), best taken and medians shown, default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,6 +68,8 @@ cat >"$dir/poison.lock" <<EOF
 EOF
 
 best() { sort -n | head -1; }
+# median wall time of a times file (one "wall cpu" line per run)
+median() { sort -n | awk '{ w[NR] = $1 } END { print (NR % 2 ? w[(NR + 1) / 2] : (w[NR / 2] + w[NR / 2 + 1]) / 2) }'; }
 
 # (a) poison rewrite
 : >"$dir/poison.times"
@@ -81,6 +83,7 @@ for _ in $(seq "$repeat"); do
   awk -F': ' '/Maximum resident set size/ { print $2 }' "$dir/poison.tv" >>"$dir/poison.rss"
 done
 read -r poison_s poison_cpu < <(best <"$dir/poison.times")
+poison_med=$(median <"$dir/poison.times")
 poison_rss_kb=$(sort -n "$dir/poison.rss" | tail -1)
 
 # (b) the floor
@@ -94,6 +97,7 @@ for _ in $(seq "$repeat"); do
   awk '{ print $1, $2 + $3 }' "$dir/nix.time" >>"$dir/nix.times"
 done
 read -r nix_s nix_cpu < <(best <"$dir/nix.times")
+nix_med=$(median <"$dir/nix.times")
 # How much of (c) is parsing the expression and building the attribute set
 # (no derivation evaluated): a generated expression is far cheaper per
 # derivation than nixpkgs, so this share flatters nothing.
@@ -114,7 +118,7 @@ else
 fi
 
 awk -v files="$files" -v bytes="$bytes" -v inst="$(cut -d' ' -f1 "$dir/inst.time")" \
-  -v p="$poison_s" -v pc="$poison_cpu" -v rss="$poison_rss_kb" \
+  -v p="$poison_s" -v pc="$poison_cpu" -v rss="$poison_rss_kb" -v pm="$poison_med" -v xm="$nix_med" -v runs="$repeat" \
   -v fs="$floor_seq" -v fp="$floor_par" -v fsc="$floor_seq_cpu" -v fpc="$floor_par_cpu" -v w="$workers" \
   -v x="$nix_s" -v xc="$nix_cpu" -v parse="$parse_s" -v parsec="$parse_cpu" \
   -v load="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
@@ -128,6 +132,7 @@ awk -v files="$files" -v bytes="$bytes" -v inst="$(cut -d' ' -f1 "$dir/inst.time
   printf "    of which parse %7.3f %7.3f  (parse the expression, list the attributes)\n", parse, parsec
   printf "poison/floor       wall %.2f (1-core floor %.2f)  cpu %.2f  target <= 2\n", p / fp, p / fs, pc / fpc
   printf "nix/poison         wall %.1f  cpu %.1f  (without parsing: wall %.1f)  target >= 3\n", x / p, xc / pc, (x - parse) / p
+  printf "medians of %d runs  poison %.3f s, nix %.3f s: poison/floor %.2f, nix/poison %.1f (wall; the lines above take the best run)\n", runs, pm, xm, pm / fp, xm / pm
   printf "peak RSS           %.0f MB  target <= 300\n", rss / 1024
   printf "load average       %s (2 shared cores: wall times are noisy when it is high)\n", load
 }'
