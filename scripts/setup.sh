@@ -9,6 +9,8 @@ need_apt=()
 command -v nix-instantiate >/dev/null 2>&1 || need_apt+=(nix-bin)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 [ -x /usr/bin/time ] || need_apt+=(time)   # peak RSS in the benchmarks
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)   # ssh-ng tests run their own sshd
+command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)   # ssh, ssh-keygen
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: need root to apt-get install ${need_apt[*]}" >&2
