@@ -1,7 +1,6 @@
 package builder
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -935,15 +934,20 @@ func (v *view) rewriteSpliced(i int32) bool {
 	srcs := d.InputSrcs
 	if srcsChanged {
 		// Input sources are sorted: sort the patched list again, in place
-		// (every path kept its length).
-		start := inEnd + len("],[")
-		end := start + bytes.IndexByte(text[start:], ']')
-		srcs = strings.Split(string(text[start+1:end-1]), `","`)
+		// (every path kept its length). The paths are cut out by their
+		// lengths: the store directory may hold ']' or `,`.
+		start := inEnd + len(`],["`)
+		srcs = make([]string, len(d.InputSrcs))
+		at := start
+		for k, s := range d.InputSrcs {
+			srcs[k] = string(text[at : at+len(s)])
+			at += len(s) + len(`","`)
+		}
 		slices.Sort(srcs)
 		if len(slices.Compact(slices.Clone(srcs))) != len(srcs) {
 			return false // two sources became one: the general path drops it
 		}
-		copy(text[start+1:], strings.Join(srcs, `","`))
+		copy(text[start:], strings.Join(srcs, `","`))
 	}
 	// moved maps an offset of the file to the new text.
 	moved := func(off int) int {

@@ -1,0 +1,355 @@
+package builder
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/poison-nix/poison/builder/internal/aterm"
+	"github.com/poison-nix/poison/builder/internal/storepath"
+	"github.com/poison-nix/poison/registry/lock"
+)
+
+// spliceStore builds hand-written derivations in a temporary store
+// directory for the review cases of the patching path.
+type spliceStore struct {
+	t     *testing.T
+	dir   string
+	paths map[string]string // name -> .drv path
+	drvs  map[string]*aterm.Derivation
+}
+
+func newSpliceStore(t *testing.T, dir string) *spliceStore {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &spliceStore{t: t, dir: dir, paths: map[string]string{}, drvs: map[string]*aterm.Derivation{}}
+}
+
+// outPath is an input-addressed output path for name/out, or hash (32
+// nixbase32 characters) when given.
+func (s *spliceStore) outPath(name, out, hash string) string {
+	if hash != "" {
+		return s.dir + "/" + hash + "-" + storepath.OutputPathName(name, out)
+	}
+	return storepath.Output(s.dir, name, out, sha256.Sum256([]byte(name)))
+}
+
+// spec describes one hand-written derivation.
+type spliceSpec struct {
+	name     string
+	outs     []string          // output names ("out" when empty)
+	hashes   map[string]string // output name -> hash part to use
+	fixed    string            // sha256 hex: a fixed-output derivation
+	inputs   map[string][]string
+	srcs     []string
+	builder  string
+	args     []string
+	env      map[string]string // besides name, system and the outputs
+	noOutEnv bool              // leave the output env variables out
+}
+
+// add writes the derivation and returns its .drv path.
+func (s *spliceStore) add(sp spliceSpec) string {
+	t := s.t
+	t.Helper()
+	d := &aterm.Derivation{Platform: "x86_64-linux", Builder: sp.builder, Args: sp.args}
+	if d.Builder == "" {
+		d.Builder = "/bin/sh"
+	}
+	outs := sp.outs
+	if len(outs) == 0 {
+		outs = []string{"out"}
+	}
+	outs = slices.Clone(outs)
+	slices.Sort(outs)
+	env := map[string]string{"name": sp.name, "system": "x86_64-linux"}
+	for _, o := range outs {
+		out := aterm.Output{Name: o}
+		if sp.fixed != "" {
+			p, err := storepath.Fixed(s.dir, "sha256", sp.fixed, storepath.OutputPathName(sp.name, o))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.Path, out.HashAlgo, out.Hash = p, "sha256", sp.fixed
+		} else {
+			out.Path = s.outPath(sp.name, o, sp.hashes[o])
+		}
+		d.Outputs = append(d.Outputs, out)
+		if !sp.noOutEnv {
+			env[o] = out.Path
+		}
+	}
+	for k, v := range sp.env {
+		env[k] = v
+	}
+	for k, v := range env {
+		d.Env = append(d.Env, aterm.EnvVar{Key: k, Value: v})
+	}
+	slices.SortFunc(d.Env, func(a, b aterm.EnvVar) int { return strings.Compare(a.Key, b.Key) })
+	for in, os := range sp.inputs {
+		d.InputDrvs = append(d.InputDrvs, aterm.InputDrv{Path: s.paths[in], Outputs: os})
+	}
+	slices.SortFunc(d.InputDrvs, func(a, b aterm.InputDrv) int { return strings.Compare(a.Path, b.Path) })
+	d.InputSrcs = slices.Clone(sp.srcs)
+	slices.Sort(d.InputSrcs)
+	d.InputSrcs = slices.Compact(d.InputSrcs)
+	text := aterm.Append(nil, d)
+	refs := slices.Clone(d.InputSrcs)
+	for _, in := range d.InputDrvs {
+		refs = append(refs, in.Path)
+	}
+	slices.Sort(refs)
+	p := storepath.Text(s.dir, sp.name+".drv", sha256.Sum256(text), slices.Compact(refs))
+	if err := os.WriteFile(p, text, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	s.paths[sp.name] = p
+	s.drvs[sp.name] = d
+	return p
+}
+
+func (s *spliceStore) out(name, o string) string {
+	for _, x := range s.drvs[name].Outputs {
+		if x.Name == o {
+			return x.Path
+		}
+	}
+	s.t.Fatalf("no output %s of %s", o, name)
+	return ""
+}
+
+func (s *spliceStore) hash(p string) string { return p[len(s.dir)+1:][:storepath.HashLen] }
+
+// compare loads the closure of roots and requires the patching and the
+// general path to give the same Result for lk. It returns the Result and
+// whether the named derivations are candidates of the patching path.
+func (s *spliceStore) compare(lk *lock.File, byName bool, par int, roots ...string) (*Result, *Closure) {
+	t := s.t
+	t.Helper()
+	var rs []string
+	for _, r := range roots {
+		rs = append(rs, s.paths[r])
+	}
+	c, err := LoadClosure(t.Context(), LoadOptions{StoreDir: s.dir, Parallelism: par}, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, errF := Rewrite(t.Context(), c, Options{Lock: lk, ByName: byName})
+	gen, errG := Rewrite(t.Context(), c, Options{Lock: lk, ByName: byName, noSplice: true})
+	if (errF == nil) != (errG == nil) {
+		t.Fatalf("patching error %v, general error %v", errF, errG)
+	}
+	if errF != nil {
+		return nil, c
+	}
+	if len(fast.Changed) != len(gen.Changed) {
+		t.Fatalf("changed %d and %d derivations", len(fast.Changed), len(gen.Changed))
+	}
+	for k := range fast.Changed {
+		if f, g := fast.Changed[k], gen.Changed[k]; !reflect.DeepEqual(f, g) {
+			t.Fatalf("patching and re-serialising differ for %s:\n%s\n%s\n%v %v\n%v %v", f.OldPath, f.ATerm, g.ATerm, f.Path, g.Path, f.References, g.References)
+		}
+	}
+	if !reflect.DeepEqual(fast, gen) {
+		t.Fatalf("results differ:\n%+v\n%+v", fast, gen)
+	}
+	// Every rewritten file must parse and give its own path.
+	for _, d := range fast.Changed {
+		if _, err := aterm.Parse(string(d.ATerm)); err != nil {
+			t.Fatalf("%s: %v\n%s", d.Path, err, d.ATerm)
+		}
+		if p := storepath.Text(s.dir, d.Name+".drv", sha256.Sum256(d.ATerm), d.References); p != d.Path {
+			t.Fatalf("%s: content gives %s", d.Path, p)
+		}
+	}
+	return fast, c
+}
+
+func (s *spliceStore) spliceable(c *Closure, name string) bool {
+	for i := range c.nodes {
+		if c.nodes[i].path == s.paths[name] {
+			return c.nodes[i].spliceable
+		}
+	}
+	s.t.Fatalf("%s not in the closure", name)
+	return false
+}
+
+func lockFor(s *spliceStore, serial int, names ...string) *lock.File {
+	lk := lock.New(lock.Source{}, lock.DefaultEnv)
+	lk.StoreDir = s.dir
+	for _, n := range names {
+		lk.Derivations[s.paths[n][len(s.dir)+1:]] = serial
+	}
+	return lk
+}
+
+// TestSplicedReviewInputSrcs: changed output and .drv paths among the input
+// sources, re-sorted in place, in store directories whose name holds the
+// characters that delimit the list in the file.
+func TestSplicedReviewInputSrcs(t *testing.T) {
+	for _, sub := range []string{"store", "st]ore", "st],[ore", "]", "a,b"} {
+		t.Run(sub, func(t *testing.T) {
+			s := newSpliceStore(t, filepath.Join(t.TempDir(), sub))
+			s.add(spliceSpec{name: "a", outs: []string{"out", "dev"}})
+			s.add(spliceSpec{name: "u"}) // unchanged
+			srcs := []string{s.out("a", "out"), s.out("a", "dev"), s.paths["a"], s.paths["u"], s.out("u", "out"),
+				s.dir + "/" + strings.Repeat("0", 32) + "-src0", s.dir + "/" + strings.Repeat("z", 32) + "-srcz",
+				s.dir + "/" + strings.Repeat("g", 32) + "-srcg"}
+			s.add(spliceSpec{name: "b", srcs: srcs, env: map[string]string{"x": s.out("a", "dev")}})
+			for serial := 1; serial <= 6; serial++ {
+				_, c := s.compare(lockFor(s, serial, "a"), false, 0, "b")
+				if !s.spliceable(c, "b") {
+					t.Fatalf("b is not a candidate of the patching path")
+				}
+			}
+		})
+	}
+}
+
+// TestSplicedReviewOverlap: windows of several members overlapping in one
+// value, changed and unchanged, in every order.
+func TestSplicedReviewOverlap(t *testing.T) {
+	const h1 = "0123456789abcdfghijklmnpqrsvwxyz"
+	h2 := h1[8:] + "aaaaaaaa" // overlaps the end of h1
+	hu := "cccc" + h1[:28]    // unchanged, overlaps the start of h1
+	hu2 := h1[4:] + "dddd"    // unchanged, overlaps the end of h1
+	h3 := "nnnn" + h1[:28]    // changed, starts with an escape letter
+	s := newSpliceStore(t, t.TempDir())
+	s.add(spliceSpec{name: "p"})
+	s.add(spliceSpec{name: "a1", hashes: map[string]string{"out": h1}, inputs: map[string][]string{"p": {"out"}}})
+	s.add(spliceSpec{name: "a2", hashes: map[string]string{"out": h2}, inputs: map[string][]string{"p": {"out"}}})
+	s.add(spliceSpec{name: "a3", hashes: map[string]string{"out": h3}, inputs: map[string][]string{"p": {"out"}}})
+	s.add(spliceSpec{name: "u1", hashes: map[string]string{"out": hu}})
+	s.add(spliceSpec{name: "u2", hashes: map[string]string{"out": hu2}})
+	vals := []string{
+		h1 + "aaaaaaaa",          // changed, changed
+		"cccc" + h1,              // unchanged, changed
+		h1 + "dddd",              // changed, unchanged
+		"cccc" + h1 + "aaaaaaaa", // unchanged, changed, changed
+		"nnnn" + h1,              // changed (a3), changed (a1)
+		"\nnnn" + h1,             // an escape, then a1 (a3's window is not in the value)
+		"\\nnnn" + h1,            // a backslash, then a3 and a1
+		"\\\nnnn" + h1 + "\r" + h1[1:] + "aaaaaaaa",
+		"\"" + h1 + "\\" + h2 + "\t" + hu + "\\\\" + h3,
+	}
+	env := map[string]string{}
+	for k, v := range vals {
+		env[fmt.Sprintf("v%d", k)] = v
+	}
+	s.add(spliceSpec{name: "b", env: env, builder: "\\" + h3 + "\n", args: vals,
+		inputs: map[string][]string{"a1": {"out"}, "u1": {"out"}}})
+	for serial := 1; serial <= 3; serial++ {
+		_, c := s.compare(lockFor(s, serial, "p"), false, 0, "b", "a2", "a3", "u2")
+		if !s.spliceable(c, "b") {
+			t.Fatal("b is not a candidate of the patching path")
+		}
+	}
+}
+
+// TestSplicedReviewShapes: multi-output derivations, fixed-output
+// derivations that change, self mentions, hashes in names and env keys,
+// the attribute already present, env values that are output paths.
+func TestSplicedReviewShapes(t *testing.T) {
+	s := newSpliceStore(t, t.TempDir())
+	s.add(spliceSpec{name: "a", outs: []string{"out", "dev", "lib"}})
+	aOut, aDev := s.out("a", "out"), s.out("a", "dev")
+	s.add(spliceSpec{name: "fod", fixed: strings.Repeat("ab", 32), env: map[string]string{"url": "https://x/" + s.hash(aOut) + "/y", "d": s.paths["a"]}})
+	s.add(spliceSpec{name: "fodUser", inputs: map[string][]string{"fod": {"out"}}, env: map[string]string{"src": s.out("fod", "out")}})
+	s.add(spliceSpec{name: "multi", outs: []string{"out", "dev", "bin"}, inputs: map[string][]string{"a": {"dev", "out"}},
+		env: map[string]string{"self": storepath.Output(s.dir, "multi", "out", sha256.Sum256([]byte("multi"))), "deps": aOut + ":" + aDev, "e": "", "aout": aOut}})
+	s.add(spliceSpec{name: "named-" + s.hash(aOut), inputs: map[string][]string{"a": {"out"}}, env: map[string]string{"x": aOut}})
+	s.add(spliceSpec{name: "keyed", inputs: map[string][]string{"a": {"out"}}, env: map[string]string{"k" + s.hash(aDev): "1", "x": aOut}})
+	s.add(spliceSpec{name: "attr", inputs: map[string][]string{"a": {"out"}}, env: map[string]string{"POISON_SERIAL": "1", "x": aDev, "AAA": aOut, "zzz": aOut}})
+	s.add(spliceSpec{name: "noOutEnv", noOutEnv: true, inputs: map[string][]string{"a": {"out"}}, env: map[string]string{"x": aDev}})
+	s.add(spliceSpec{name: "top", inputs: map[string][]string{"fodUser": {"out"}, "multi": {"bin", "dev"}, "named-" + s.hash(aOut): {"out"}, "keyed": {"out"}, "attr": {"out"}, "noOutEnv": {"out"}},
+		srcs: []string{s.paths["fod"]}, env: map[string]string{"m": s.out("multi", "dev")}})
+	for serial := 1; serial <= 2; serial++ {
+		lk := lockFor(s, serial, "a")
+		lk.Names["attr"] = 1
+		res, c := s.compare(lk, true, 0, "top")
+		if res == nil {
+			t.Fatal("rewrite refused")
+		}
+		for _, n := range []string{"fod", "fodUser", "multi", "attr", "top"} {
+			if !s.spliceable(c, n) {
+				t.Errorf("%s is not a candidate of the patching path", n)
+			}
+		}
+		if res.OutPaths[s.out("fod", "out")] != s.out("fod", "out") {
+			t.Errorf("fixed output path changed")
+		}
+	}
+	// Poisoning the fixed-output derivation itself.
+	s.compare(lockFor(s, 1, "fod"), false, 0, "top")
+}
+
+// TestSplicedReviewJSON: structured attributes with hashes in values,
+// nested objects, lists, keys and next to escaped quotes and backslashes.
+func TestSplicedReviewJSON(t *testing.T) {
+	s := newSpliceStore(t, t.TempDir())
+	s.add(spliceSpec{name: "a", outs: []string{"out", "dev"}})
+	s.add(spliceSpec{name: "u"})
+	ha, hd, hu := s.hash(s.out("a", "out")), s.hash(s.out("a", "dev")), s.hash(s.out("u", "out"))
+	for k, js := range []string{
+		`{"a":"` + ha + `","b":{"c":"` + hd + `"},"l":["` + ha + `",1.5,"\"` + hd + `\":"],"m":"x\\` + ha + `\\"}`,
+		`{"a":"` + ha + `\":","b":"\\\\` + hd + `\n` + ha + `"}`,
+		`{"` + hu + `":"` + ha + `","b":1}`,                // unchanged key, changed value
+		`{"b":{"` + ha + `":1,"c":2}}`,                     // changed nested key: general path
+		`{"` + ha + `x":1,"b":2}`,                          // changed top-level key
+		`{"POISON_SERIAL":"1","a":"` + ha + `"}`,           // attribute present
+		`{"a":"\"POISON_SERIAL\":1","b":"` + ha + `"}`,     // attribute only inside a value
+		`{"a":"\\\"POISON_SERIAL\":1","b":"` + hd + `"}`,   // after an escaped backslash and quote
+		`{"a":"x\\","POISON_SERIAL":"1","b":"` + hd + `"}`, // after a string ending in a backslash
+		`{"b":"` + ha + `","c":{"POISON_SERIAL":"1"}}`,     // nested only
+	} {
+		t.Run(fmt.Sprint(k), func(t *testing.T) {
+			name := fmt.Sprintf("j%d", k)
+			s.add(spliceSpec{name: name, inputs: map[string][]string{"a": {"dev", "out"}},
+				env: map[string]string{"__json": js}, noOutEnv: false})
+			for serial := 1; serial <= 2; serial++ {
+				lk := lockFor(s, serial, "a")
+				lk.Names[name] = 1
+				if res, _ := s.compare(lk, true, 0, name); res == nil {
+					t.Fatal("rewrite refused")
+				}
+			}
+		})
+	}
+}
+
+// TestSplicedReviewLargeFiles: files larger than the arena slack and than
+// a whole arena chunk, read by one reader after smaller ones.
+func TestSplicedReviewLargeFiles(t *testing.T) {
+	s := newSpliceStore(t, t.TempDir())
+	s.add(spliceSpec{name: "a"})
+	ha := s.hash(s.out("a", "out"))
+	var roots []string
+	for k, size := range []int{10, arenaSlack - 100, arenaSlack + 10, 900 << 10, arenaChunk - 300, arenaChunk, arenaChunk + 5000, 3 * arenaChunk, 100} {
+		name := fmt.Sprintf("big%d", k)
+		v := strings.Repeat("\\x"+ha+"\n", size/36+1)
+		s.add(spliceSpec{name: name, inputs: map[string][]string{"a": {"out"}}, env: map[string]string{"v": v, "w": ha}})
+		roots = append(roots, name)
+	}
+	res, c := s.compare(lockFor(s, 1, "a"), false, 1, roots...)
+	for _, r := range roots {
+		if !s.spliceable(c, r) {
+			t.Errorf("%s is not a candidate of the patching path", r)
+		}
+	}
+	if len(res.Changed) != len(roots)+1 {
+		t.Fatalf("%d changed", len(res.Changed))
+	}
+	for _, d := range res.Changed[1:] {
+		if strings.Contains(string(d.ATerm), ha) {
+			t.Errorf("%s still mentions %s", d.Path, ha)
+		}
+	}
+}
