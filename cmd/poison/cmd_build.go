@@ -166,7 +166,7 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 	// Connect first: a missing daemon is the most common problem.
 	conn, err := p.Get(ctx)
 	if err != nil {
-		return withHint(fmt.Errorf("build: connect to store %s: %w", o.store, err), "start the nix-daemon, or pass --store URI")
+		return withHint(fmt.Errorf("build: connect to store %s: %w", o.store, err), connectHint(o.store, "pass --store URI"))
 	}
 	roots, err := resolveInstallables(ctx, e, conn, storeDir, o)
 	p.Put(conn, err != nil)
@@ -673,4 +673,13 @@ func drvBaseName(p string) string {
 		b = b[i+1:]
 	}
 	return strings.TrimSuffix(b, ".drv")
+}
+
+// connectHint says what to check when the store cannot be reached; other
+// is the command's own alternative.
+func connectHint(store, other string) string {
+	if strings.HasPrefix(store, "ssh-ng://") {
+		return "check that ssh logs in to the host without a prompt (key: ?ssh-key=FILE or NIX_SSHOPTS) and finds nix-daemon there (or pass ?remote-program=PATH), or " + other
+	}
+	return "start the nix-daemon, or " + other
 }

@@ -134,9 +134,9 @@ func runRewrite(ctx context.Context, e *env, o rewriteOptions) error {
 		explain(e.stderr, c, res)
 	}
 	if !o.noWrite && len(res.Changed) > 0 {
-		conn, err := daemon.Dial(ctx, o.store, daemon.Options{StoreDir: storeDir, SocketPath: e.getenv("NIX_DAEMON_SOCKET_PATH")})
+		conn, err := daemon.Dial(ctx, o.store, daemon.Options{StoreDir: storeDir, SocketPath: e.getenv("NIX_DAEMON_SOCKET_PATH"), SSHOpts: strings.Fields(e.getenv("NIX_SSHOPTS"))})
 		if err != nil {
-			return withHint(fmt.Errorf("rewrite: connect to store %s: %w", o.store, err), "pass --store URI, or --no-write to only print the paths")
+			return withHint(fmt.Errorf("rewrite: connect to store %s: %w", o.store, err), connectHint(o.store, "pass --store URI, or --no-write to only print the paths"))
 		}
 		err = builder.Write(ctx, conn, res)
 		conn.Close()

@@ -2,9 +2,11 @@ package main
 
 import (
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/poison-nix/poison/internal/nixtest"
+	"github.com/poison-nix/poison/internal/sshtest"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -16,11 +18,17 @@ func TestMain(m *testing.M) {
 
 // TestScripts runs the CLI scenarios in testdata/script/*.txtar. Scripts
 // that need Nix start with [!nix] skip; under POISON_REQUIRE_NIX=1 (set by
-// .ci/run) a missing Nix fails the test instead.
+// .ci/run) a missing Nix fails the test instead. Scripts with [sshd] get a
+// real OpenSSH server on 127.0.0.1 in front of the local store: SSH_STORE
+// is its ssh-ng:// URI and NIX_SSHOPTS the client options.
 func TestScripts(t *testing.T) {
 	hasNix := nixtest.Available()
 	if !hasNix && nixtest.Required() {
 		t.Fatal("Nix is required (POISON_REQUIRE_NIX=1) but nix-instantiate is not usable")
+	}
+	var ssh *sshtest.Server
+	if hasNix && os.Geteuid() == 0 && (sshtest.Available() || nixtest.Required()) {
+		ssh = sshtest.Start(t) // fails under POISON_REQUIRE_NIX=1 when OpenSSH is missing
 	}
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
@@ -28,12 +36,18 @@ func TestScripts(t *testing.T) {
 			for _, kv := range nixtest.Environ() {
 				env.Vars = append(env.Vars, kv)
 			}
+			if ssh != nil {
+				env.Vars = append(env.Vars, "SSH_STORE="+ssh.URI("ssh-ng", nil),
+					"NIX_SSHOPTS="+strings.Join(ssh.SSHOpts(), " "))
+			}
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
 			switch cond {
 			case "nix":
 				return hasNix, nil
+			case "sshd":
+				return ssh != nil, nil
 			}
 			return false, nil
 		},
