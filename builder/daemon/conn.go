@@ -214,6 +214,7 @@ func newConn(ctx context.Context, rwc io.ReadWriteCloser, desc string, closer fu
 		storeDir: opts.storeDir(),
 		log:      opts.Log,
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, opts.handshakeTimeout())
 	defer cancel()
 	err := c.run(ctx, "handshake", func() error {
@@ -229,7 +230,11 @@ func newConn(ctx context.Context, rwc io.ReadWriteCloser, desc string, closer fu
 	})
 	if err != nil {
 		c.Close()
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		switch {
+		case parent.Err() != nil:
+			// The caller's deadline or cancellation, not the daemon's silence.
+			return nil, &ProtocolError{Store: desc, Op: "handshake", Err: parent.Err()}
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
 			return nil, &ProtocolError{Store: desc, Op: "handshake", Err: fmt.Errorf("no answer within %s", opts.handshakeTimeout())}
 		}
 		return nil, err

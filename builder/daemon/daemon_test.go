@@ -388,9 +388,10 @@ func untrustedChild(t *testing.T) {
 	fmt.Println("untrusted-ok")
 }
 
-// TestSSHNG goes through the ssh-ng transport with a stand-in for ssh
-// (there is no sshd here) that runs the remote command locally, and shows
-// that junk printed by a login shell is reported as Nix reports it.
+// TestSSHNG goes through the ssh-ng transport with a stand-in for ssh that
+// runs the remote command locally (quick, and independent of OpenSSH;
+// TestSSHOpenSSH uses a real sshd), and shows that junk printed by a login
+// shell is reported as Nix reports it.
 func TestSSHNG(t *testing.T) {
 	nixtest.Need(t)
 	if os.Geteuid() != 0 {
@@ -466,6 +467,14 @@ func TestDialFailures(t *testing.T) {
 				t.Errorf("took %v", d)
 			}
 		})
+	}
+	// The caller's deadline expiring first is reported as such, not as the
+	// daemon's silence.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = daemon.Dial(ctx, "unix://"+silent, daemon.Options{HandshakeTimeout: time.Minute})
+	if err == nil || !strings.Contains(err.Error(), "context deadline exceeded") || strings.Contains(err.Error(), "no answer within") {
+		t.Errorf("Dial with the caller's deadline = %v, want the caller's deadline", err)
 	}
 }
 
