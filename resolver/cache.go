@@ -33,7 +33,10 @@ import (
 //	repos/KEY.json       the state: when the last fetch succeeded
 //	locks/KEY/COMMIT     locks computed for a commit (clean loads only)
 //
-// KEY is a readable form of the URL plus a hash of it.
+// KEY is a readable form of the URL plus a hash of it. The URL is always
+// the redacted one (RedactURL, Source.URL): no name or file of the cache
+// holds a credential, the same registry reached with another token shares
+// the clone, and a lock (which records the redacted URL) finds its state.
 type Cache struct {
 	Dir string
 }
@@ -225,15 +228,27 @@ var fetchSpecs = []config.RefSpec{
 	"+refs/tags/*:refs/tags/*",
 }
 
-// fetch brings the cached clone up to date with the remote. It lists the
-// remote refs first and fetches only when one of them is new, so a resolve
-// with nothing new costs one round trip. It returns the branch the remote
-// HEAD points to ("" when the server does not say).
-func fetch(ctx context.Context, r *repo, auth transport.AuthMethod) (string, error) {
-	rem, err := r.Remote("origin")
-	if err != nil {
-		return "", err
+// removeLegacy removes the cache entries an earlier version kept under the
+// key of a URL with its credentials (full), which held them in the clone's
+// config and the state file. Failures are ignored: the entries are unused.
+func (c Cache) removeLegacy(full, redacted string) {
+	if c.Dir == "" || full == redacted {
+		return
 	}
+	os.RemoveAll(c.repoDir(full))
+	os.Remove(c.statePath(full))
+	os.Remove(c.flockPath(full))
+	os.RemoveAll(filepath.Dir(c.lockCachePath(full, "x")))
+}
+
+// fetch brings the cached clone up to date with the remote at url (with its
+// credentials: the clone's config records only the redacted URL, so the
+// remote is built here, in memory). It lists the remote refs first and
+// fetches only when one of them is new, so a resolve with nothing new
+// costs one round trip. It returns the branch the remote HEAD points to
+// ("" when the server does not say).
+func fetch(ctx context.Context, r *repo, url string, auth transport.AuthMethod) (string, error) {
+	rem := git.NewRemote(r.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{url}})
 	refs, err := rem.ListContext(ctx, &git.ListOptions{Auth: auth})
 	if err != nil {
 		if errors.Is(err, transport.ErrEmptyRemoteRepository) {

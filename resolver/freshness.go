@@ -22,9 +22,23 @@ type Freshness struct {
 }
 
 // CheckFreshness looks up when the registry of l was last fetched.
+//
+// Locks and the cache state both record the redacted URL (RedactURL), so
+// a lock finds the fetch that made it. A lock written before the URLs
+// were redacted may still hold credentials: its URL is redacted here (f.URL
+// never holds any), and looked up in the cache under both forms, the
+// form as written being how an earlier version keyed its state.
 func CheckFreshness(c Cache, l *lock.File, maxAge time.Duration, now time.Time) Freshness {
-	f := Freshness{URL: l.Registry.URL, Ref: l.Registry.Ref, Commit: l.Registry.Commit, MaxAge: maxAge}
-	if st, ok := c.readState(l.Registry.URL); ok && c.Dir != "" {
+	url := RedactURL(l.Registry.URL)
+	f := Freshness{URL: url, Ref: l.Registry.Ref, Commit: l.Registry.Commit, MaxAge: maxAge}
+	if c.Dir == "" {
+		return f
+	}
+	st, ok := c.readState(url)
+	if !ok && url != l.Registry.URL {
+		st, ok = c.readState(l.Registry.URL)
+	}
+	if ok {
 		f.LastFetch = st.LastFetch
 		f.Age = now.Sub(st.LastFetch)
 	}

@@ -95,12 +95,14 @@ type Result struct {
 
 // FetchError is a failure to reach or fetch a remote registry.
 type FetchError struct {
+	// URL is the registry URL without its credentials (RedactURL), and
+	// Err's text holds none either.
 	URL string
 	Err error
 }
 
 func (e *FetchError) Error() string {
-	return fmt.Sprintf("fetch registry %s: %s", e.URL, oneLine(e.Err))
+	return fmt.Sprintf("fetch registry %s: %s", RedactURL(e.URL), oneLine(e.Err))
 }
 func (e *FetchError) Unwrap() error { return e.Err }
 
@@ -245,16 +247,19 @@ func fetchAndRead(ctx context.Context, src Source, o Options, dir string) (*Resu
 		return nil, err
 	}
 	defer r.Close()
-	head, err := fetch(ctx, r, o.Auth)
+	head, err := fetch(ctx, r, src.fetchURL(), o.Auth)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, &FetchError{URL: src.URL, Err: ctx.Err()}
 		}
+		// go-git's and net/http's texts may hold the URL as given.
+		err = redactErr(err, src.fetchURL())
 		if !isNetwork(err) {
 			err = &corruptError{err}
 		}
 		return nil, &FetchError{URL: src.URL, Err: err}
 	}
+	c.removeLegacy(src.fetchURL(), src.URL)
 	st := state{URL: src.URL, LastFetch: o.Now, Head: head}
 	if err := c.writeState(st); err != nil {
 		return nil, err

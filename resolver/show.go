@@ -101,11 +101,14 @@ func Show(ctx context.Context, c Cache, l *lock.File, key string, now time.Time)
 // openAtLock loads the registry at the lock's commit from the cache or the
 // local source. Entries with lint errors are left out, as in the lock.
 func openAtLock(ctx context.Context, c Cache, l *lock.File, now time.Time) (*registry.Registry, *repo, error) {
-	url, commit := l.Registry.URL, l.Registry.Commit
-	src, err := ParseSource(url, "/")
+	commit := l.Registry.Commit
+	src, err := ParseSource(l.Registry.URL, "/")
 	if err != nil {
-		return nil, nil, fmt.Errorf("registry %s of the lock: %w", url, err)
+		return nil, nil, fmt.Errorf("registry %s of the lock: %w", RedactURL(l.Registry.URL), err)
 	}
+	// The cache is keyed by the URL without credentials (a lock of an
+	// earlier version may hold them).
+	url := src.URL
 	if src.Kind == LocalDir {
 		reg, err := loadValid(os.DirFS(url), now)
 		return reg, nil, err

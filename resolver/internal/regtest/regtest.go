@@ -240,6 +240,16 @@ func (h *HTTP) URL(name string) string { return h.Server.URL + "/" + name }
 // 127.0.0.1 until the test ends.
 func StartHTTP(tb testing.TB, root string) *HTTP {
 	tb.Helper()
+	return StartHTTPAuth(tb, root, "", "", false)
+}
+
+// StartHTTPAuth is StartHTTP behind HTTP basic authentication: every
+// request without exactly this user and password is answered 401, as
+// GitLab or GitHub answer a missing or wrong token. An empty user turns
+// the check off. With useTLS the server speaks HTTPS with a certificate
+// only its Client trusts.
+func StartHTTPAuth(tb testing.TB, root, user, password string, useTLS bool) *HTTP {
+	tb.Helper()
 	execPath, err := GitE("", "--exec-path")
 	if err != nil {
 		tb.Fatalf("git --exec-path: %v", err)
@@ -250,10 +260,23 @@ func StartHTTP(tb testing.TB, root string) *HTTP {
 			"GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1"},
 	}
 	h := &HTTP{}
-	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.requests.Add(1)
+		if user != "" {
+			u, p, ok := r.BasicAuth()
+			if !ok || u != user || p != password {
+				w.Header().Set("WWW-Authenticate", `Basic realm="registry"`)
+				http.Error(w, "authentication required", http.StatusUnauthorized)
+				return
+			}
+		}
 		backend.ServeHTTP(w, r)
 	}))
+	if useTLS {
+		h.StartTLS()
+	} else {
+		h.Start()
+	}
 	tb.Cleanup(h.Close)
 	return h
 }
