@@ -53,6 +53,7 @@ type spliceSpec struct {
 	args     []string
 	env      map[string]string // besides name, system and the outputs
 	noOutEnv bool              // leave the output env variables out
+	bare     bool              // no name and system in env (structured attrs)
 }
 
 // add writes the derivation and returns its .drv path.
@@ -70,6 +71,9 @@ func (s *spliceStore) add(sp spliceSpec) string {
 	outs = slices.Clone(outs)
 	slices.Sort(outs)
 	env := map[string]string{"name": sp.name, "system": "x86_64-linux"}
+	if sp.bare {
+		env = map[string]string{}
+	}
 	for _, o := range outs {
 		out := aterm.Output{Name: o}
 		if sp.fixed != "" {
@@ -313,7 +317,7 @@ func TestSplicedReviewJSON(t *testing.T) {
 		t.Run(fmt.Sprint(k), func(t *testing.T) {
 			name := fmt.Sprintf("j%d", k)
 			s.add(spliceSpec{name: name, inputs: map[string][]string{"a": {"dev", "out"}},
-				env: map[string]string{"__json": js}, noOutEnv: false})
+				env: map[string]string{"__json": js}, bare: true})
 			for serial := 1; serial <= 2; serial++ {
 				lk := lockFor(s, serial, "a")
 				lk.Names[name] = 1
@@ -351,5 +355,120 @@ func TestSplicedReviewLargeFiles(t *testing.T) {
 		if strings.Contains(string(d.ATerm), ha) {
 			t.Errorf("%s still mentions %s", d.Path, ha)
 		}
+	}
+}
+
+// TestSplicedReviewReader reads files of sizes around the arena limits in
+// sequences that leave exactly as much free space as the next file needs,
+// and checks that no file read earlier is overwritten by a later one.
+func TestSplicedReviewReader(t *testing.T) {
+	dir := t.TempDir()
+	var rd reader
+	type got struct {
+		want []byte
+		data []byte
+	}
+	var all []got
+	k := 0
+	read := func(size int) {
+		t.Helper()
+		b := make([]byte, size)
+		for i := range b {
+			b[i] = byte('a' + (i+k)%26)
+		}
+		k++
+		p := filepath.Join(dir, fmt.Sprint(k))
+		if err := os.WriteFile(p, b, 0o444); err != nil {
+			t.Fatal(err)
+		}
+		data, err := rd.readFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(data) != string(b) {
+			t.Fatalf("file of %d bytes read as %d bytes", size, len(data))
+		}
+		if cap(data) != len(data) {
+			t.Fatalf("file of %d bytes: capacity %d", size, cap(data))
+		}
+		all = append(all, got{b, data})
+	}
+	read(0)
+	read(1)
+	read(arenaChunk - 1 - arenaSlack) // leaves exactly arenaSlack
+	read(arenaSlack)                  // fills it exactly: a buffer of its own
+	read(arenaSlack - 1)              // fits, leaves 1 byte
+	read(10)                          // a new chunk
+	read(arenaChunk)
+	read(arenaChunk + 1)
+	read(arenaChunk - 10)
+	read(3*arenaChunk + 7)
+	read(5)
+	if _, err := rd.readFile(filepath.Join(dir, "missing")); !os.IsNotExist(err) {
+		t.Fatalf("missing file: %v", err)
+	}
+	if _, err := rd.readFile(dir); err == nil {
+		t.Fatal("a directory was read")
+	}
+	for i, g := range all {
+		if string(g.data) != string(g.want) {
+			t.Fatalf("file %d (%d bytes) was overwritten", i, len(g.want))
+		}
+	}
+}
+
+// TestSplicedReviewNoATerm: the patching path without keeping the text
+// gives the same paths.
+func TestSplicedReviewNoATerm(t *testing.T) {
+	s := newSpliceStore(t, t.TempDir())
+	s.add(spliceSpec{name: "a", outs: []string{"out", "dev"}})
+	s.add(spliceSpec{name: "b", inputs: map[string][]string{"a": {"out"}}, srcs: []string{s.out("a", "dev"), s.paths["a"]}, env: map[string]string{"x": s.out("a", "out")}})
+	s.add(spliceSpec{name: "c", inputs: map[string][]string{"b": {"out"}}, env: map[string]string{"x": s.out("b", "out")}})
+	c, err := LoadClosure(t.Context(), LoadOptions{StoreDir: s.dir}, []string{s.paths["c"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk := lockFor(s, 1, "a")
+	fast, err := Rewrite(t.Context(), c, Options{Lock: lk, NoATerm: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, err := Rewrite(t.Context(), c, Options{Lock: lk, noSplice: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range gen.Changed {
+		gen.Changed[k].ATerm = nil
+	}
+	if !reflect.DeepEqual(fast, gen) {
+		t.Fatalf("results differ:\n%+v\n%+v", fast, gen)
+	}
+}
+
+// TestSplicedReviewAttrNames: the attribute present and kept (the patching
+// path) under names that sort before, between and after the outputs and
+// the other env keys, in plain and structured derivations.
+func TestSplicedReviewAttrNames(t *testing.T) {
+	for _, attr := range []string{"A", "PATH", "a", "name", "outa", "outz", "system", "x", "zz", "_"} {
+		t.Run(attr, func(t *testing.T) {
+			s := newSpliceStore(t, t.TempDir())
+			s.add(spliceSpec{name: "a", outs: []string{"out", "dev"}})
+			aOut := s.out("a", "out")
+			env := map[string]string{"x": aOut, "out_": aOut, "o": aOut}
+			env[attr] = "1"
+			s.add(spliceSpec{name: "b", outs: []string{"out", "outb", "dev"}, inputs: map[string][]string{"a": {"out"}}, env: env})
+			s.add(spliceSpec{name: "j", inputs: map[string][]string{"a": {"dev"}},
+				env: map[string]string{"__json": `{"` + attr + `":"1","x":"` + aOut + `"}`}, bare: true})
+			for _, serial := range []int{1, 2} {
+				lk := lock.New(lock.Source{}, attr)
+				lk.StoreDir = s.dir
+				lk.Derivations[s.paths["a"][len(s.dir)+1:]] = serial
+				lk.Names["b"] = 1
+				lk.Names["j"] = 1
+				if res, _ := s.compare(lk, true, 0, "b", "j"); res == nil {
+					t.Fatal("rewrite refused")
+				}
+			}
+		})
 	}
 }
