@@ -197,12 +197,16 @@ func resolveCommand() command {
 }
 
 // readLockDescribed reads the lock named by the settings and describes it
-// (see describeLock).
+// (see describeLock). A lock written before registry URLs were redacted may
+// hold credentials: the returned lock has its URL redacted, so that what
+// show prints and export writes never holds them (the cache is keyed by the
+// redacted URL, so show still finds the registry there).
 func readLockDescribed(e *env, s resolver.Settings) (*lock.File, error) {
 	l, err := lock.ReadFile(s.Lock)
 	if err != nil {
 		return nil, withHint(err, "run 'poison resolve' to create it")
 	}
+	l.Registry.URL = resolver.RedactURL(l.Registry.URL)
 	describeLockMaxAge(e, s, s.Lock, l)
 	return l, nil
 }
