@@ -8,6 +8,12 @@
 // local directories: a git work tree or bare repository, read in place at a
 // ref, or a plain directory read as it is.
 //
+// Credentials: a URL may carry them (https://oauth2:TOKEN@host/r); the
+// fetch uses them, but everything recorded or shown — poison.lock,
+// poison.nix, the cache's names and files, every error and description —
+// holds RedactURL's form: no userinfo for http(s), no password otherwise.
+// The cache is keyed by that form, so a lock finds its last fetch.
+//
 // Update is what `poison resolve` runs. It fails closed: a fetch failure,
 // an invalid entry (unless Options.SkipInvalid), an unverifiable commit or
 // a lock that would lower a serial of the previous one (unless
