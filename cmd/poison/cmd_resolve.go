@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/go-git/go-git/v5/plumbing/transport"
+
 	"github.com/poison-nix/poison/registry"
 	"github.com/poison-nix/poison/registry/lock"
 	"github.com/poison-nix/poison/resolver"
@@ -138,6 +140,9 @@ func resolveCommand() command {
 				return silentExit(exitError)
 			case errors.As(err, &fe):
 				hint := "check the URL and the network"
+				if errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed) {
+					hint = "check the credentials of the registry URL (an expired or revoked token?)"
+				}
 				if !s.Offline {
 					hint += ", or pass --offline to resolve from the cache"
 				}
