@@ -3,6 +3,7 @@ package resolver
 import (
 	"net/url"
 	"regexp"
+	"sort"
 	"strings"
 )
 
@@ -158,17 +159,24 @@ func secretsOf(full string) []string {
 // scrub removes the credentials of the registry URL full from a message
 // (an error text of go-git, net/http or net/url): full itself becomes its
 // redacted form, every URL in the message loses its credentials as
-// RedactURL would drop them, and then any remaining occurrence of a
-// password (or of an http user name) standing on its own, between
-// characters that cannot be part of it, becomes "***".
+// RedactURL would drop them, and then what remains of a password (or of
+// an http user name) becomes "***": every occurrence of one of 8 or more
+// characters (a token), and of a shorter one only where it stands on its
+// own, so that "a" does not garble every word.
 func scrub(msg, full string) string {
 	red := RedactURL(full)
 	if red != full {
 		msg = strings.ReplaceAll(msg, full, red)
 	}
 	msg = urlInText.ReplaceAllStringFunc(msg, RedactURL)
-	for _, s := range secretsOf(full) {
-		msg = replaceWord(msg, s, "***")
+	secrets := secretsOf(full)
+	sort.Slice(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })
+	for _, s := range secrets {
+		if len(s) >= 8 {
+			msg = strings.ReplaceAll(msg, s, "***")
+		} else {
+			msg = replaceWord(msg, s, "***")
+		}
 	}
 	return msg
 }
@@ -177,6 +185,9 @@ func scrub(msg, full string) string {
 // longer run of characters a credential may hold (letters, digits and
 // -._~%+=), so that a short secret does not garble the words around it.
 func replaceWord(msg, s, with string) string {
+	if s == "" {
+		return msg
+	}
 	var b strings.Builder
 	for {
 		j := strings.Index(msg, s)

@@ -96,12 +96,19 @@ func TestScrub(t *testing.T) {
 	if got := scrub("authentication required for a: a", "ssh://git:a@h/r"); got != "authentication required for ***: ***" {
 		t.Errorf("short password: %q", got)
 	}
+	// A token (8 characters or more) wherever it is.
+	if got := scrub("token=glpat-XXXXXXXX&x", "https://oauth2:glpat-XXXXXXXX@h/r"); got != "token=***&x" {
+		t.Errorf("token: %q", got)
+	}
 	// The ssh user is no secret and stays.
 	if got := scrub("ssh: handshake failed for git:pw@h", "ssh://git:pw@h/r"); got != "ssh: handshake failed for git:***@h" {
 		t.Errorf("ssh: %q", got)
 	}
 	// A token as the http user name.
 	if got := scrub(`Get "https://ghp_XXXX@h/r/info/refs": x; user ghp_XXXX`, "https://ghp_XXXX@h/r"); got != `Get "https://h/r/info/refs": x; user ***` {
+		t.Errorf("token user: %q", got)
+	}
+	if got := scrub("x-ghp_XXXXXXXX-y", "https://ghp_XXXXXXXX@h/r"); got != "x-***-y" {
 		t.Errorf("token user: %q", got)
 	}
 	// Nothing to hide: untouched.
