@@ -3,6 +3,8 @@ package builder
 import (
 	"crypto/sha256"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/poison-nix/poison/builder/internal/aterm"
 	"github.com/poison-nix/poison/builder/internal/storepath"
+	"github.com/poison-nix/poison/builder/internal/structattrs"
 	"github.com/poison-nix/poison/registry/lock"
 )
 
@@ -470,5 +473,182 @@ func TestSplicedReviewAttrNames(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSplicedReviewRandom builds derivations whose values, input sources
+// and __json are random concatenations of hash parts (whole, cut, glued,
+// overlapping), escape letters, quotes, backslashes and JSON punctuation,
+// and requires the patching and the general path to agree.
+func TestSplicedReviewRandom(t *testing.T) {
+	const h1 = "n123456789abcdfghijklmnpqrsvwxyz"
+	seed := uint64(1)
+	if v := os.Getenv("POISON_SPLICE_SEED"); v != "" { // more seeds by hand
+		fmt.Sscan(v, &seed)
+	}
+	rnd := rand.New(rand.NewPCG(seed, 2))
+	s := newSpliceStore(t, t.TempDir())
+	s.add(spliceSpec{name: "p"})
+	s.add(spliceSpec{name: "a1", outs: []string{"out", "dev"}, hashes: map[string]string{"out": h1, "dev": "r" + h1[1:]}, inputs: map[string][]string{"p": {"out"}}})
+	s.add(spliceSpec{name: "a2", hashes: map[string]string{"out": h1[8:] + "nnnnnnnn"}, inputs: map[string][]string{"p": {"out"}}})
+	s.add(spliceSpec{name: "u", hashes: map[string]string{"out": "nnnn" + h1[:28]}})
+	s.add(spliceSpec{name: "f", fixed: strings.Repeat("01", 32), env: map[string]string{"x": s.out("a1", "dev")}})
+	var hashes []string
+	for _, n := range []string{"a1", "a2", "u", "p", "f"} {
+		hashes = append(hashes, s.hash(s.paths[n]))
+		for _, o := range s.drvs[n].Outputs {
+			hashes = append(hashes, s.hash(o.Path))
+		}
+	}
+	pieces := []string{"\n", "\r", "\t", "\\", "\"", ":", "{", "}", ",", "n", "r", "x", "0", "\\n", "\\\"", "/", "-"}
+	frag := func() string {
+		h := hashes[rnd.IntN(len(hashes))]
+		switch rnd.IntN(6) {
+		case 0, 1, 2:
+			return h
+		case 3:
+			return h[:rnd.IntN(32)]
+		case 4:
+			return h[rnd.IntN(32):]
+		}
+		return pieces[rnd.IntN(len(pieces))]
+	}
+	str := func(max int) string {
+		var b strings.Builder
+		for range 1 + rnd.IntN(max) {
+			b.WriteString(frag())
+		}
+		return b.String()
+	}
+	var jsonValue func(depth int) string
+	jsonValue = func(depth int) string {
+		switch k := rnd.IntN(4); {
+		case k == 0 && depth < 2:
+			m := map[string]string{}
+			for range rnd.IntN(4) {
+				key := "k"
+				if rnd.IntN(4) == 0 {
+					key = str(2)
+				} else {
+					key += fmt.Sprint(rnd.IntN(100))
+				}
+				m[key] = jsonValue(depth + 1)
+			}
+			keys := slices.Sorted(maps.Keys(m))
+			var b strings.Builder
+			b.WriteByte('{')
+			for i, k := range keys {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(structattrs.Quote(k) + ":" + m[k])
+			}
+			b.WriteByte('}')
+			return b.String()
+		case k == 1 && depth < 2:
+			var l []string
+			for range rnd.IntN(3) {
+				l = append(l, jsonValue(depth+1))
+			}
+			return "[" + strings.Join(l, ",") + "]"
+		case k == 2:
+			return fmt.Sprint(rnd.IntN(1000))
+		}
+		return structattrs.Quote(str(6))
+	}
+	for iter := range 150 {
+		name := fmt.Sprintf("b%d", iter)
+		sp := spliceSpec{name: name, inputs: map[string][]string{"a1": {"out"}}}
+		structured := rnd.IntN(3) == 0
+		env := map[string]string{}
+		if structured {
+			sp.bare = true
+			top := map[string]string{"x": jsonValue(0), "y": jsonValue(0)}
+			if rnd.IntN(3) == 0 {
+				top["POISON_SERIAL"] = `"1"`
+			}
+			if rnd.IntN(8) == 0 {
+				top[str(2)] = "1"
+			}
+			keys := slices.Sorted(maps.Keys(top))
+			var l []string
+			for _, k := range keys {
+				l = append(l, structattrs.Quote(k)+":"+top[k])
+			}
+			env["__json"] = "{" + strings.Join(l, ",") + "}"
+		} else {
+			for k := range 1 + rnd.IntN(4) {
+				env[fmt.Sprintf("v%d", k)] = str(8)
+			}
+			if rnd.IntN(3) == 0 {
+				env["POISON_SERIAL"] = "1"
+			}
+			if rnd.IntN(10) == 0 {
+				env["k"+str(1)] = "1"
+			}
+			if rnd.IntN(3) == 0 {
+				sp.builder = str(4)
+			}
+			for range rnd.IntN(3) {
+				sp.args = append(sp.args, str(4))
+			}
+		}
+		sp.env = env
+		if rnd.IntN(2) == 0 {
+			sp.outs = []string{"out", "dev"}
+		}
+		for _, x := range []string{s.out("a1", "out"), s.out("a1", "dev"), s.paths["a1"], s.paths["u"], s.out("a2", "out"), s.paths["f"], s.out("u", "out")} {
+			if rnd.IntN(3) == 0 {
+				sp.srcs = append(sp.srcs, x)
+			}
+		}
+		if rnd.IntN(4) == 0 {
+			sp.inputs["f"] = []string{"out"}
+		}
+		s.add(sp)
+		for _, lk := range []*lock.File{lockFor(s, 1+rnd.IntN(3), "p"), lockFor(s, 1, "a2"), lockFor(s, 1, "f")} {
+			lk.Names[name] = 1
+			s.compare(lk, rnd.IntN(2) == 0, 0, name)
+		}
+	}
+}
+
+// TestSplicedReviewMayHaveKeyRandom: the __json pre-check never misses a
+// top-level key that structattrs finds, on random compact JSON whose
+// strings hold the key, quotes, backslashes and colons.
+func TestSplicedReviewMayHaveKeyRandom(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	parts := []string{"A", `"`, `\`, `:`, `"A":`, `\"A\":`, "x", "{", ",", "\n", `\\`}
+	str := func() string {
+		var b strings.Builder
+		for range rnd.IntN(5) {
+			b.WriteString(parts[rnd.IntN(len(parts))])
+		}
+		return structattrs.Quote(b.String())
+	}
+	for range 20000 {
+		m := map[string]string{}
+		for range rnd.IntN(4) {
+			k := []string{"A", "AA", "xA", "b", "A\\", "\"A"}[rnd.IntN(6)]
+			v := str()
+			if rnd.IntN(3) == 0 {
+				v = `{` + structattrs.Quote("A") + `:` + str() + `}`
+			}
+			m[k] = v
+		}
+		keys := slices.Sorted(maps.Keys(m))
+		var l []string
+		for _, k := range keys {
+			l = append(l, structattrs.Quote(k)+":"+m[k])
+		}
+		js := "{" + strings.Join(l, ",") + "}"
+		_, found, err := structattrs.Get(js, "A")
+		if err != nil {
+			t.Fatalf("%s: %v", js, err)
+		}
+		esc := atermEscape(js)
+		if found && !mayHaveKey(esc, "A", strings.IndexByte(esc, '\\') >= 0) {
+			t.Fatalf("mayHaveKey misses the key in %s (escaped %s)", js, esc)
+		}
 	}
 }
