@@ -652,3 +652,25 @@ func TestSplicedReviewMayHaveKeyRandom(t *testing.T) {
 		}
 	}
 }
+
+// TestSplicedReviewPrefixNeverParses backs the reader's short-read
+// assumption: no proper prefix of a derivation file parses, so a file read
+// short is refused, never taken for another derivation.
+func TestSplicedReviewPrefixNeverParses(t *testing.T) {
+	s := newSpliceStore(t, t.TempDir())
+	s.add(spliceSpec{name: "a", outs: []string{"out", "dev"}})
+	s.add(spliceSpec{name: "b", inputs: map[string][]string{"a": {"dev", "out"}}, srcs: []string{s.out("a", "dev")},
+		args: []string{"-c", "x\"])\\"}, env: map[string]string{"e": "", "v": "a\"])\n", "__json": `{"a":"\"])"}`}})
+	s.add(spliceSpec{name: "f", fixed: strings.Repeat("ab", 32), env: map[string]string{"v": "])"}})
+	for _, n := range []string{"a", "b", "f"} {
+		text, err := os.ReadFile(s.paths[n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range len(text) {
+			if _, err := aterm.ParseLazy(string(text[:k])); err == nil {
+				t.Fatalf("prefix of %d bytes of %s parses", k, n)
+			}
+		}
+	}
+}
