@@ -883,6 +883,16 @@ func (v *view) rewriteSpliced(i int32) bool {
 	if !n.spliceable || n.hasDeferredEdge {
 		return false
 	}
+	if n.structured && !v.cur[i].present {
+		// The general path removes the attribute with structattrs.Remove,
+		// which scans the JSON (and refuses one Nix would not write)
+		// whenever `"attr":` occurs in its text, also where mayHaveKey
+		// sees no key (after an escaped quote): leave those to it.
+		j, _ := n.drv.EnvIndex("__json")
+		if strings.Contains(n.drv.Env[j].Value, `"`+v.attr+`\":`) {
+			return false
+		}
+	}
 	// The hash windows to patch, as refscan.Replacer picks them: left to
 	// right, a replaced window hides the windows overlapping it.
 	sp := make([]splice, 0, len(n.cands)+1)

@@ -674,3 +674,35 @@ func TestSplicedReviewPrefixNeverParses(t *testing.T) {
 		}
 	}
 }
+
+// TestSplicedReviewJSONNotCompact: a structured derivation whose __json
+// Nix would not write (not compact) and that mentions the attribute only
+// inside a string. The pre-check of attrOf does not scan it; the general
+// path does when the derivation changes, and refuses it: the patching
+// path must not accept it either.
+func TestSplicedReviewJSONNotCompact(t *testing.T) {
+	s := newSpliceStore(t, t.TempDir())
+	s.add(spliceSpec{name: "a"})
+	aOut := s.out("a", "out")
+	for k, js := range []string{
+		`{"b":"\"POISON_SERIAL\":1", "c":"` + aOut + `"}`,
+		`{"b":"\"POISON_SERIAL\":1","c":"` + aOut + `" }`,
+		`{"b":"x\"POISON_SERIAL\":1","c":"` + aOut + `","a":1}`, // keys not sorted
+		`{"x\"POISON_SERIAL":1, "c":"` + aOut + `"}`,
+		`{"c":"` + aOut + `","x\"POISON_SERIAL":1,"b":2}`,
+		`{"c":"` + aOut + `","x\"POISON_SERIAL":1,"d":2,"d":3}`,
+	} {
+		name := fmt.Sprintf("j%d", k)
+		s.add(spliceSpec{name: name, inputs: map[string][]string{"a": {"out"}}, env: map[string]string{"__json": js}, bare: true})
+		c, err := LoadClosure(t.Context(), LoadOptions{StoreDir: s.dir}, []string{s.paths[name]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lk := lockFor(s, 1, "a")
+		_, errF := Rewrite(t.Context(), c, Options{Lock: lk})
+		_, errG := Rewrite(t.Context(), c, Options{Lock: lk, noSplice: true})
+		if (errF == nil) != (errG == nil) {
+			t.Errorf("%s: patching error %v, general error %v", js, errF, errG)
+		}
+	}
+}
