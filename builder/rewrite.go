@@ -208,8 +208,11 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 	}
 	slices.Sort(shared)
 	for _, h := range slices.Compact(shared) {
-		if !textContains(n.name, full, h) {
-			continue // nothing to decide
+		if !textContains(n.name, full, h) || ownOutputHash(c, n, h) {
+			// Nothing to decide. n's own output hash (n is one of the
+			// twins) is no mention (mentionsOf), and n's new outputs are
+			// not known yet.
+			continue
 		}
 		nh, err := v.resolveShared(n, h)
 		if err != nil {
@@ -548,6 +551,16 @@ func textContains(name string, d *aterm.Derivation, h string) bool {
 	}
 	for _, src := range d.InputSrcs {
 		if strings.Contains(src, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// ownOutputHash reports whether h is the hash part of one of n's outputs.
+func ownOutputHash(c *Closure, n *node, h string) bool {
+	for _, o := range n.drv.Outputs {
+		if o.Path != "" && c.hashOf(o.Path) == h {
 			return true
 		}
 	}
