@@ -511,7 +511,7 @@ func validate(storeDir string, n *node) error {
 }
 
 // findMentions records, for every derivation, the other closure members
-// whose .drv or output hash parts appear in its builder, args, env values
+// whose .drv or output hash parts appear in its name, builder, args, env values
 // or input sources (R1). Fixed output paths never change, so mentions of
 // them are no edges.
 func (c *Closure) findMentions(ctx context.Context) error {
@@ -584,7 +584,6 @@ func mentionsOf(n *node, self int32, owners *ownerTable, shared map[string][]int
 		}
 		return false
 	}
-	mention := true
 	base := uintptr(unsafe.Pointer(unsafe.StringData(n.raw)))
 	// offset returns where s lies in the file, or -1.
 	offset := func(s string) int {
@@ -626,19 +625,16 @@ func mentionsOf(n *node, self int32, owners *ownerTable, shared map[string][]int
 				}
 				n.cands = append(n.cands, c)
 			}
-			if !mention {
-				continue
-			}
 			add(o.node)
 			for _, x := range shared[w] {
 				add(x)
 			}
 		}
 	}
-	// The name is not an edge (env "name" carries it) but is rewritten.
-	mention = false
+	// The name is rewritten, so a member it names is an edge (env "name"
+	// names it too in a derivation Nix wrote; one that does not must not
+	// be rewritten before that member).
 	scan(n.name, inOther)
-	mention = true
 	scan(d.Builder, inValue)
 	for _, a := range d.Args {
 		scan(a, inValue)

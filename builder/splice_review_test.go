@@ -725,3 +725,21 @@ func TestSplicedReviewTwinOwnOutput(t *testing.T) {
 		t.Fatalf("changed %v", res)
 	}
 }
+
+// TestSplicedReviewNameNotEdge: a derivation whose name holds the hash of a
+// changed member its env does not mention (Nix always writes the name into
+// env). The name is rewritten, so that member must be rewritten first (the
+// rewrite read its unfinished state and panicked).
+func TestSplicedReviewNameNotEdge(t *testing.T) {
+	s := newSpliceStore(t, t.TempDir())
+	s.add(spliceSpec{name: "p"})
+	s.add(spliceSpec{name: "a", inputs: map[string][]string{"p": {"out"}}})
+	b := "b-" + s.hash(s.out("a", "out"))
+	s.add(spliceSpec{name: b, inputs: map[string][]string{"p": {"out"}}, env: map[string]string{"name": "b"}})
+	for range 20 {
+		res, _ := s.compare(lockFor(s, 1, "p"), false, 0, b, "a")
+		if res == nil || res.Changed[len(res.Changed)-1].Name == b {
+			t.Fatalf("name not rewritten: %+v", res)
+		}
+	}
+}
