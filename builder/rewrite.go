@@ -54,6 +54,9 @@ type attrState struct {
 // caller reuses across calls.
 func (c *Closure) attrOf(i int32, attr string, scratch *[]byte) (attrState, error) {
 	n := &c.nodes[i]
+	if n.drv.HasOutput(attr) {
+		return attrState{}, fmt.Errorf("derivation %s has an output named %s, the lock's attribute name: poison cannot tell the two apart; use another attribute name (registry.toml env)", n.path, attr)
+	}
 	if n.structured {
 		j, _ := n.drv.EnvIndex("__json")
 		js := n.drv.Env[j].Value
@@ -694,8 +697,10 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 	if attr == "" {
 		attr = lock.DefaultEnv
 	}
-	if !validAttr(attr) {
-		return nil, fmt.Errorf("rewrite: attribute name %q is not a valid environment variable name", attr)
+	if err := lock.ValidateEnv(attr); err != nil {
+		// It is written unescaped into env and __json, and removed from
+		// every derivation that has it when canonicalising.
+		return nil, fmt.Errorf("rewrite: attribute name: %w", err)
 	}
 	if lk.Store() != c.storeDir && (len(lk.Derivations) > 0 || len(lk.Outputs) > 0) {
 		return nil, fmt.Errorf("rewrite: the lock is for store %s but the derivations are in %s", lk.Store(), c.storeDir)
@@ -855,18 +860,6 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 		})
 	}
 	return res, nil
-}
-
-// validAttr reports whether attr matches [A-Za-z_][A-Za-z0-9_]*: it is
-// written unescaped into env and __json.
-func validAttr(attr string) bool {
-	for i := 0; i < len(attr); i++ {
-		c := attr[i]
-		if !(c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || i > 0 && '0' <= c && c <= '9') {
-			return false
-		}
-	}
-	return attr != ""
 }
 
 // propagate marks self-changed nodes and everything depending on them.

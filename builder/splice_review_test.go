@@ -452,7 +452,7 @@ func TestSplicedReviewNoATerm(t *testing.T) {
 // path) under names that sort before, between and after the outputs and
 // the other env keys, in plain and structured derivations.
 func TestSplicedReviewAttrNames(t *testing.T) {
-	for _, attr := range []string{"A", "PATH", "a", "name", "outa", "outz", "system", "x", "zz", "_"} {
+	for _, attr := range []string{"A", "a", "outa", "outz", "x", "zz", "_"} {
 		t.Run(attr, func(t *testing.T) {
 			s := newSpliceStore(t, t.TempDir())
 			s.add(spliceSpec{name: "a", outs: []string{"out", "dev"}})
@@ -471,6 +471,36 @@ func TestSplicedReviewAttrNames(t *testing.T) {
 				if res, _ := s.compare(lk, true, 0, "b", "j"); res == nil {
 					t.Fatal("rewrite refused")
 				}
+			}
+		})
+	}
+}
+
+// TestRewriteRefusesAttrNames: names Nix interprets or sets (PATH, name,
+// system, out, ...) and names of a derivation's own outputs cannot carry a
+// serial: canonicalising would remove them from every derivation.
+func TestRewriteRefusesAttrNames(t *testing.T) {
+	for _, tc := range []struct{ attr, want string }{
+		{"PATH", "Nix interprets or sets itself"},
+		{"name", "Nix interprets or sets itself"},
+		{"system", "Nix interprets or sets itself"},
+		{"out", "Nix interprets or sets itself"},
+		{"__json", "starts with __"},
+		{"a-b", "not a valid environment variable name"},
+		{"extra", "has an output named extra"},
+	} {
+		t.Run(tc.attr, func(t *testing.T) {
+			s := newSpliceStore(t, t.TempDir())
+			s.add(spliceSpec{name: "a", outs: []string{"out", "extra"}})
+			c, err := LoadClosure(t.Context(), LoadOptions{StoreDir: s.dir}, []string{s.paths["a"]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			lk := lock.New(lock.Source{}, tc.attr)
+			lk.StoreDir = s.dir
+			_, err = Rewrite(t.Context(), c, Options{Lock: lk})
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("Rewrite with attribute %q = %v, want one line with %q", tc.attr, err, tc.want)
 			}
 		})
 	}

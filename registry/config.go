@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"regexp"
 	"strings"
 
 	"github.com/poison-nix/poison/registry/lock"
@@ -36,42 +35,9 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// reservedEnv are attribute names Nix gives a meaning to, or sets in the
-// build environment itself: injecting a serial under one of them would
-// change the build or be overwritten.
-var reservedEnv = map[string]bool{
-	// derivation attributes and common output names
-	"name": true, "system": true, "builder": true, "args": true, "outputs": true,
-	"out": true, "bin": true, "dev": true, "lib": true, "man": true, "doc": true,
-	"info": true, "devdoc": true, "static": true, "debug": true, "include": true,
-	// attributes Nix interprets
-	"allowedReferences": true, "allowedRequisites": true, "disallowedReferences": true,
-	"disallowedRequisites": true, "exportReferencesGraph": true, "impureEnvVars": true,
-	"outputHash": true, "outputHashAlgo": true, "outputHashMode": true, "passAsFile": true,
-	"preferLocalBuild": true, "allowSubstitutes": true, "requiredSystemFeatures": true,
-	"outputChecks": true, "unsafeDiscardReferences": true, "contentAddressed": true,
-	// variables Nix sets in the build environment
-	"PATH": true, "HOME": true, "NIX_STORE": true, "NIX_BUILD_TOP": true, "NIX_BUILD_CORES": true,
-	"NIX_LOG_FD": true, "NIX_ATTRS_JSON_FILE": true, "NIX_ATTRS_SH_FILE": true,
-	"TMPDIR": true, "TEMPDIR": true, "TMP": true, "TEMP": true, "PWD": true, "TERM": true,
-}
-
 // ValidateEnv checks that name can carry a serial: a shell-safe variable
-// name that Nix neither interprets nor sets itself.
-func ValidateEnv(name string) error {
-	if !envNameRE.MatchString(name) {
-		return fmt.Errorf("%q is not a valid environment variable name (letters, digits, _; not starting with a digit)", truncate(name))
-	}
-	if strings.HasPrefix(name, "__") {
-		return fmt.Errorf("%q starts with __, which Nix reserves for its own attributes", name)
-	}
-	if reservedEnv[name] {
-		return fmt.Errorf("%q is an attribute Nix interprets or sets itself", name)
-	}
-	return nil
-}
+// name that Nix neither interprets nor sets itself (lock.ValidateEnv).
+func ValidateEnv(name string) error { return lock.ValidateEnv(name) }
 
 // ValidateStoreDir checks a store directory: absolute, clean, not "/".
 func ValidateStoreDir(dir string) error {

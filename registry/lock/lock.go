@@ -77,8 +77,8 @@ func (f *File) Validate() error {
 	if f.Version != Version {
 		return fmt.Errorf("lock version %d is not supported (want %d); run 'poison resolve' to regenerate it", f.Version, Version)
 	}
-	if !envRE.MatchString(f.Env) {
-		return fmt.Errorf("lock env %q is not a valid attribute name", f.Env)
+	if err := ValidateEnv(f.Env); err != nil {
+		return fmt.Errorf("lock env: %w", err)
 	}
 	if f.Registry.Commit != "" && !commitRE.MatchString(f.Registry.Commit) {
 		return fmt.Errorf("lock registry commit %q is not a 40-digit hex commit id", f.Registry.Commit)

@@ -86,7 +86,9 @@ func TestUnmarshalRejects(t *testing.T) {
 	tests := []struct{ name, in, want string }{
 		{"version", `{"version":2,"registry":{"url":"","ref":"","commit":""},"env":"X","derivations":{},"outputs":{},"names":{}}`, "version 2 is not supported"},
 		{"unknown field", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","extra":1}`, "unknown field"},
-		{"env", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"a b"}`, "not a valid attribute name"},
+		{"env", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"a b"}`, `lock env: "a b" is not a valid environment variable name`},
+		{"env an output", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"out"}`, `lock env: "out" is an attribute Nix interprets or sets itself`},
+		{"env reserved", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"__json"}`, `"__json" starts with __`},
 		{"drv key", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","derivations":{"/nix/store/6jqi0n92z10kb50fggvwqzi15jj32g5b-b.drv":1}}`, "not a .drv store path base name"},
 		{"zero serial", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","outputs":{"6jqi0n92z10kb50fggvwqzi15jj32g5b-b":0}}`, "at least 1"},
 		{"commit", `{"version":1,"registry":{"url":"","ref":"","commit":"xyz"},"env":"X"}`, "40-digit"},
