@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"path/filepath"
 	"runtime"
@@ -307,7 +308,8 @@ func loadOne(rd *reader, storeDir, realDir string, verify bool, l *loaded) error
 	if err != nil {
 		return fail(err)
 	}
-	data, err := rd.readFile(filepath.Join(realDir, base))
+	file := filepath.Join(realDir, base)
+	data, err := rd.readFile(file)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return fail(errors.New("no such file in the store; instantiate it first (nix-instantiate) or check the path"))
@@ -319,7 +321,17 @@ func loadOne(rd *reader, storeDir, realDir string, verify bool, l *loaded) error
 	raw := unsafe.String(unsafe.SliceData(data), len(data))
 	d, err := aterm.ParseLazy(raw)
 	if err != nil {
-		return fail(fmt.Errorf("malformed .drv file: %w", err))
+		// readFile took one read for the whole file. On a filesystem
+		// that reads short anyway (some network ones), read it again to
+		// the end before calling it malformed.
+		if full, rerr := os.ReadFile(file); rerr == nil && len(full) != len(data) {
+			data = full
+			raw = unsafe.String(unsafe.SliceData(data), len(data))
+			d, err = aterm.ParseLazy(raw)
+		}
+		if err != nil {
+			return fail(fmt.Errorf("malformed .drv file: %w", err))
+		}
 	}
 	l.n = node{path: l.path, hashPart: hashPart, name: strings.TrimSuffix(name, ".drv"), raw: raw, drv: d}
 	if err := validate(storeDir, &l.n); err != nil {
