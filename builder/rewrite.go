@@ -923,8 +923,7 @@ func (v *view) rewriteSpliced(i int32) bool {
 	}
 	d := n.drv
 	inputs, _ := v.newInputs(n)
-	var inText []byte
-	inText = aterm.AppendInputs(make([]byte, 0, d.InputDrvsEnd-d.InputDrvsStart), inputs)
+	inText := aterm.AppendInputs(make([]byte, 0, d.InputDrvsEnd-d.InputDrvsStart), inputs)
 	sp = append(sp, splice{d.InputDrvsStart, d.InputDrvsEnd, inText})
 	slices.SortFunc(sp, func(a, b splice) int { return a.start - b.start })
 
