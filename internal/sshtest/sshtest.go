@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/poison-nix/poison/internal/nixtest"
+	"github.com/poison-nix/poison/internal/procs"
 )
 
 // SSHD is the OpenSSH server binary. sshd must be run by absolute path
@@ -228,34 +229,11 @@ func (s *Server) kill() {
 		return
 	}
 	pid := s.cmd.Process.Pid
-	for _, k := range children(pid) {
+	for _, k := range procs.Children(pid) {
 		syscall.Kill(k, syscall.SIGTERM)
 	}
 	syscall.Kill(-pid, syscall.SIGKILL)
 	<-s.done
-}
-
-// children returns the pids whose parent is pid.
-func children(pid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range ents {
-		k, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so cut at ')'.
-		st := string(data)
-		f := strings.Fields(st[strings.LastIndexByte(st, ')')+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out = append(out, k)
-		}
-	}
-	return out
 }
 
 // Log returns what sshd logged so far, for failure messages.

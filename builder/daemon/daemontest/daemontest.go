@@ -11,13 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/poison-nix/poison/internal/nixtest"
+	"github.com/poison-nix/poison/internal/procs"
 )
 
 // Daemon is a nix-daemon started by a test.
@@ -83,36 +83,13 @@ func (d *Daemon) Kill() {
 		return
 	}
 	pid := d.cmd.Process.Pid
-	kids := children(pid)
+	kids := procs.Children(pid)
 	syscall.Kill(-pid, syscall.SIGKILL)
 	for _, k := range kids {
 		syscall.Kill(k, syscall.SIGKILL)
 	}
 	<-d.done
 	os.Remove(d.Socket)
-}
-
-// children returns the pids whose parent is pid.
-func children(pid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range ents {
-		k, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so cut at ')'.
-		s := string(data)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out = append(out, k)
-		}
-	}
-	return out
 }
 
 // WorldDir returns a fresh directory that every uid can read and write
