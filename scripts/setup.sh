@@ -48,4 +48,11 @@ if [ "$(id -u)" = 0 ]; then
   fi
   [ -S "$sock" ] || { echo "setup: nix-daemon did not start (see /nix/var/log/poison-nix-daemon.log)" >&2; exit 1; }
 fi
+# Nix 2.26 (Debian trixie's nix-bin) beside the system Nix, for the tests
+# against a modern Nix: unpacked by scripts/modern-nix.sh into a private
+# directory with its own chroot store (no system change; ~37 MB the first
+# time, nothing after). scripts/test.sh sets POISON_MODERN_NIX to its bin.
+modern=${POISON_MODERN_NIX_DIR:-/var/cache/poison-modern-nix}
+./scripts/modern-nix.sh "$modern" >/dev/null
+echo "setup: $("$modern/bin/nix-instantiate" --version) in $modern"
 echo "setup: $(nix-instantiate --version), $(go version | cut -d' ' -f3), daemon socket $sock"

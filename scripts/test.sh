@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export POISON_REQUIRE_NIX=1
+# Nix 2.26 as setup.sh unpacked it (scripts/modern-nix.sh): the tests against
+# a modern Nix run, and fail if it is missing.
+export POISON_MODERN_NIX=${POISON_MODERN_NIX_DIR:-/var/cache/poison-modern-nix}/bin
 export NIX_CONFIG="substituters =
 ${NIX_CONFIG:-}"
 go vet ./...
