@@ -19,12 +19,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -41,6 +43,63 @@ import (
 
 var equivLong = flag.Bool("long", false, "equivalence tests on more seeds and larger graphs (also POISON_EQUIV_LONG=1)")
 
+// equivNix is the Nix a fixture is checked against: the system's (Nix 2.8,
+// through PATH) or another one writing into a chroot store
+// (equiv_modern_test.go).
+type equivNix struct {
+	bin       string   // directory of nix-instantiate and nix-store; "" for PATH
+	env       []string // added to the environment of its processes (NIX_CONFIG)
+	realStore string   // where its /nix/store is on disk; "" for /nix/store
+}
+
+// systemNix is the Nix on PATH with env added to its environment.
+func systemNix(env []string) equivNix { return equivNix{env: env} }
+
+// command returns a Nix tool of n with n's environment.
+func (n equivNix) command(name string, args ...string) *exec.Cmd {
+	if n.bin != "" {
+		name = filepath.Join(n.bin, name)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), n.env...)
+	return cmd
+}
+
+// eval is graphgen.Eval (writing the .drv files) with n's nix-instantiate.
+func (n equivNix) eval(file, poison string) (map[string]graphgen.Paths, error) {
+	if n.bin == "" {
+		return graphgen.Eval(context.Background(), n.env, file, poison, true)
+	}
+	cmd := n.command("nix-instantiate", "--eval", "--strict", "--json", "--read-write-mode", "-E", graphgen.EvalExpr(file, poison))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s %s with poison %s: %v: %s", cmd.Path, file, poison, err, stderr.String())
+	}
+	var m map[string]graphgen.Paths
+	if err := json.Unmarshal(out, &m); err != nil {
+		return nil, fmt.Errorf("%s %s: decode output: %w", cmd.Path, file, err)
+	}
+	return m, nil
+}
+
+// real returns where the store path p is on disk.
+func (n equivNix) real(p string) string {
+	if n.realStore == "" {
+		return p
+	}
+	return filepath.Join(n.realStore, strings.TrimPrefix(p, "/nix/store/"))
+}
+
+// loadOptions returns the LoadOptions that read n's store.
+func (n equivNix) loadOptions() builder.LoadOptions {
+	if n.realStore == "" {
+		return builder.LoadOptions{}
+	}
+	return builder.LoadOptions{StoreDir: "/nix/store", RealStoreDir: n.realStore}
+}
+
 // equivFixture is one graph expression instantiated clean into the store.
 type equivFixture struct {
 	file  string
@@ -48,7 +107,7 @@ type equivFixture struct {
 	graph *graphgen.Graph
 	clean map[string]graphgen.Paths
 	names map[string]string // attr → derivation name
-	env   []string          // environment of nix-instantiate
+	nix   equivNix          // the Nix that instantiates it
 	// refusable: Rewrite may refuse the closure (floating CA, impure) with
 	// an error naming a derivation instead of reproducing Nix.
 	refusable bool
@@ -57,13 +116,13 @@ type equivFixture struct {
 	evals map[string]map[string]graphgen.Paths // poison literal → result
 }
 
-func newFixture(t *testing.T, file string, g *graphgen.Graph, env []string) *equivFixture {
+func newFixture(t *testing.T, file string, g *graphgen.Graph, nix equivNix) *equivFixture {
 	t.Helper()
-	clean, err := graphgen.Eval(context.Background(), env, file, "", true)
+	clean, err := nix.eval(file, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &equivFixture{file: file, graph: g, clean: clean, names: map[string]string{}, env: env}
+	f := &equivFixture{file: file, graph: g, clean: clean, names: map[string]string{}, nix: nix}
 	if g != nil {
 		for _, n := range g.Nodes {
 			f.attrs = append(f.attrs, n.Attr)
@@ -98,7 +157,7 @@ func (f *equivFixture) eval(t *testing.T, poison map[string]int) map[string]grap
 	if m, ok := f.evals[b.String()]; ok {
 		return m
 	}
-	m, err := graphgen.Eval(context.Background(), f.env, f.file, b.String(), true)
+	m, err := f.nix.eval(f.file, b.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,9 +272,9 @@ func (f *equivFixture) sinks() []string {
 }
 
 // rewrite loads the closure of roots and rewrites it.
-func equivRewrite(t *testing.T, roots []string, lk *lock.File, byName bool) (*builder.Result, []builder.Warning) {
+func equivRewrite(t *testing.T, nix equivNix, roots []string, lk *lock.File, byName bool) (*builder.Result, []builder.Warning) {
 	t.Helper()
-	res, warns, err := equivTryRewrite(roots, lk, byName)
+	res, warns, err := equivTryRewrite(nix, roots, lk, byName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,9 +290,9 @@ type equivResult struct {
 	diff error
 }
 
-func equivTryRewrite(roots []string, lk *lock.File, byName bool) (equivResult, []builder.Warning, error) {
+func equivTryRewrite(nix equivNix, roots []string, lk *lock.File, byName bool) (equivResult, []builder.Warning, error) {
 	ctx := context.Background()
-	c, err := builder.LoadClosure(ctx, builder.LoadOptions{}, roots)
+	c, err := builder.LoadClosure(ctx, nix.loadOptions(), roots)
 	if err != nil {
 		return equivResult{}, nil, fmt.Errorf("LoadClosure: %w", err)
 	}
@@ -299,7 +358,7 @@ func (f *equivFixture) runCase(t *testing.T, c equivCase) {
 	// A root given twice comes back twice, in argument order.
 	mid := len(roots) / 2
 	roots = append(roots, roots[mid])
-	res, warns, err := equivTryRewrite(roots, lk, c.byName)
+	res, warns, err := equivTryRewrite(f.nix, roots, lk, c.byName)
 	if err != nil {
 		if !f.refusable {
 			t.Fatal(err)
@@ -331,7 +390,7 @@ func (f *equivFixture) runCase(t *testing.T, c equivCase) {
 	for i, a := range f.attrs {
 		roots[i] = expect[a].Drv
 	}
-	res2, _ := equivRewrite(t, roots, lk, c.byName)
+	res2, _ := equivRewrite(t, f.nix, roots, lk, c.byName)
 	for i, a := range f.attrs {
 		if res2.Roots[i] != expect[a].Drv {
 			t.Errorf("idempotence: %s: rewriting Nix's poisoned %s gives %s", a, expect[a].Drv, res2.Roots[i])
@@ -417,7 +476,7 @@ func (f *equivFixture) problems(t *testing.T, rootAttrs []string, loaded, expect
 		}
 		delete(wantChanged, d.OldPath)
 		e := expect[a]
-		nixBytes, err := os.ReadFile(e.Drv)
+		nixBytes, err := os.ReadFile(f.nix.real(e.Drv))
 		if err != nil {
 			errorf("%s: %v", a, err)
 			continue
@@ -474,7 +533,7 @@ func (f *equivFixture) problems(t *testing.T, rootAttrs []string, loaded, expect
 		errorf("%s: Nix rewrites %s to %s, Changed does not list it", byOld[old], old, expect[byOld[old]].Drv)
 	}
 	if len(refPaths) > 0 {
-		nixRefs := nixReferences(t, refPaths)
+		nixRefs := nixReferences(t, f.nix, refPaths)
 		for i, d := range res.Changed {
 			if _, ok := nixRefs[d.Path]; !ok {
 				continue
@@ -522,10 +581,10 @@ func (f *equivFixture) problems(t *testing.T, rootAttrs []string, loaded, expect
 	return probs
 }
 
-// references returns the references Nix registered for each path.
-func nixReferences(t *testing.T, paths []string) map[string][]string {
+// references returns the references nix registered for each path.
+func nixReferences(t *testing.T, nix equivNix, paths []string) map[string][]string {
 	t.Helper()
-	cmd := nixtest.Command("nix-store", append([]string{"--dump-db"}, paths...)...)
+	cmd := nix.command("nix-store", append([]string{"--dump-db"}, paths...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -615,33 +674,46 @@ func TestEquivGenerated(t *testing.T) {
 	for _, seed := range seeds {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
 			t.Parallel()
-			p := graphgen.Default(seed, nodes)
-			p.NoTwins = os.Getenv("POISON_EQUIV_NOTWINS") == "1"
-			switch seed % 3 {
-			case 2:
-				// Other attribute names, sorting elsewhere among env keys
-				// and JSON keys: 'Z' < '_' < 'a'; after every key but é.
-				p.Attr = "ZZ_POISON"
-			case 0:
-				p.Attr = "zzz_poison"
-			}
-			g, err := graphgen.Generate(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			file := filepath.Join(t.TempDir(), "graph.nix")
-			if err := os.WriteFile(file, g.Expr(), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			f := newFixture(t, file, g, nixtest.Environ())
-			for _, c := range equivGeneratedCases(g, seed) {
-				t.Run(c.name, func(t *testing.T) {
-					f.runCase(t, c)
-					if t.Failed() {
-						t.Logf("reproduce: go run ./builder/internal/graphgen/cmd/graphgen gen -seed %d -nodes %d -attr %s -notwins=%v > graph.nix; lock %+v, pre-poisoned %v, byName %v",
-							seed, nodes, p.Attr, p.NoTwins, c.spec, c.pre, c.byName)
-					}
-				})
+			equivGenerated(t, seed, nodes, systemNix(nixtest.Environ()), nil)
+		})
+	}
+}
+
+// equivPrep returns the file to instantiate in place of a graph file (a
+// variant a Nix accepts); nil keeps every file.
+type equivPrep func(t *testing.T, file string) string
+
+// equivGenerated runs every case of equivGeneratedCases on the graph of
+// seed, instantiated by nix.
+func equivGenerated(t *testing.T, seed uint64, nodes int, nix equivNix, prep equivPrep) {
+	p := graphgen.Default(seed, nodes)
+	p.NoTwins = os.Getenv("POISON_EQUIV_NOTWINS") == "1"
+	switch seed % 3 {
+	case 2:
+		// Other attribute names, sorting elsewhere among env keys
+		// and JSON keys: 'Z' < '_' < 'a'; after every key but é.
+		p.Attr = "ZZ_POISON"
+	case 0:
+		p.Attr = "zzz_poison"
+	}
+	g, err := graphgen.Generate(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "graph.nix")
+	if err := os.WriteFile(file, g.Expr(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if prep != nil {
+		file = prep(t, file)
+	}
+	f := newFixture(t, file, g, nix)
+	for _, c := range equivGeneratedCases(g, seed) {
+		t.Run(c.name, func(t *testing.T) {
+			f.runCase(t, c)
+			if t.Failed() {
+				t.Logf("reproduce: go run ./builder/internal/graphgen/cmd/graphgen gen -seed %d -nodes %d -attr %s -notwins=%v > graph.nix; lock %+v, pre-poisoned %v, byName %v",
+					seed, nodes, p.Attr, p.NoTwins, c.spec, c.pre, c.byName)
 			}
 		})
 	}
@@ -734,7 +806,7 @@ func equivGeneratedCases(g *graphgen.Graph, seed uint64) []equivCase {
 // node poisoned alone, then all at once with serial 2.
 func TestEquivTestdata(t *testing.T) {
 	nixtest.Need(t)
-	equivFiles(t, filepath.Join("..", "testdata", "graphs", "*.nix"), nixtest.Environ(), false)
+	equivFiles(t, filepath.Join("..", "testdata", "graphs", "*.nix"), systemNix(nixtest.Environ()), false, nil)
 }
 
 // TestEquivFloatingCA runs testdata/graphs/ca: floating content-addressed
@@ -744,7 +816,7 @@ func TestEquivTestdata(t *testing.T) {
 func TestEquivFloatingCA(t *testing.T) {
 	nixtest.Need(t)
 	env := append(nixtest.Environ(), "NIX_CONFIG="+nixtest.Config+"experimental-features = ca-derivations impure-derivations\n")
-	equivFiles(t, filepath.Join("..", "testdata", "graphs", "ca", "*.nix"), env, true)
+	equivFiles(t, filepath.Join("..", "testdata", "graphs", "ca", "*.nix"), systemNix(env), true, nil)
 }
 
 // TestEquivAmbiguous runs testdata/graphs/ambiguous: closures where a
@@ -752,10 +824,11 @@ func TestEquivFloatingCA(t *testing.T) {
 // Nix or refuse with an error naming the derivation.
 func TestEquivAmbiguous(t *testing.T) {
 	nixtest.Need(t)
-	equivFiles(t, filepath.Join("..", "testdata", "graphs", "ambiguous", "*.nix"), nixtest.Environ(), true)
+	equivFiles(t, filepath.Join("..", "testdata", "graphs", "ambiguous", "*.nix"), systemNix(nixtest.Environ()), true, nil)
 }
 
-func equivFiles(t *testing.T, glob string, env []string, refusable bool) {
+// equivFiles runs the graphs matching glob, instantiated by nix.
+func equivFiles(t *testing.T, glob string, nix equivNix, refusable bool, prep equivPrep) {
 	files, err := filepath.Glob(glob)
 	if err != nil {
 		t.Fatal(err)
@@ -770,7 +843,10 @@ func equivFiles(t *testing.T, glob string, env []string, refusable bool) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f := newFixture(t, abs, nil, env)
+			if prep != nil {
+				abs = prep(t, abs)
+			}
+			f := newFixture(t, abs, nil, nix)
 			f.refusable = refusable
 			all := map[string]int{}
 			for _, a := range f.attrs {
@@ -799,7 +875,7 @@ func TestEquivTwinsLoadStable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newFixture(t, abs, nil, nixtest.Environ())
+	f := newFixture(t, abs, nil, systemNix(nixtest.Environ()))
 	for _, poison := range []map[string]int{nil, {"f1": 1}, {"x1": 1}} {
 		loaded := f.eval(t, poison)
 		var roots []string
@@ -825,7 +901,7 @@ func TestEquivHarnessCatchesMutations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newFixture(t, abs, nil, nixtest.Environ())
+	f := newFixture(t, abs, nil, systemNix(nixtest.Environ()))
 	lk := f.lock(t, equivLockSpec{drvs: map[string]int{"a": 2}})
 	want := f.expected(lk, false)
 	expect := f.eval(t, want)
@@ -833,7 +909,7 @@ func TestEquivHarnessCatchesMutations(t *testing.T) {
 	for i, a := range f.attrs {
 		roots[i] = f.clean[a].Drv
 	}
-	res, warns := equivRewrite(t, roots, lk, false)
+	res, warns := equivRewrite(t, f.nix, roots, lk, false)
 	if p := f.problems(t, f.attrs, f.clean, expect, want, res, warns); len(p) > 0 {
 		t.Fatalf("the rewrite under test is wrong, fix it first: %v", p)
 	}
