@@ -22,6 +22,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nix-community/go-nix/pkg/wire"
@@ -581,7 +582,10 @@ func (c *Conn) eofError(op string, err error) error {
 	if errors.As(err, &pe) {
 		return err
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
+	// A daemon that dies with bytes unread resets the connection instead
+	// of closing it (ECONNRESET on read, EPIPE on write): the same event.
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
 		err = errors.New("connection closed by the daemon")
 	}
 	if c.diag != nil {

@@ -448,10 +448,29 @@ func TestDialFailures(t *testing.T) {
 			defer c.Close() // accept and say nothing
 		}
 	}()
+	// A daemon that dies without reading what it was sent: the kernel
+	// resets the connection (ECONNRESET) instead of closing it.
+	reset := filepath.Join(dir, "reset.sock")
+	lr, err := net.Listen("unix", reset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lr.Close()
+	go func() {
+		for {
+			c, err := lr.Accept()
+			if err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond) // the client's magic arrives, unread
+			c.Close()
+		}
+	}()
 	tests := []struct {
 		name, uri, want string
 	}{
 		{"no socket", "unix://" + filepath.Join(dir, "none"), "is the daemon running?"},
+		{"reset", "unix://" + reset, "connection closed by the daemon"},
 		{"silent", "unix://" + silent, "no answer within 300ms"},
 		{"scheme", "https://example.com", "unsupported scheme"},
 		{"ssh no host", "ssh-ng://", "want ssh-ng://"},
