@@ -116,4 +116,6 @@ type Result struct {
 	Changed []Drv
 	// Poisoned are the derivations with a serial, inputs first.
 	Poisoned []Poison
+
+	spliced int // how many of Changed were patched, not re-serialised (tests)
 }

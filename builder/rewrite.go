@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/sourcegraph/conc/pool"
@@ -42,6 +43,8 @@ type view struct {
 	cur []attrState
 	// noSplice disables rewriteSpliced (tests compare both paths).
 	noSplice bool
+	// spliced counts the derivations rewriteSpliced rewrote.
+	spliced atomic.Int64
 }
 
 // attrState is the attribute as found in the original derivation.
@@ -156,6 +159,7 @@ func (v *view) run(ctx context.Context, want func(int32) attrState) error {
 // rewriteNode computes the rewritten derivation i (DESIGN §5 steps 3–5).
 func (v *view) rewriteNode(i int32, want attrState) error {
 	if want == v.cur[i] && !v.noSplice && v.rewriteSpliced(i) {
+		v.spliced.Add(1)
 		return nil
 	}
 	c := v.c
@@ -288,9 +292,12 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 		}
 	}
 
-	// R2: the attribute.
-	if err := v.setAttr(n, &d, want); err != nil {
-		return err
+	// R2: the attribute, unless it is already as wanted (then there is
+	// nothing to edit, as in rewriteSpliced).
+	if want != v.cur[i] {
+		if err := v.setAttr(n, &d, want); err != nil {
+			return err
+		}
 	}
 
 	// R5: inputDrvs re-keyed.
@@ -786,7 +793,7 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	res := &Result{DrvPaths: make(map[string]string, n)}
+	res := &Result{DrvPaths: make(map[string]string, n), spliced: int(final.spliced.Load())}
 	res.Roots = make([]string, 0, len(c.roots))
 	for _, r := range c.roots {
 		res.Roots = append(res.Roots, final.drvPath(r))
@@ -888,16 +895,6 @@ func (v *view) rewriteSpliced(i int32) bool {
 	n := &c.nodes[i]
 	if !n.spliceable || n.hasDeferredEdge {
 		return false
-	}
-	if n.structured && !v.cur[i].present {
-		// The general path removes the attribute with structattrs.Remove,
-		// which scans the JSON (and refuses one Nix would not write)
-		// whenever `"attr":` occurs in its text, also where mayHaveKey
-		// sees no key (after an escaped quote): leave those to it.
-		j, _ := n.drv.EnvIndex("__json")
-		if strings.Contains(n.drv.Env[j].Value, `"`+v.attr+`\":`) {
-			return false
-		}
 	}
 	// The hash windows to patch, as refscan.Replacer picks them: left to
 	// right, a replaced window hides the windows overlapping it.

@@ -186,3 +186,25 @@ func writeDrv(t *testing.T, store, name string, d *aterm.Derivation) string {
 	}
 	return p
 }
+
+// TestSplicedTaken guards the speed of the rewrite: derivations that only
+// change through their dependencies take the patching path, including
+// structured ones whose __json holds the attribute name in nested objects
+// and strings (the benchmark's generator writes those). Only the poisoned
+// derivation, whose attribute changes, is re-serialised.
+func TestSplicedTaken(t *testing.T) {
+	s := newSpliceStore(t, t.TempDir())
+	s.add(spliceSpec{name: "a"})
+	aOut := s.out("a", "out")
+	s.add(spliceSpec{name: "b", inputs: map[string][]string{"a": {"out"}}, bare: true,
+		env: map[string]string{"__json": `{"c":"` + aOut + `","n":{"POISON_SERIAL":"inner"},"s":"\"POISON_SERIAL\":1"}`}})
+	s.add(spliceSpec{name: "c", inputs: map[string][]string{"b": {"out"}}, srcs: []string{s.paths["a"]},
+		env: map[string]string{"d": s.out("b", "out") + "/bin", "e": "\n" + aOut}})
+	res, _ := s.compare(lockFor(s, 1, "a"), false, 0, "c")
+	if res == nil {
+		t.Fatal("rewrite refused")
+	}
+	if len(res.Changed) != 3 || res.spliced != 2 {
+		t.Errorf("%d changed, %d patched; want 3 changed, 2 patched (b and c)", len(res.Changed), res.spliced)
+	}
+}
