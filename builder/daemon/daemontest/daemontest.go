@@ -7,6 +7,7 @@ package daemontest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,7 +60,11 @@ func Start(t testing.TB) *Daemon {
 	t.Cleanup(d.Kill)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(d.Socket); err == nil {
+		// The socket file appears at bind(), before listen(): wait until
+		// a connection is accepted. (The worker nix-daemon forks for it
+		// exits when it is closed.)
+		if c, err := net.Dial("unix", d.Socket); err == nil {
+			c.Close()
 			return d
 		}
 		select {
@@ -69,7 +74,7 @@ func Start(t testing.TB) *Daemon {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("nix-daemon did not create %s within 10 s", d.Socket)
+			t.Fatalf("nix-daemon did not listen on %s within 10 s", d.Socket)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
