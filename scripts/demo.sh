@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
-./scripts/setup.sh >/dev/null
+POISON_SETUP_MODERN_NIX=0 ./scripts/setup.sh >/dev/null
 export NIX_CONFIG="substituters =
 ${NIX_CONFIG:-}"
 

@@ -52,7 +52,10 @@ fi
 # against a modern Nix: unpacked by scripts/modern-nix.sh into a private
 # directory with its own chroot store (no system change; ~37 MB the first
 # time, nothing after). scripts/test.sh sets POISON_MODERN_NIX to its bin.
-modern=${POISON_MODERN_NIX_DIR:-/var/cache/poison-modern-nix}
-./scripts/modern-nix.sh "$modern" >/dev/null
-echo "setup: $("$modern/bin/nix-instantiate" --version) in $modern"
+# POISON_SETUP_MODERN_NIX=0 skips it (the demo does not need it).
+if [ "${POISON_SETUP_MODERN_NIX:-1}" != 0 ]; then
+  modern=${POISON_MODERN_NIX_DIR:-/var/cache/poison-modern-nix}
+  ./scripts/modern-nix.sh "$modern" >/dev/null
+  echo "setup: $("$modern/bin/nix-instantiate" --version) in $modern"
+fi
 echo "setup: $(nix-instantiate --version), $(go version | cut -d' ' -f3), daemon socket $sock"
