@@ -62,6 +62,7 @@ func commands() []command {
 		showCommand(),
 		rewriteCommand(),
 		buildCommand(),
+		impactCommand(),
 		versionCommand(),
 	}
 }
