@@ -1,9 +1,34 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/poison-nix/poison/builder"
+	"github.com/poison-nix/poison/registry"
+	"github.com/poison-nix/poison/registry/lock"
+	"github.com/poison-nix/poison/resolver"
 )
+
+// impactOptions are the settings of one `poison impact`.
+type impactOptions struct {
+	registry string
+	lock     string
+	json     bool
+	stdin    bool
+	byName   bool
+	max      int
+	drvs     []string
+}
 
 func impactCommand() command {
 	c := command{
@@ -12,11 +37,274 @@ func impactCommand() command {
 		usage:   "[--registry DIR] [--lock FILE] [--json] [--stdin] [--by-name] [--max N] DRV...",
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
+		var o impactOptions
 		fs := newFlags(e, &c)
+		fs.StringVar(&o.registry, "registry", ".", "registry work tree `DIR` with the pending change (its new entries included)")
+		fs.StringVar(&o.lock, "lock", "", "base lock `FILE`, e.g. the main branch's (env POISON_LOCK, poison.toml lock; default poison.lock)")
+		fs.BoolVar(&o.json, "json", false, "print one JSON document instead of text")
+		fs.BoolVar(&o.stdin, "stdin", false, "read the .drv paths from standard input, one per line")
+		fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
+		fs.IntVar(&o.max, "max", -1, "exit 1 when more than `N` derivations rebuild (after the report); negative disables")
 		if err := parseFlags(e, &c, fs, args); err != nil {
 			return err
 		}
-		return errors.New("impact: not implemented yet")
+		o.drvs = fs.Args()
+		if o.stdin {
+			sc := bufio.NewScanner(e.stdin)
+			sc.Buffer(make([]byte, 64<<10), 1<<20)
+			for sc.Scan() {
+				if l := strings.TrimSpace(sc.Text()); l != "" {
+					o.drvs = append(o.drvs, l)
+				}
+			}
+			if err := sc.Err(); err != nil {
+				return fmt.Errorf("read standard input: %w", err)
+			}
+		}
+		if len(o.drvs) == 0 {
+			return &exitErr{code: exitUsage, err: errors.New("impact: no derivations given"), hint: "pass the .drv paths of the closure to measure as arguments or with --stdin"}
+		}
+		return runImpact(ctx, e, o)
 	}
 	return c
+}
+
+// Reasons a derivation's rewritten .drv path differs between the base lock
+// and the registry's.
+const (
+	reasonPoisoned   = "poisoned"   // its serial rose
+	reasonUnpoisoned = "unpoisoned" // its serial fell: an entry was removed or edited
+	reasonDependent  = "dependent"  // same serial, downstream of a change
+)
+
+// impactDrv is one derivation whose rewritten .drv path differs.
+type impactDrv struct {
+	Drv        string   `json:"drv"` // original .drv path, as in the closure
+	Name       string   `json:"name"`
+	Reason     string   `json:"reason"`
+	Entries    []string `json:"entries"` // lock keys carrying the serial (poisoned: the new lock's; unpoisoned: the base lock's)
+	Files      []string `json:"files"`   // registry entry files naming those keys
+	BaseSerial int      `json:"baseSerial"`
+	Serial     int      `json:"serial"`
+	BaseDrv    string   `json:"baseDrv"` // rewritten with the base lock
+	NewDrv     string   `json:"newDrv"`  // rewritten with the registry's lock
+}
+
+type impactReport struct {
+	Registry        string      `json:"registry"`
+	Lock            string      `json:"lock"`
+	BaseCommit      string      `json:"baseCommit"`
+	Total           int         `json:"total"`   // derivations in the closure
+	Rebuilt         int         `json:"rebuilt"` // the blast radius: poisoned + unpoisoned + dependent
+	Poisoned        int         `json:"poisoned"`
+	Unpoisoned      int         `json:"unpoisoned"`
+	Dependent       int         `json:"dependent"`
+	SerialDecreases []string    `json:"serialDecreases"` // lock keys whose serial the registry lowers, anywhere
+	Derivations     []impactDrv `json:"derivations"`     // topological order, inputs first
+}
+
+func runImpact(ctx context.Context, e *env, o impactOptions) error {
+	// The registry with the pending change, as `poison resolve` would see it.
+	dir := absPath(e, o.registry)
+	reg, err := registry.LoadDir(dir, registry.LoadOptions{Now: e.now()})
+	var ps registry.Problems
+	if err != nil && !errors.As(err, &ps) {
+		return withHint(fmt.Errorf("impact: registry %s: %w", o.registry, err), "pass --registry DIR of a registry work tree")
+	}
+	// Warnings and errors in file order, as `poison lint` prints them.
+	problems := append(registry.Problems{}, ps...)
+	if reg != nil {
+		problems = append(problems, reg.Warnings...)
+	}
+	problems.Sort()
+	for _, p := range problems {
+		fmt.Fprintf(e.stderr, "poison: %s: %s\n", p.Severity, p)
+	}
+	if n := len(ps.Errors()); n > 0 || reg == nil {
+		fmt.Fprintf(e.stderr, "poison: error: impact: the registry %s has %d error%s; no impact computed\n", o.registry, n, plural(n, "", "s"))
+		fmt.Fprintf(e.stderr, "poison: hint: fix the registry (poison lint --registry %s)\n", o.registry)
+		return silentExit(exitError)
+	}
+	next := reg.Lock(lock.Source{URL: dir})
+
+	// The base: the lock of the main branch.
+	lockPath := o.lock
+	if lockPath == "" {
+		s, err := resolver.LoadSettings(e.dir, e.getenv)
+		if err != nil {
+			return fmt.Errorf("impact: %w", err)
+		}
+		lockPath = s.Lock
+	}
+	lockPath = absPath(e, lockPath)
+	base, err := lock.ReadFile(lockPath)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return withHint(fmt.Errorf("impact: no base lock %s", displayPath(e, lockPath)),
+				"pass --lock FILE with the lock of the base branch (poison resolve writes one)")
+		}
+		return fmt.Errorf("impact: %w", err)
+	}
+	describeLock(e, lockPath, base)
+	fmt.Fprintf(e.stderr, "poison: registry %s: %d entries\n", o.registry, len(reg.Entries))
+
+	var decreases []string
+	var sd *resolver.SerialDecreaseError
+	if errors.As(resolver.CheckSerials(base, next), &sd) {
+		decreases = sd.Keys
+		for _, k := range decreases {
+			fmt.Fprintf(e.stderr, "poison: warning: the registry lowers a serial of the base lock: %s\n", k)
+		}
+		fmt.Fprintf(e.stderr, "poison: warning: entries are append-only: a lowered serial brings a bad output back\n")
+	}
+
+	storeDir := next.Store()
+	roots := make([]string, len(o.drvs))
+	for i, d := range o.drvs {
+		roots[i] = rootPath(e, storeDir, d)
+	}
+	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: storeDir}, roots)
+	if err != nil {
+		return err
+	}
+	var warnings []builder.Warning
+	baseRes, err := builder.Rewrite(ctx, c, builder.Options{Lock: base, ByName: o.byName, NoATerm: true})
+	if err != nil {
+		return fmt.Errorf("impact: with the base lock: %w", err)
+	}
+	newRes, err := builder.Rewrite(ctx, c, builder.Options{Lock: next, ByName: o.byName, NoATerm: true,
+		Warn: func(w builder.Warning) { warnings = append(warnings, w) }})
+	if err != nil {
+		return fmt.Errorf("impact: with the registry: %w", err)
+	}
+
+	rep := compareRewrites(c, reg, baseRes, newRes)
+	rep.Registry, rep.Lock, rep.BaseCommit = o.registry, displayPath(e, lockPath), base.Registry.Commit
+	rep.SerialDecreases = append([]string{}, decreases...)
+	changed := make(map[string]bool, len(rep.Derivations))
+	for _, d := range rep.Derivations {
+		changed[d.Drv] = true
+	}
+	for _, w := range warnings {
+		if changed[w.DrvPath] {
+			fmt.Fprintf(e.stderr, "poison: warning: %s\n", w.Message)
+		}
+	}
+
+	w := bufio.NewWriter(e.stdout)
+	if o.json {
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		writeImpactText(w, rep)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if o.max >= 0 && rep.Rebuilt > o.max {
+		return withHint(fmt.Errorf("impact: %d derivations rebuild, more than --max %d", rep.Rebuilt, o.max),
+			"a change this large needs a closer review")
+	}
+	return nil
+}
+
+// compareRewrites lists the members of c whose rewritten .drv path differs
+// between base and next, in topological order, and classifies them by how
+// their own serial moved.
+func compareRewrites(c *builder.Closure, reg *registry.Registry, base, next *builder.Result) impactReport {
+	basePoison := make(map[string]builder.Poison, len(base.Poisoned))
+	for _, p := range base.Poisoned {
+		basePoison[p.DrvPath] = p
+	}
+	newPoison := make(map[string]builder.Poison, len(next.Poisoned))
+	for _, p := range next.Poisoned {
+		newPoison[p.DrvPath] = p
+	}
+	rep := impactReport{Total: c.Len(), Derivations: []impactDrv{}, SerialDecreases: []string{}}
+	for _, p := range c.Paths() {
+		b, n := base.DrvPaths[p], next.DrvPaths[p]
+		if b == n {
+			continue
+		}
+		bp, np := basePoison[p], newPoison[p]
+		d := impactDrv{Drv: p, Name: drvName(p), BaseSerial: bp.Serial, Serial: np.Serial, BaseDrv: b, NewDrv: n, Entries: []string{}, Files: []string{}}
+		switch {
+		case np.Serial > bp.Serial:
+			d.Reason = reasonPoisoned
+			d.Entries = append(d.Entries, np.Entries...)
+			d.Files = entryFiles(reg, np.Entries)
+			rep.Poisoned++
+		case np.Serial < bp.Serial:
+			d.Reason = reasonUnpoisoned
+			d.Entries = append(d.Entries, bp.Entries...)
+			rep.Unpoisoned++
+		default:
+			d.Reason = reasonDependent
+			rep.Dependent++
+		}
+		rep.Derivations = append(rep.Derivations, d)
+	}
+	rep.Rebuilt = len(rep.Derivations)
+	return rep
+}
+
+// drvName is the derivation name of a .drv path ("HASH-NAME.drv").
+func drvName(p string) string {
+	b := filepath.Base(p)
+	if i := strings.IndexByte(b, '-'); i >= 0 {
+		b = b[i+1:]
+	}
+	return strings.TrimSuffix(b, ".drv")
+}
+
+// entryFiles returns the registry files behind lock keys
+// ("derivations/BASE", "outputs/BASE", "names/NAME"), sorted, each once.
+func entryFiles(reg *registry.Registry, keys []string) []string {
+	seen := map[string]bool{}
+	out := []string{}
+	for _, k := range keys {
+		kind, v, _ := strings.Cut(k, "/")
+		var es []*registry.Entry
+		if kind == "names" {
+			es = reg.EntriesForName(v)
+		} else {
+			es = reg.EntriesFor(v)
+		}
+		for _, en := range es {
+			if !seen[en.File] {
+				seen[en.File] = true
+				out = append(out, en.File)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func writeImpactText(w io.Writer, rep impactReport) {
+	parts := []string{fmt.Sprintf("%d newly poisoned", rep.Poisoned)}
+	if rep.Unpoisoned > 0 {
+		parts = append(parts, fmt.Sprintf("%d UNPOISONED", rep.Unpoisoned))
+	}
+	parts = append(parts, fmt.Sprintf("%d dependent", rep.Dependent))
+	fmt.Fprintf(w, "impact: %d of %d derivations rebuild (%s)\n", rep.Rebuilt, rep.Total, strings.Join(parts, ", "))
+	if len(rep.SerialDecreases) > 0 {
+		fmt.Fprintf(w, "impact: the registry lowers %d serial(s) of the base lock: %s\n", len(rep.SerialDecreases), strings.Join(rep.SerialDecreases, ", "))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, d := range rep.Derivations {
+		fmt.Fprintf(tw, "%s\t%s\t%s", d.Reason, d.Name, d.Drv)
+		if d.Reason != reasonDependent {
+			fmt.Fprintf(tw, "\tserial %d -> %d\t%s", d.BaseSerial, d.Serial, strings.Join(d.Entries, ", "))
+			if len(d.Files) > 0 {
+				fmt.Fprintf(tw, " (%s)", strings.Join(d.Files, ", "))
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
 }
