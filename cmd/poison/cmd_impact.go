@@ -50,16 +50,11 @@ func impactCommand() command {
 		}
 		o.drvs = fs.Args()
 		if o.stdin {
-			sc := bufio.NewScanner(e.stdin)
-			sc.Buffer(make([]byte, 64<<10), 1<<20)
-			for sc.Scan() {
-				if l := strings.TrimSpace(sc.Text()); l != "" {
-					o.drvs = append(o.drvs, l)
-				}
-			}
-			if err := sc.Err(); err != nil {
+			lines, err := readLines(e.stdin)
+			if err != nil {
 				return fmt.Errorf("read standard input: %w", err)
 			}
+			o.drvs = append(o.drvs, lines...)
 		}
 		if len(o.drvs) == 0 {
 			return &exitErr{code: exitUsage, err: errors.New("impact: no derivations given"), hint: "pass the .drv paths of the closure to measure as arguments or with --stdin"}

@@ -55,16 +55,11 @@ func rewriteCommand() command {
 		}
 		o.drvs = fs.Args()
 		if o.stdin {
-			sc := bufio.NewScanner(e.stdin)
-			sc.Buffer(make([]byte, 64<<10), 1<<20)
-			for sc.Scan() {
-				if l := strings.TrimSpace(sc.Text()); l != "" {
-					o.drvs = append(o.drvs, l)
-				}
-			}
-			if err := sc.Err(); err != nil {
+			lines, err := readLines(e.stdin)
+			if err != nil {
 				return fmt.Errorf("read standard input: %w", err)
 			}
+			o.drvs = append(o.drvs, lines...)
 		}
 		if len(o.drvs) == 0 {
 			return &exitErr{code: exitUsage, err: errors.New("rewrite: no derivations given"), hint: "pass .drv paths as arguments or with --stdin"}
@@ -278,4 +273,17 @@ func writeRewriteJSON(w io.Writer, roots []string, res *builder.Result) error {
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(doc)
+}
+
+// readLines returns the non-empty lines of r, trimmed (for --stdin).
+func readLines(r io.Reader) ([]string, error) {
+	var out []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out, sc.Err()
 }
