@@ -98,7 +98,7 @@ type Result struct {
 type Action int
 
 const (
-	Installed Action = iota // there was no hook: written
+	Installed Action = iota // written: no hook was there, or poison's without execute permission
 	Unchanged               // the same hook was already there: nothing written
 	Replaced                // a different hook was there: replaced (Options.Force)
 )
@@ -189,8 +189,7 @@ type location struct {
 }
 
 // gitLocationVars point git at another repository than the one around its
-// working directory (git rev-parse --local-env-vars, and GIT_CEILING
-// relatives that do not matter here).
+// working directory (see git rev-parse --local-env-vars).
 var gitLocationVars = []string{
 	"GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_INDEX_FILE",
 	"GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
@@ -211,6 +210,7 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, "LC_ALL=C") // messages Install recognises
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -288,11 +288,11 @@ func write(dir, name string, script []byte, force bool) (Result, error) {
 		return r, fmt.Errorf("read existing hook: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return r, err
+		return r, fmt.Errorf("write %s hook: %w", name, err)
 	}
 	f, err := os.CreateTemp(dir, "."+name+".poison-*")
 	if err != nil {
-		return r, err
+		return r, fmt.Errorf("write %s hook: %w", name, err)
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // after a successful rename, a no-op

@@ -140,3 +140,61 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestHooksInstallPoison commits through a hook installed by poison hooks
+// install --poison where git's $PATH has no poison (a GUI client, a server
+// account): the hook runs the binary written into it.
+func TestHooksInstallPoison(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed")
+	}
+	bin, err := exec.LookPath("poison")
+	if err != nil {
+		t.Fatalf("poison is not in $PATH: %v", err)
+	}
+	if bin, err = filepath.Abs(bin); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	g := &gitEnv{t: t, home: dir}
+	if code, _, stderr := runPoison(t, dir, "init", "reg"); code != 0 {
+		t.Fatal(stderr)
+	}
+	work := filepath.Join(dir, "reg")
+	if code, stdout, stderr := runPoison(t, dir, "hooks", "install", "--registry", "reg", "--poison", bin); code != 0 || stdout != "installed reg/.git/hooks/pre-commit\n" {
+		t.Fatalf("hooks install --poison: exit %d\n%s%s", code, stdout, stderr)
+	}
+	t.Setenv("PATH", "/usr/bin:/bin")
+	t.Setenv("POISON", "")
+	if p, err := exec.LookPath("poison"); err == nil {
+		t.Skipf("poison is installed as %s: the test needs a $PATH without it", p)
+	}
+	const entry = "entries/2026/11/2026-11-20-hook-test.toml"
+	write := func(content string) {
+		t.Helper()
+		p := filepath.Join(work, entry)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(strings.Replace(hookEntry, "reason = \"hook test\"", "reason = 7", 1))
+	g.run(work, true, "add", entry)
+	if out := g.run(work, false, "commit", "-q", "-m", "bad entry"); !strings.Contains(out, entry+":1:1: reason: is an integer") {
+		t.Errorf("the installed hook did not lint the bad entry:\n%s", out)
+	}
+	write(hookEntry)
+	g.run(work, true, "add", entry)
+	g.run(work, true, "commit", "-q", "-m", "add entry")
+
+	// The plain hook, with the same $PATH, does not find poison: the
+	// commits above ran the binary written into the hook.
+	if code, stdout, stderr := runPoison(t, dir, "hooks", "install", "--registry", "reg", "--force"); code != 0 || stdout != "replaced reg/.git/hooks/pre-commit\n" {
+		t.Fatalf("hooks install --force: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if out := g.run(work, false, "commit", "-q", "--allow-empty", "-m", "no poison"); !strings.Contains(out, "poison: not found") && !strings.Contains(out, "poison: command not found") {
+		t.Errorf("the plain hook failed for another reason than a missing poison:\n%s", out)
+	}
+}
