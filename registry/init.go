@@ -302,8 +302,8 @@ serial and bring the bad output back); file a new entry instead.
     poison lint --registry .                 # every entry and registry.toml
     poison lint --registry . --base main     # also: nothing merged was changed
 
-Install hooks/pre-commit and hooks/pre-receive from the poison sources to
-run these checks on every commit and push.
+Run "poison hooks install" here (pre-commit) and in the server's bare
+repository (pre-receive) to run these checks on every commit and push.
 
 ## Format
 
