@@ -63,6 +63,7 @@ func commands() []command {
 		rewriteCommand(),
 		buildCommand(),
 		impactCommand(),
+		checkCommand(),
 		hooksCommand(),
 		versionCommand(),
 	}
