@@ -340,10 +340,13 @@ func classify(e *env, rep *checkReport, judged []string, infos map[string]*daemo
 	for _, p := range res.Poisoned {
 		poisons[p.DrvPath] = p
 	}
-	// selfPoisoned: the derivation gets a serial it was not written with.
+	// selfPoisoned: the lock gives the derivation a higher serial than it
+	// was written with: its outputs predate the poisoning. (A higher
+	// serial than the lock's, e.g. from the overlay's names or an entry
+	// since removed, means it was rebuilt later: not stale.)
 	selfPoisoned := func(d string) bool {
 		p, ok := poisons[d]
-		return ok && carried[d] != p.Serial
+		return ok && p.Serial > carried[d]
 	}
 	// The causes of every rewritten derivation: the poisoned ones it is
 	// (own) or depends on (upstream). Changed is topological and lists the
@@ -355,11 +358,8 @@ func classify(e *env, rep *checkReport, judged []string, infos map[string]*daemo
 	own := map[string]string{}
 	upstream := map[string][]string{}
 	for _, d := range res.Changed {
-		switch {
-		case selfPoisoned(d.OldPath):
+		if selfPoisoned(d.OldPath) {
 			own[d.OldPath] = d.Name
-		case carried[d.OldPath] > 0 && poisons[d.OldPath].Serial != carried[d.OldPath]:
-			own[d.OldPath] = fmt.Sprintf("%s (built with serial %d, which the lock does not give)", d.Name, carried[d.OldPath])
 		}
 		var cs []string
 		for _, r := range d.References {
@@ -380,6 +380,16 @@ func classify(e *env, rep *checkReport, judged []string, infos map[string]*daemo
 		if nd == d {
 			continue // clean: built as the lock says
 		}
+		if !selfPoisoned(d) && len(upstream[d]) == 0 {
+			// Rewritten only because it, or something it depends on,
+			// carries a higher serial than the lock gives: built after
+			// the poisoning, so not stale.
+			if carried[d] > poisons[d].Serial && !warned[d] {
+				warned[d] = true
+				fmt.Fprintf(e.stderr, "poison: note: %s was built with serial %d, higher than the lock gives its derivation %s (built through the overlay? then pass --by-name); not stale\n", p, carried[d], d)
+			}
+			continue
+		}
 		cp := checkPath{Path: p, DrvPath: d, NewDrvPath: nd, Built: carried[d], Entries: []string{}, Causes: []string{}, name: storeName(p)}
 		if np, ok := res.OutPaths[p]; ok {
 			cp.NewPath = np
@@ -398,10 +408,6 @@ func classify(e *env, rep *checkReport, judged []string, infos map[string]*daemo
 		} else {
 			cp.Status = statusDependent
 			cp.Causes = append(cp.Causes, upstream[d]...)
-			if carried[d] > 0 && poisons[d].Serial != carried[d] && !warned[d] {
-				warned[d] = true
-				fmt.Fprintf(e.stderr, "poison: warning: %s was built with serial %d, which the lock does not give its derivation %s (built through the overlay? try --by-name)\n", p, carried[d], d)
-			}
 			rep.Dependent++
 		}
 		rep.Paths = append(rep.Paths, cp)
