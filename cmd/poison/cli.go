@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -209,4 +211,21 @@ func versionCommand() command {
 		return nil
 	}
 	return c
+}
+
+// writeReport prints a command's report on w: v as one indented JSON
+// document when asJSON, else text writes it.
+func writeReport(w io.Writer, asJSON bool, v any, text func(io.Writer)) error {
+	bw := bufio.NewWriter(w)
+	if asJSON {
+		enc := json.NewEncoder(bw)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+	} else {
+		text(bw)
+	}
+	return bw.Flush()
 }

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -314,18 +312,7 @@ func runCheck(ctx context.Context, e *env, o checkOptions) error {
 	for _, f := range rep.Failures {
 		fmt.Fprintf(e.stderr, "poison: error: check: %s: %s\n", f.Path, f.Error)
 	}
-	w := bufio.NewWriter(e.stdout)
-	if o.json {
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return err
-		}
-	} else {
-		writeCheckText(w, rep)
-	}
-	if err := w.Flush(); err != nil {
+	if err := writeReport(e.stdout, o.json, rep, func(w io.Writer) { writeCheckText(w, rep) }); err != nil {
 		return err
 	}
 	if code != 0 {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -186,18 +184,7 @@ func runImpact(ctx context.Context, e *env, o impactOptions) error {
 		}
 	}
 
-	w := bufio.NewWriter(e.stdout)
-	if o.json {
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return err
-		}
-	} else {
-		writeImpactText(w, rep)
-	}
-	if err := w.Flush(); err != nil {
+	if err := writeReport(e.stdout, o.json, rep, func(w io.Writer) { writeImpactText(w, rep) }); err != nil {
 		return err
 	}
 	if o.max >= 0 && rep.Rebuilt > o.max {
