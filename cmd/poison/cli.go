@@ -190,6 +190,23 @@ func parseFlags(e *env, c *command, fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseInterleaved is parseFlags for commands that, like Nix's tools,
+// accept flags after their arguments; it returns the arguments in order.
+func parseInterleaved(e *env, c *command, fs *flag.FlagSet, args []string) ([]string, error) {
+	var out []string
+	for {
+		if err := parseFlags(e, c, fs, args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return out, nil
+		}
+		out = append(out, rest[0])
+		args = rest[1:]
+	}
+}
+
 // stringsFlag is a repeatable string flag.
 type stringsFlag []string
 

@@ -72,17 +72,9 @@ func buildCommand() command {
 		for _, n := range []string{"A", "attr"} {
 			fs.Var(&o.attrs, n, "attribute of the Nix file to build (repeatable); the file defaults to ./default.nix")
 		}
-		// Nix accepts flags after the installables: parse around them.
-		for {
-			if err := parseFlags(e, &c, fs, args); err != nil {
-				return err
-			}
-			rest := fs.Args()
-			if len(rest) == 0 {
-				break
-			}
-			o.installables = append(o.installables, rest[0])
-			args = rest[1:]
+		var err error
+		if o.installables, err = parseInterleaved(e, &c, fs, args); err != nil {
+			return err
 		}
 		if len(o.installables) == 0 && len(o.attrs) == 0 {
 			return &exitErr{code: exitUsage, err: errors.New("build: nothing to build"), hint: "pass .drv paths, output paths, or a Nix file with -A ATTR"}

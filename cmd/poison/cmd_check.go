@@ -45,17 +45,9 @@ func checkCommand() command {
 		fs.StringVar(&o.store, "store", "auto", "store to query (daemon, unix://PATH, auto, ssh-ng://HOST, local?root=DIR)")
 		fs.BoolVar(&o.json, "json", false, "print one JSON document instead of text")
 		fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
-		// Flags may follow the paths, as with Nix tools.
-		for {
-			if err := parseFlags(e, &c, fs, args); err != nil {
-				return err
-			}
-			rest := fs.Args()
-			if len(rest) == 0 {
-				break
-			}
-			o.paths = append(o.paths, rest[0])
-			args = rest[1:]
+		var err error
+		if o.paths, err = parseInterleaved(e, &c, fs, args); err != nil {
+			return err
 		}
 		if len(o.paths) == 0 {
 			return &exitErr{code: exitUsage, err: errors.New("check: no paths given"),

@@ -46,13 +46,9 @@ func impactCommand() command {
 		if err := parseFlags(e, &c, fs, args); err != nil {
 			return err
 		}
-		o.drvs = fs.Args()
-		if o.stdin {
-			lines, err := readLines(e.stdin)
-			if err != nil {
-				return fmt.Errorf("read standard input: %w", err)
-			}
-			o.drvs = append(o.drvs, lines...)
+		var err error
+		if o.drvs, err = argsAndStdin(e, fs.Args(), o.stdin); err != nil {
+			return err
 		}
 		if len(o.drvs) == 0 {
 			return &exitErr{code: exitUsage, err: errors.New("impact: no derivations given"), hint: "pass the .drv paths of the closure to measure as arguments or with --stdin"}

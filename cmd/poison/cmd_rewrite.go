@@ -53,13 +53,9 @@ func rewriteCommand() command {
 		if err := parseFlags(e, &c, fs, args); err != nil {
 			return err
 		}
-		o.drvs = fs.Args()
-		if o.stdin {
-			lines, err := readLines(e.stdin)
-			if err != nil {
-				return fmt.Errorf("read standard input: %w", err)
-			}
-			o.drvs = append(o.drvs, lines...)
+		var err error
+		if o.drvs, err = argsAndStdin(e, fs.Args(), o.stdin); err != nil {
+			return err
 		}
 		if len(o.drvs) == 0 {
 			return &exitErr{code: exitUsage, err: errors.New("rewrite: no derivations given"), hint: "pass .drv paths as arguments or with --stdin"}
@@ -273,6 +269,19 @@ func writeRewriteJSON(w io.Writer, roots []string, res *builder.Result) error {
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(doc)
+}
+
+// argsAndStdin returns args followed, with --stdin, by the lines of
+// standard input.
+func argsAndStdin(e *env, args []string, stdin bool) ([]string, error) {
+	if !stdin {
+		return args, nil
+	}
+	lines, err := readLines(e.stdin)
+	if err != nil {
+		return nil, fmt.Errorf("read standard input: %w", err)
+	}
+	return append(args, lines...), nil
 }
 
 // readLines returns the non-empty lines of r, trimmed (for --stdin).
