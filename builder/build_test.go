@@ -10,7 +10,7 @@ import (
 
 	"github.com/poison-nix/poison/builder"
 	"github.com/poison-nix/poison/builder/daemon"
-	"github.com/poison-nix/poison/builder/daemon/daemontest"
+	"github.com/poison-nix/poison/internal/daemontest"
 	"github.com/poison-nix/poison/internal/nixtest"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/poison-nix/poison/builder"
 	"github.com/poison-nix/poison/builder/daemon"
-	"github.com/poison-nix/poison/builder/daemon/daemontest"
+	"github.com/poison-nix/poison/internal/daemontest"
 	"github.com/poison-nix/poison/internal/nixtest"
 	"github.com/poison-nix/poison/registry/lock"
 )

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/poison-nix/poison/builder/daemon"
-	"github.com/poison-nix/poison/builder/daemon/daemontest"
+	"github.com/poison-nix/poison/internal/daemontest"
 	"github.com/poison-nix/poison/internal/nixtest"
 	"github.com/poison-nix/poison/internal/sshtest"
 )

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/poison-nix/poison/builder/daemon/daemontest"
+	"github.com/poison-nix/poison/internal/daemontest"
 	"github.com/poison-nix/poison/internal/nixtest"
 )
 
