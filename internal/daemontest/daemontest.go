@@ -173,7 +173,7 @@ func RepoRoot(t testing.TB) string {
 	if !ok {
 		t.Fatal("no caller information")
 	}
-	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // NixUsersGID returns the gid of the nix-users group, which may reach the
