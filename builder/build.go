@@ -2,6 +2,7 @@ package builder
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,14 +17,54 @@ import (
 	"github.com/sourcegraph/conc/pool"
 )
 
+// Store is the store Build plans in and collects the outputs in: the one
+// the rewritten .drv files were written to. DaemonStore serves it from a
+// nix-daemon; a team's own system may supply another.
+type Store interface {
+	// QueryMissing says what building targets ("DRV!*" or paths) would
+	// build and substitute.
+	QueryMissing(ctx context.Context, targets []string) (*daemon.Missing, error)
+	// QueryValidPaths returns those of paths that are valid.
+	QueryValidPaths(ctx context.Context, paths []string) ([]string, error)
+	// QueryDerivationOutputMap returns the output paths of a derivation
+	// in the store, by output name.
+	QueryDerivationOutputMap(ctx context.Context, drvPath string) (map[string]string, error)
+	// BuildPaths builds or substitutes targets in the store and returns
+	// one result per target. A failed build is a status, not an error.
+	BuildPaths(ctx context.Context, targets []string) ([]daemon.BuildResult, error)
+}
+
+// Job is one derivation for an Executor to build.
+type Job struct {
+	// DrvPath is the derivation's .drv path in the Store (it may exist
+	// nowhere else).
+	DrvPath string
+	// Derivation is the derivation with its inputs resolved: InputSrcs
+	// holds its input sources and the outputs of its input derivations,
+	// all valid in the Store when the job starts.
+	Derivation *daemon.BasicDerivation
+	// RequiredFeatures are its requiredSystemFeatures, sorted.
+	RequiredFeatures []string
+}
+
+// Executor builds one derivation whose inputs are valid in the Store and
+// leaves its outputs valid there. Build calls it from several goroutines
+// (BuildOptions.Jobs at once). A build that fails is a result with a
+// failed status; an error stops the whole build.
+type Executor interface {
+	BuildDerivation(ctx context.Context, job Job) (DrvResult, error)
+}
+
 // BuildOptions configures Build.
 type BuildOptions struct {
-	// PerDerivation sends each derivation to be built with BuildDerivation,
-	// in topological order, instead of handing the roots to the daemon.
-	// It needs a trusted client.
+	// PerDerivation builds each missing derivation with the Executor, in
+	// topological order, instead of handing the roots to the Store.
 	PerDerivation bool
-	// Jobs bounds concurrent BuildDerivation calls (PerDerivation); 1
-	// when 0.
+	// Executor builds the derivations one by one (PerDerivation); when
+	// nil, the Store does if it is an Executor (DaemonStore sends
+	// BuildDerivation to the daemon, which needs a trusted client).
+	Executor Executor
+	// Jobs bounds concurrent Executor calls (PerDerivation); 1 when 0.
 	Jobs int
 	// KeepGoing continues with what does not depend on a failure
 	// (PerDerivation; in the default mode the daemon's keep-going setting
@@ -51,6 +92,9 @@ type DrvResult struct {
 	Error     string // the daemon's message for a failure
 	StartTime time.Time
 	StopTime  time.Time
+	// Machine names where it was built (PerDerivation): the store URI of
+	// the machine, empty when unknown.
+	Machine string
 }
 
 // BuildReport is the outcome of Build.
@@ -78,33 +122,40 @@ func (r *BuildReport) Failed() bool {
 // BuildDerivation because the client is not trusted.
 var ErrNotTrusted = errors.New("the daemon does not trust this user with BuildDerivation")
 
+// ErrNoExecutor is returned by Build for PerDerivation without an
+// Executor when the Store is not one either.
+var ErrNoExecutor = errors.New("per-derivation build without an executor")
+
 // Build builds all outputs of roots (.drv paths already in the store, e.g.
-// added by Write) through the daemon behind p. Build failures are
-// statuses in the report, not errors; the error is for failures to talk
-// to the daemon and for refusals.
-func Build(ctx context.Context, p *daemon.Pool, roots []string, opts BuildOptions) (*BuildReport, error) {
+// added by Write) in s. Build failures are statuses in the report, not
+// errors; the error is for failures to talk to the stores and for
+// refusals.
+func Build(ctx context.Context, s Store, roots []string, opts BuildOptions) (*BuildReport, error) {
 	targets := make([]string, len(roots))
 	for i, r := range roots {
 		targets[i] = r + "!*"
 	}
 	rep := &BuildReport{}
-	c, err := p.Get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { p.Put(c, err != nil) }()
-	if rep.Missing, err = c.QueryMissing(ctx, targets); err != nil {
+	var err error
+	if rep.Missing, err = s.QueryMissing(ctx, targets); err != nil {
 		return nil, fmt.Errorf("build: ask what is missing: %w", err)
 	}
 	if opts.OnPlan != nil {
 		opts.OnPlan(rep.Missing)
 	}
 	if opts.PerDerivation {
-		if err = buildEach(ctx, p, c, rep, opts); err != nil {
+		if opts.Executor == nil {
+			ex, ok := s.(Executor)
+			if !ok {
+				return nil, ErrNoExecutor
+			}
+			opts.Executor = ex
+		}
+		if err = buildEach(ctx, s, rep, opts); err != nil {
 			return rep, err
 		}
 		if rep.Failed() {
-			// Do not let the daemon retry what failed: report the roots
+			// Do not let the store retry what failed: report the roots
 			// from the per-derivation results.
 			byPath := map[string]DrvResult{}
 			for _, r := range rep.Derivations {
@@ -113,7 +164,7 @@ func Build(ctx context.Context, p *daemon.Pool, roots []string, opts BuildOption
 			for _, r := range roots {
 				dr, ok := byPath[r]
 				if !ok {
-					outs, valid, err := rootValid(ctx, c, r)
+					outs, valid, err := rootValid(ctx, s, r)
 					switch {
 					case err != nil:
 						return rep, err
@@ -130,7 +181,7 @@ func Build(ctx context.Context, p *daemon.Pool, roots []string, opts BuildOption
 	}
 	// Default mode builds everything here; per-derivation mode has built
 	// what was missing and this only collects the outputs.
-	results, err := c.BuildPathsWithResults(ctx, targets, daemon.BuildNormal)
+	results, err := s.BuildPaths(ctx, targets)
 	if err != nil {
 		var de *daemon.Error
 		if errors.As(err, &de) {
@@ -142,10 +193,17 @@ func Build(ctx context.Context, p *daemon.Pool, roots []string, opts BuildOption
 		}
 		return rep, fmt.Errorf("build: %w", err)
 	}
+	if len(results) != len(roots) {
+		return rep, fmt.Errorf("build: the store returned %d results for %d roots", len(results), len(roots))
+	}
+	machines := map[string]string{}
+	for _, r := range rep.Derivations {
+		machines[r.DrvPath] = r.Machine
+	}
 	for i, r := range results {
-		dr := DrvResult{DrvPath: roots[i], Outputs: r.BuiltOutputs, Status: r.Status, Error: r.ErrorMsg, StartTime: r.StartTime, StopTime: r.StopTime}
+		dr := DrvResult{DrvPath: roots[i], Outputs: r.BuiltOutputs, Status: r.Status, Error: r.ErrorMsg, StartTime: r.StartTime, StopTime: r.StopTime, Machine: machines[roots[i]]}
 		if dr.Status.Success() && len(dr.Outputs) == 0 {
-			if dr.Outputs, err = c.QueryDerivationOutputMap(ctx, roots[i]); err != nil {
+			if dr.Outputs, err = s.QueryDerivationOutputMap(ctx, roots[i]); err != nil {
 				return rep, fmt.Errorf("build: outputs of %s: %w", roots[i], err)
 			}
 		}
@@ -155,8 +213,8 @@ func Build(ctx context.Context, p *daemon.Pool, roots []string, opts BuildOption
 }
 
 // rootValid returns the outputs of drv and whether all are valid.
-func rootValid(ctx context.Context, c *daemon.Conn, drv string) (map[string]string, bool, error) {
-	outs, err := c.QueryDerivationOutputMap(ctx, drv)
+func rootValid(ctx context.Context, s Store, drv string) (map[string]string, bool, error) {
+	outs, err := s.QueryDerivationOutputMap(ctx, drv)
 	if err != nil {
 		return nil, false, err
 	}
@@ -164,17 +222,17 @@ func rootValid(ctx context.Context, c *daemon.Conn, drv string) (map[string]stri
 	for _, p := range outs {
 		paths = append(paths, p)
 	}
-	valid, err := c.QueryValidPaths(ctx, paths, false)
+	valid, err := s.QueryValidPaths(ctx, paths)
 	return outs, err == nil && len(valid) == len(paths), err
 }
 
-// buildEach substitutes what can be substituted, then sends every missing
-// derivation with BuildDerivation once its inputs are built, up to
-// opts.Jobs at once.
-func buildEach(ctx context.Context, p *daemon.Pool, c *daemon.Conn, rep *BuildReport, opts BuildOptions) error {
+// buildEach substitutes what can be substituted, then gives every missing
+// derivation to the executor once its inputs are built, up to opts.Jobs
+// at once.
+func buildEach(ctx context.Context, s Store, rep *BuildReport, opts BuildOptions) error {
 	m := rep.Missing
 	if len(m.WillSubstitute) > 0 {
-		res, err := c.BuildPathsWithResults(ctx, m.WillSubstitute, daemon.BuildNormal)
+		res, err := s.BuildPaths(ctx, m.WillSubstitute)
 		if err != nil {
 			return fmt.Errorf("build: substitute %d paths: %w", len(m.WillSubstitute), err)
 		}
@@ -184,7 +242,7 @@ func buildEach(ctx context.Context, p *daemon.Pool, c *daemon.Conn, rep *BuildRe
 			}
 		}
 	}
-	g, err := newDrvGraph(ctx, c, m.WillBuild, opts)
+	g, err := newDrvGraph(ctx, s, m.WillBuild, opts)
 	if err != nil {
 		return err
 	}
@@ -199,24 +257,109 @@ func buildEach(ctx context.Context, p *daemon.Pool, c *daemon.Conn, rep *BuildRe
 	}
 	return g.run(ctx, max(opts.Jobs, 1), opts.KeepGoing, func(ctx context.Context, i int) (bool, error) {
 		n := g.nodes[i]
-		var res *daemon.BuildResult
-		err := p.Do(ctx, func(c *daemon.Conn) error {
-			var err error
-			res, err = c.BuildDerivation(ctx, n.path, n.basic, daemon.BuildNormal)
-			return err
-		})
-		var de *daemon.Error
-		if errors.As(err, &de) && de.NotTrusted() {
-			return false, fmt.Errorf("build %s: %w (%s)", n.path, ErrNotTrusted, de.Message)
-		}
+		res, err := opts.Executor.BuildDerivation(ctx, Job{DrvPath: n.path, Derivation: n.basic, RequiredFeatures: requiredFeatures(n.basic)})
 		if err != nil {
-			return false, fmt.Errorf("build %s: %w", n.path, err)
+			return false, err
 		}
-		record(DrvResult{DrvPath: n.path, Outputs: res.BuiltOutputs, Status: res.Status, Error: res.ErrorMsg, StartTime: res.StartTime, StopTime: res.StopTime})
+		if res.DrvPath == "" {
+			res.DrvPath = n.path
+		}
+		record(res)
 		return res.Status.Success(), nil
 	}, func(i int) {
 		record(DrvResult{DrvPath: g.nodes[i].path, Status: daemon.DependencyFailed, Error: "a dependency failed to build"})
 	})
+}
+
+// requiredFeatures reads requiredSystemFeatures from the environment of
+// d, or from its structured attributes.
+func requiredFeatures(d *daemon.BasicDerivation) []string {
+	var out []string
+	if js, ok := d.Env["__json"]; ok {
+		var attrs struct {
+			Features any `json:"requiredSystemFeatures"`
+		}
+		if json.Unmarshal([]byte(js), &attrs) == nil {
+			switch v := attrs.Features.(type) {
+			case string:
+				out = strings.Fields(v)
+			case []any:
+				for _, x := range v {
+					if s, ok := x.(string); ok {
+						out = append(out, s)
+					}
+				}
+			}
+		}
+	} else {
+		out = strings.Fields(d.Env["requiredSystemFeatures"])
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// DaemonStore is a Store and an Executor served by a nix-daemon through a
+// connection pool.
+func DaemonStore(p *daemon.Pool) interface {
+	Store
+	Executor
+} {
+	return daemonStore{p}
+}
+
+type daemonStore struct{ p *daemon.Pool }
+
+func (d daemonStore) QueryMissing(ctx context.Context, targets []string) (m *daemon.Missing, err error) {
+	err = d.p.Do(ctx, func(c *daemon.Conn) error {
+		m, err = c.QueryMissing(ctx, targets)
+		return err
+	})
+	return m, err
+}
+
+func (d daemonStore) QueryValidPaths(ctx context.Context, paths []string) (v []string, err error) {
+	err = d.p.Do(ctx, func(c *daemon.Conn) error {
+		v, err = c.QueryValidPaths(ctx, paths, false)
+		return err
+	})
+	return v, err
+}
+
+func (d daemonStore) QueryDerivationOutputMap(ctx context.Context, drv string) (m map[string]string, err error) {
+	err = d.p.Do(ctx, func(c *daemon.Conn) error {
+		m, err = c.QueryDerivationOutputMap(ctx, drv)
+		return err
+	})
+	return m, err
+}
+
+func (d daemonStore) BuildPaths(ctx context.Context, targets []string) (r []daemon.BuildResult, err error) {
+	err = d.p.Do(ctx, func(c *daemon.Conn) error {
+		r, err = c.BuildPathsWithResults(ctx, targets, daemon.BuildNormal)
+		return err
+	})
+	return r, err
+}
+
+// BuildDerivation sends the job with BuildDerivation: the daemon builds it
+// itself (Nix does not hand BuildDerivation to remote builders).
+func (d daemonStore) BuildDerivation(ctx context.Context, job Job) (DrvResult, error) {
+	var res *daemon.BuildResult
+	var machine string
+	err := d.p.Do(ctx, func(c *daemon.Conn) error {
+		var err error
+		machine = c.Store()
+		res, err = c.BuildDerivation(ctx, job.DrvPath, job.Derivation, daemon.BuildNormal)
+		return err
+	})
+	var de *daemon.Error
+	if errors.As(err, &de) && de.NotTrusted() {
+		return DrvResult{}, fmt.Errorf("build %s: %w (%s)", job.DrvPath, ErrNotTrusted, de.Message)
+	}
+	if err != nil {
+		return DrvResult{}, fmt.Errorf("build %s: %w", job.DrvPath, err)
+	}
+	return DrvResult{DrvPath: job.DrvPath, Outputs: res.BuiltOutputs, Status: res.Status, Error: res.ErrorMsg, StartTime: res.StartTime, StopTime: res.StopTime, Machine: machine}, nil
 }
 
 // drvGraph is the set of derivations to build one by one and their
@@ -231,7 +374,7 @@ type drvNode struct {
 	deps  []int // indices of inputs that are built here too
 }
 
-func newDrvGraph(ctx context.Context, c *daemon.Conn, paths []string, opts BuildOptions) (*drvGraph, error) {
+func newDrvGraph(ctx context.Context, s Store, paths []string, opts BuildOptions) (*drvGraph, error) {
 	storeDir := opts.StoreDir
 	if storeDir == "" {
 		storeDir = "/nix/store"
@@ -291,7 +434,7 @@ func newDrvGraph(ctx context.Context, c *daemon.Conn, paths []string, opts Build
 			if j, ok := index[in.Path]; ok {
 				deps = append(deps, j)
 			}
-			outs, err := outputsOf(ctx, c, parse, in.Path)
+			outs, err := outputsOf(ctx, s, parse, in.Path)
 			if err != nil {
 				return nil, err
 			}
@@ -311,7 +454,7 @@ func newDrvGraph(ctx context.Context, c *daemon.Conn, paths []string, opts Build
 
 // outputsOf returns the output paths of a derivation: from its file, or
 // from the daemon when the file names none (content-addressed).
-func outputsOf(ctx context.Context, c *daemon.Conn, parse func(string) (*aterm.Derivation, error), p string) (map[string]string, error) {
+func outputsOf(ctx context.Context, s Store, parse func(string) (*aterm.Derivation, error), p string) (map[string]string, error) {
 	outs := map[string]string{}
 	if d, err := parse(p); err == nil {
 		for _, o := range d.Outputs {
@@ -320,11 +463,11 @@ func outputsOf(ctx context.Context, c *daemon.Conn, parse func(string) (*aterm.D
 	}
 	for _, v := range outs {
 		if v == "" {
-			return c.QueryDerivationOutputMap(ctx, p)
+			return s.QueryDerivationOutputMap(ctx, p)
 		}
 	}
 	if len(outs) == 0 {
-		return c.QueryDerivationOutputMap(ctx, p)
+		return s.QueryDerivationOutputMap(ctx, p)
 	}
 	return outs, nil
 }

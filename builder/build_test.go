@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +30,7 @@ func TestBuildPoisoned(t *testing.T) {
 			p := daemon.NewPool(d.URI(), offlineOpts(), 3)
 			defer p.Close()
 			opts := builder.BuildOptions{PerDerivation: perDrv, Jobs: 2}
-			rep, err := builder.Build(ctx, p, []string{g.Drvs["top"]}, opts)
+			rep, err := builder.Build(ctx, builder.DaemonStore(p), []string{g.Drvs["top"]}, opts)
 			if err != nil || rep.Failed() {
 				t.Fatalf("build original: %+v, %v", rep, err)
 			}
@@ -43,7 +45,7 @@ func TestBuildPoisoned(t *testing.T) {
 			opts.Drvs = res.Changed
 			var plan *daemon.Missing
 			opts.OnPlan = func(m *daemon.Missing) { plan = m }
-			rep, err = builder.Build(ctx, p, res.Roots, opts)
+			rep, err = builder.Build(ctx, builder.DaemonStore(p), res.Roots, opts)
 			if err != nil || rep.Failed() {
 				t.Fatalf("build poisoned: %+v, %v", rep, err)
 			}
@@ -90,7 +92,7 @@ func TestBuildFailure(t *testing.T) {
 			ctx := daemontest.Context(t, time.Minute)
 			p := daemon.NewPool(d.URI(), offlineOpts(), 3)
 			defer p.Close()
-			rep, err := builder.Build(ctx, p, []string{g.Drvs["top"]}, builder.BuildOptions{PerDerivation: tt.perDrv, KeepGoing: tt.keepGoing, Jobs: 2})
+			rep, err := builder.Build(ctx, builder.DaemonStore(p), []string{g.Drvs["top"]}, builder.BuildOptions{PerDerivation: tt.perDrv, KeepGoing: tt.keepGoing, Jobs: 2})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -158,7 +160,7 @@ func TestBuildSubstitutes(t *testing.T) {
 	ctx := daemontest.Context(t, time.Minute)
 	p := daemon.NewPool(d.URI(), offlineOpts(), 2)
 	defer p.Close()
-	if rep, err := builder.Build(ctx, p, []string{g.Drvs["a"]}, builder.BuildOptions{}); err != nil || rep.Failed() {
+	if rep, err := builder.Build(ctx, builder.DaemonStore(p), []string{g.Drvs["a"]}, builder.BuildOptions{}); err != nil || rep.Failed() {
 		t.Fatalf("build a: %+v, %v", rep, err)
 	}
 	outA := rep0(t, p, g.Drvs["a"])
@@ -173,7 +175,7 @@ func TestBuildSubstitutes(t *testing.T) {
 	sp := daemon.NewPool(d.URI(), daemon.Options{Settings: &s}, 3)
 	defer sp.Close()
 	var plan *daemon.Missing
-	rep, err := builder.Build(ctx, sp, []string{g.Drvs["top"]}, builder.BuildOptions{PerDerivation: true, Jobs: 2, OnPlan: func(m *daemon.Missing) { plan = m }})
+	rep, err := builder.Build(ctx, builder.DaemonStore(sp), []string{g.Drvs["top"]}, builder.BuildOptions{PerDerivation: true, Jobs: 2, OnPlan: func(m *daemon.Missing) { plan = m }})
 	if err != nil || rep.Failed() {
 		t.Fatalf("build top: %+v, %v", rep, err)
 	}
@@ -198,4 +200,62 @@ func rep0(t *testing.T, p *daemon.Pool, drv string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// recordingExecutor is a team's own executor: it sees every job (in an
+// order that respects dependencies) and hands it to the daemon.
+type recordingExecutor struct {
+	next builder.Executor
+	mu   sync.Mutex
+	jobs []builder.Job
+}
+
+func (r *recordingExecutor) BuildDerivation(ctx context.Context, job builder.Job) (builder.DrvResult, error) {
+	r.mu.Lock()
+	r.jobs = append(r.jobs, job)
+	r.mu.Unlock()
+	res, err := r.next.BuildDerivation(ctx, job)
+	res.Machine = "recorded:" + res.Machine
+	return res, err
+}
+
+// TestBuildExecutor: per-derivation builds go through the Executor given,
+// inputs first, each job's inputs resolved to output paths, and the
+// machine it names is reported.
+func TestBuildExecutor(t *testing.T) {
+	d := daemontest.Start(t)
+	g := daemontest.Instantiate(t, daemontest.WorldDir(t), daemontest.GraphArgs{})
+	ctx := daemontest.Context(t, time.Minute)
+	p := daemon.NewPool(d.URI(), offlineOpts(), 3)
+	defer p.Close()
+	store := builder.DaemonStore(p)
+	ex := &recordingExecutor{next: store}
+	rep, err := builder.Build(ctx, store, []string{g.Drvs["top"]}, builder.BuildOptions{PerDerivation: true, Executor: ex, Jobs: 2})
+	if err != nil || rep.Failed() {
+		t.Fatalf("build: %+v, %v", rep, err)
+	}
+	pos := map[string]int{}
+	for i, j := range ex.jobs {
+		pos[j.DrvPath] = i
+		if j.Derivation == nil || len(j.Derivation.Outputs) == 0 {
+			t.Errorf("job %s without its derivation", j.DrvPath)
+		}
+	}
+	if len(ex.jobs) != 5 || pos[g.Drvs["a"]] > pos[g.Drvs["b"]] || pos[g.Drvs["b"]] > pos[g.Drvs["c"]] || pos[g.Drvs["c"]] > pos[g.Drvs["top"]] {
+		t.Fatalf("jobs %v not in dependency order", pos)
+	}
+	outA := rep0(t, p, g.Drvs["a"])
+	for _, j := range ex.jobs {
+		if j.DrvPath == g.Drvs["b"] && !slices.Contains(j.Derivation.InputSrcs, outA) {
+			t.Errorf("b's inputs %v lack a's output %s", j.Derivation.InputSrcs, outA)
+		}
+	}
+	for _, r := range rep.Derivations {
+		if !strings.HasPrefix(r.Machine, "recorded:") {
+			t.Errorf("result of %s names machine %q", r.DrvPath, r.Machine)
+		}
+	}
+	if rep.Roots[0].Machine == "" {
+		t.Errorf("root result names no machine")
+	}
 }

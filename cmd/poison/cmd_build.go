@@ -191,7 +191,7 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 		return dryRun(ctx, e, p, res)
 	}
 
-	rep, err := builder.Build(ctx, p, res.Roots, builder.BuildOptions{
+	rep, err := builder.Build(ctx, builder.DaemonStore(p), res.Roots, builder.BuildOptions{
 		PerDerivation: o.perDrv,
 		Jobs:          jobs,
 		KeepGoing:     o.keepGoing,
