@@ -67,6 +67,7 @@ func commands() []command {
 		impactCommand(),
 		checkCommand(),
 		hooksCommand(),
+		journalHookCommand(),
 		versionCommand(),
 	}
 }

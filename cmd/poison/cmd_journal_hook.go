@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/poison-nix/poison/builder"
+	"github.com/poison-nix/poison/provenance"
+)
+
+// defaultJournal is where the post-build-hook appends when no journal is
+// configured.
+const defaultJournal = "/var/log/poison/journal.jsonl"
+
+type journalHookOptions struct {
+	journal string
+	host    string
+}
+
+// journalHookCommand is Nix's post-build-hook (through the script that
+// 'poison hooks install --post-build' writes). Nix runs it synchronously
+// after every build and halts its build loop when a hook fails, so it
+// always exits 0: a journal problem is a warning on stderr (Nix shows it
+// in the build's log), never a failed build.
+func journalHookCommand() command {
+	c := command{
+		name:    "journal-hook",
+		summary: "Nix post-build-hook: append the build Nix just finished to the build journal",
+		usage:   "[--journal FILE] [--host NAME]",
+	}
+	c.run = func(ctx context.Context, e *env, args []string) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				fmt.Fprintf(e.stderr, "poison journal-hook: warning: internal error: %v (the build is not affected; it is not journalled)\n", r)
+				err = nil
+			}
+		}()
+		var o journalHookOptions
+		fs := newFlags(e, &c)
+		fs.StringVar(&o.journal, "journal", "", "the journal `FILE` (default: $POISON_JOURNAL, else "+defaultJournal+")")
+		fs.StringVar(&o.host, "host", "", "record this host `NAME` instead of the hostname (default: $POISON_HOST)")
+		if err := parseFlags(e, &c, fs, args); err != nil {
+			if err == errHelp {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "poison journal-hook: warning: %v (the build is not affected; it is not journalled)\n", err)
+			return nil
+		}
+		if err := runJournalHook(ctx, e, o); err != nil {
+			fmt.Fprintf(e.stderr, "poison journal-hook: warning: %v (the build is not affected; it is not journalled)\n", err)
+		}
+		return nil
+	}
+	return c
+}
+
+func runJournalHook(ctx context.Context, e *env, o journalHookOptions) error {
+	if o.journal == "" {
+		o.journal = e.getenv("POISON_JOURNAL")
+	}
+	if o.journal == "" {
+		o.journal = defaultJournal
+	}
+	if !filepath.IsAbs(o.journal) {
+		return fmt.Errorf("journal %q: want an absolute path (Nix runs the hook from its own working directory)", o.journal)
+	}
+	if o.host == "" {
+		o.host = e.getenv("POISON_HOST")
+	}
+	rec, warnings, err := provenance.HookRecord(ctx, provenance.HookOptions{
+		Getenv:  e.getenv,
+		Now:     e.now,
+		Host:    o.host,
+		ReadDrv: builder.DerivationOutputs,
+		NixVersion: func(ctx context.Context) string {
+			return provenance.ParentNixVersion(ctx, o.journal+".nix-version")
+		},
+	})
+	for _, w := range warnings {
+		fmt.Fprintf(e.stderr, "poison journal-hook: warning: %s\n", w)
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(o.journal), 0o755); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if err := provenance.Append(o.journal, rec); err != nil {
+		return err
+	}
+	if len(rec.Outputs) == 0 {
+		fmt.Fprintf(e.stderr, "poison journal-hook: warning: %s: no output paths known (OUT_PATHS empty and none in the .drv)\n", strings.TrimSpace(rec.Drv))
+	}
+	return nil
+}

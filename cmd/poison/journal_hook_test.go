@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/poison-nix/poison/hooks"
+	"github.com/poison-nix/poison/internal/daemontest"
+	"github.com/poison-nix/poison/internal/nixtest"
+	"github.com/poison-nix/poison/provenance"
+)
+
+// hookFixture is a private nix-daemon whose post-build-hook is the script
+// 'poison hooks install --post-build' writes, running this test binary as
+// poison.
+type hookFixture struct {
+	dir, journal string
+	daemon       *daemontest.Daemon
+}
+
+func startHookDaemon(t *testing.T, journal, host string) *hookFixture {
+	t.Helper()
+	nixtest.Need(t)
+	dir := daemontest.WorldDir(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	poison := filepath.Join(dir, "poison") // testscript.Main runs the CLI when called "poison"
+	if err := os.Symlink(self, poison); err != nil {
+		t.Fatal(err)
+	}
+	if journal == "" {
+		journal = filepath.Join(dir, "journal.jsonl")
+	}
+	script := filepath.Join(dir, "post-build-hook")
+	if _, err := hooks.InstallPostBuild(script, hooks.PostBuildOptions{Poison: poison, Journal: journal, Host: host}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NIX_CONFIG", "post-build-hook = "+script+"\n"+os.Getenv("NIX_CONFIG"))
+	return &hookFixture{dir: dir, journal: journal, daemon: daemontest.Start(t)}
+}
+
+// build instantiates testdata/provenance/wide.nix and builds it through the
+// daemon with -j jobs; it returns the .drv paths.
+func (f *hookFixture) build(t *testing.T, n, jobs int) []string {
+	t.Helper()
+	file := filepath.Join(daemontest.RepoRoot(t), "testdata", "provenance", "wide.nix")
+	nonce := fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())
+	drvs := strings.Fields(nixtest.Output(t, "nix-instantiate", file, "--argstr", "nonce", nonce, "--arg", "n", fmt.Sprint(n)))
+	cmd := nixtest.Command("nix-store", append([]string{"--realise", "-j", fmt.Sprint(jobs)}, drvs...)...)
+	cmd.Env = append(cmd.Env, "NIX_REMOTE="+f.daemon.URI())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nix-store --realise: %v\n%s", err, out)
+	}
+	return drvs
+}
+
+func readJournal(t *testing.T, path string) []provenance.Entry {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	var got []provenance.Entry
+	err = provenance.Read(context.Background(), fh, path, provenance.ReadOptions{}, func(e *provenance.Entry) error {
+		got = append(got, *e)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// TestJournalHookRealBuilds builds seven derivations at once (-j 7)
+// through a private daemon running poison's post-build-hook and reads the
+// journal back: one whole line per build, with the outputs Nix reports
+// (Nix 2.8 passes OUT_PATHS empty: they come from the .drv), the host
+// setting, the machine id, the system and the Nix version.
+func TestJournalHookRealBuilds(t *testing.T) {
+	f := startHookDaemon(t, "", "board7")
+	before := time.Now()
+	drvs := f.build(t, 6, 7)
+	after := time.Now()
+	got := readJournal(t, f.journal)
+	if len(got) != len(drvs) {
+		t.Fatalf("journal has %d lines, want %d (one per build)", len(got), len(drvs))
+	}
+	byDrv := map[string]provenance.Entry{}
+	for _, e := range got {
+		byDrv[e.Drv] = e
+	}
+	machineID, _ := os.ReadFile("/etc/machine-id")
+	system := nixtest.Output(t, "nix-instantiate", "--eval", "--expr", "builtins.currentSystem")
+	version := strings.Fields(nixtest.Output(t, "nix-daemon", "--version"))
+	var overlapping int
+	for _, drv := range drvs {
+		e, ok := byDrv[drv]
+		if !ok {
+			t.Errorf("%s: not in the journal", drv)
+			continue
+		}
+		want := strings.Fields(nixtest.Output(t, "nix-store", "--query", "--outputs", drv))
+		sort.Strings(want)
+		if strings.Join(e.Outputs, " ") != strings.Join(want, " ") {
+			t.Errorf("%s: outputs %q, want %q", drv, e.Outputs, want)
+		}
+		if e.Host != "board7" {
+			t.Errorf("%s: host %q, want the setting board7", drv, e.Host)
+		}
+		if e.MachineID != strings.TrimSpace(string(machineID)) {
+			t.Errorf("%s: machine id %q, want %q", drv, e.MachineID, machineID)
+		}
+		if `"`+e.System+`"` != system {
+			t.Errorf("%s: system %q, want %s", drv, e.System, system)
+		}
+		if e.Nix != version[len(version)-1] {
+			t.Errorf("%s: nix %q, want %q", drv, e.Nix, version[len(version)-1])
+		}
+		if e.End.Before(before) || e.End.After(after) {
+			t.Errorf("%s: end %v outside the build (%v .. %v)", drv, e.End, before, after)
+		}
+		if e.StartSource != "" {
+			if e.Start.After(e.End) || e.Start.Before(before.Add(-time.Second)) {
+				t.Errorf("%s: start %v, end %v, build ran %v .. %v", drv, e.Start, e.End, before, after)
+			}
+			if strings.Contains(drv, "-leaf-") && e.End.Sub(e.Start) >= time.Second {
+				overlapping++
+			}
+		}
+	}
+	t.Logf("%d of %d builds have a start time from their build log", overlapping, len(drvs)-1)
+}
+
+// TestJournalHookNeverFailsBuild points the hook at a journal it cannot
+// write: the builds still succeed, and the hook's warning reaches Nix.
+func TestJournalHookNeverFailsBuild(t *testing.T) {
+	dir := daemontest.WorldDir(t)
+	journal := filepath.Join(dir, "is-a-directory")
+	if err := os.Mkdir(journal, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := startHookDaemon(t, journal, "")
+	f.build(t, 2, 2) // fails the test if a build fails
+	if fi, err := os.Stat(journal); err != nil || !fi.IsDir() {
+		t.Fatalf("journal path changed: %v", err)
+	}
+}
+
+// TestJournalHookOutsideNix runs the hook without Nix's environment: it
+// warns and exits 0.
+func TestJournalHookOutsideNix(t *testing.T) {
+	dir := t.TempDir()
+	for _, env := range [][]string{nil, {"DRV_PATH=/etc/passwd"}} {
+		cmd := exec.Command(os.Args[0], "journal-hook", "--journal", filepath.Join(dir, "j"))
+		cmd.Args[0] = "poison"
+		cmd.Path = os.Args[0]
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("journal-hook %v: %v\n%s", env, err, out)
+		}
+		if !strings.Contains(string(out), "warning:") {
+			t.Errorf("journal-hook %v printed %q, want a warning", env, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "j")); err == nil {
+		t.Error("a journal was written without a build")
+	}
+}
