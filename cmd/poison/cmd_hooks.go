@@ -24,7 +24,11 @@ func hooksCommand() command {
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
 		var o hooksInstallOptions
+		var pb postBuildOptions
 		fs := newFlags(e, &c)
+		fs.StringVar(&pb.path, "post-build", "", "write Nix's post-build-hook (the build journal) to `FILE` instead of git hooks")
+		fs.StringVar(&pb.journal, "journal", "", "with --post-build: the journal `FILE` the hook appends to (default "+defaultJournal+")")
+		fs.StringVar(&pb.host, "host", "", "with --post-build: record this host `NAME` instead of the hostname")
 		fs.StringVar(&o.registry, "registry", ".", "the registry's work tree or bare repository `DIR`")
 		fs.BoolVar(&o.force, "force", false, "replace an existing hook that differs from poison's")
 		fs.StringVar(&o.poison, "poison", "", "write this poison binary `PATH` into the hook (default: $POISON, else poison from the hook's $PATH)")
@@ -44,6 +48,9 @@ func hooksCommand() command {
 		}
 		if fs.NArg() > 0 {
 			return usageErrorf("hooks install takes no arguments, got %q", fs.Arg(0))
+		}
+		if pb.path != "" {
+			return runHooksInstallPostBuild(e, pb, o.poison, o.force)
 		}
 		return runHooksInstall(ctx, e, o)
 	}
