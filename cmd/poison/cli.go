@@ -10,16 +10,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"reflect"
+	"regexp"
 	"runtime/debug"
+	"slices"
+	"sort"
 	"strings"
 	"time"
-)
-
-// Exit codes (DESIGN §9). Build failures pass Nix's mask (100..) through.
-const (
-	exitOK    = 0
-	exitError = 1
-	exitUsage = 2
 )
 
 // env is everything a command may touch of the outside world. Tests build
@@ -45,13 +42,22 @@ func newEnv() *env {
 	}
 }
 
-// command is one subcommand. run receives the arguments after the command
-// name and returns an error; exitErr and usageErr select the exit code.
+// runFunc runs a command with its positional arguments (flags parsed).
+type runFunc func(ctx context.Context, e *env, args []string) error
+
+// command is one subcommand. setup defines its flags on fs and returns the
+// function that runs it; the CLI parses the flags (anywhere among the
+// arguments, as Nix's tools accept them), prints --help, and turns flag
+// errors into usage errors with a did-you-mean. help, completion and the
+// man page read the same flag sets.
 type command struct {
 	name    string
 	summary string
 	usage   string // after "poison NAME "
-	run     func(ctx context.Context, e *env, args []string) error
+	setup   func(fs *flag.FlagSet) runFunc
+	// flagError, when set, handles a flag error instead of the usage
+	// error (journal-hook must never fail a build).
+	flagError func(e *env, err error) error
 }
 
 func commands() []command {
@@ -72,6 +78,14 @@ func commands() []command {
 	}
 }
 
+// flagSet returns c's flags, defined, without parsing anything.
+func (c *command) flagSet() (*flag.FlagSet, runFunc) {
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs, c.setup(fs)
+}
+
 // run is the whole CLI: it returns the process exit code.
 func run(args []string, e *env) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -81,32 +95,66 @@ func run(args []string, e *env) int {
 		return exitUsage
 	}
 	name := args[0]
-	if name == "help" || name == "-h" || name == "--help" || name == "-help" {
+	switch name {
+	case "help", "-h", "--help", "-help":
 		if len(args) > 1 {
-			for _, c := range commands() {
-				if c.name == args[1] {
-					return report(e, c.run(ctx, e, []string{"--help"}))
-				}
+			c, err := findCommand(args[1])
+			if err != nil {
+				return report(e, err)
 			}
+			return report(e, c.exec(ctx, e, []string{"--help"}))
 		}
 		printHelp(e.stdout)
 		return exitOK
+	case "--version", "-version", "-V":
+		name = "version"
 	}
+	c, err := findCommand(name)
+	if err != nil {
+		return report(e, err)
+	}
+	return report(e, c.exec(ctx, e, args[1:]))
+}
+
+// findCommand returns the command called name, or a usage error with the
+// nearest names.
+func findCommand(name string) (*command, error) {
+	var names []string
 	for _, c := range commands() {
 		if c.name == name {
-			return report(e, c.run(ctx, e, args[1:]))
+			return &c, nil
 		}
+		names = append(names, c.name)
 	}
-	fmt.Fprintf(e.stderr, "poison: error: unknown command %q\npoison: hint: run 'poison help' for the list of commands\n", name)
-	return exitUsage
+	hint := "run 'poison help' for the list of commands"
+	if s := suggest(name, append(names, "help")); len(s) > 0 {
+		hint = "did you mean 'poison " + strings.Join(s, "' or 'poison ") + "'? (" + hint + ")"
+	}
+	return nil, &exitErr{code: exitUsage, err: fmt.Errorf("unknown command %q", name), hint: hint}
+}
+
+// exec parses args with c's flags and runs c.
+func (c *command) exec(ctx context.Context, e *env, args []string) error {
+	fs, runc := c.flagSet()
+	pos, err := parseArgs(e, c, fs, args)
+	if err != nil && c.flagError != nil && !errors.Is(err, errHelp) {
+		return c.flagError(e, err)
+	}
+	if err != nil {
+		return err
+	}
+	return runc(ctx, e, pos)
 }
 
 func printHelp(w io.Writer) {
 	fmt.Fprint(w, "poison: invalidate bad Nix build results through a reviewed registry\n\nUsage: poison COMMAND [FLAGS] [ARGS]\n\nCommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
-	fmt.Fprint(w, "  help      show this text, or 'poison help COMMAND'\n\nRun 'poison COMMAND --help' for a command's flags.\n")
+	fmt.Fprint(w, "  help       show this text, or 'poison help COMMAND'\n\n"+
+		"Flags may come before or after the arguments; '--' ends them.\n"+
+		"Run 'poison help COMMAND' or 'poison COMMAND --help' for a command's flags.\n"+
+		"poison --version prints the version.\n")
 }
 
 // exitErr carries an explicit exit code and an optional hint.
@@ -166,46 +214,187 @@ func report(e *env, err error) int {
 	return code
 }
 
-// newFlags returns a flag set that prints its usage to e.stderr (or stdout
-// for --help) in the house format and never exits the process.
-func newFlags(e *env, c *command) *flag.FlagSet {
-	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	return fs
-}
-
-// parseFlags parses args and turns flag errors into usage errors; --help
-// prints the command's usage on stdout and returns errHelp.
-func parseFlags(e *env, c *command, fs *flag.FlagSet, args []string) error {
-	err := fs.Parse(args)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(e.stdout, "Usage: poison %s %s\n\n%s\n\nFlags:\n", c.name, c.usage, c.summary)
-		fs.SetOutput(e.stdout)
-		fs.PrintDefaults()
-		return errHelp
-	}
-	if err != nil {
-		return &exitErr{code: exitUsage, err: err, hint: fmt.Sprintf("run 'poison %s --help' for usage", c.name)}
-	}
-	return nil
-}
-
-// parseInterleaved is parseFlags for commands that, like Nix's tools,
-// accept flags after their arguments; it returns the arguments in order.
-func parseInterleaved(e *env, c *command, fs *flag.FlagSet, args []string) ([]string, error) {
-	var out []string
+// parseArgs parses the flags of c anywhere among args, as Nix's tools do,
+// and returns the other arguments in order. "--" ends the flags. --help
+// prints the command's usage on stdout and returns errHelp; a flag error
+// is a usage error whose hint names the nearest flags.
+func parseArgs(e *env, c *command, fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
 	for {
-		if err := parseFlags(e, c, fs, args); err != nil {
-			return nil, err
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(e.stdout, c, fs)
+			return nil, errHelp
+		}
+		if err != nil {
+			return nil, flagError(c, fs, err)
 		}
 		rest := fs.Args()
-		if len(rest) == 0 {
-			return out, nil
+		// fs.Parse stops at the first argument or after "--".
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
 		}
-		out = append(out, rest[0])
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// flagError turns a flag package error into a usage error.
+func flagError(c *command, fs *flag.FlagSet, err error) error {
+	hint := fmt.Sprintf("run 'poison %s --help' for its flags", c.name)
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		msg = fmt.Sprintf("%s: unknown flag %s", c.name, dashes(name))
+		var names []string
+		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+		if s := suggest(name, names); len(s) > 0 {
+			for i := range s {
+				s[i] = dashes(s[i])
+			}
+			hint = "did you mean " + strings.Join(s, " or ") + "? (" + hint + ")"
+		}
+		return &exitErr{code: exitUsage, err: errors.New(msg), hint: hint}
+	}
+	// "invalid value "x" for flag -j: ..." and "flag needs an argument: -o"
+	msg = flagNameRe.ReplaceAllStringFunc(msg, func(m string) string {
+		i := strings.IndexByte(m, '-')
+		return m[:i] + dashes(strings.TrimRight(m[i+1:], ":")) + m[len(strings.TrimRight(m, ":")):]
+	})
+	return &exitErr{code: exitUsage, err: fmt.Errorf("%s: %s", c.name, msg), hint: hint}
+}
+
+var flagNameRe = regexp.MustCompile(`(for flag|argument:) -[^ :]+:?`)
+
+// dashes writes a flag name as users type it: -j, --lock.
+func dashes(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// suggest returns the candidates nearest to s (edit distance at most 2,
+// or a prefix of at least 3 characters), best first.
+func suggest(s string, candidates []string) []string {
+	type scored struct {
+		name string
+		d    int
+	}
+	var out []scored
+	for _, c := range candidates {
+		d := editDistance(s, c)
+		if len(s) >= 3 && strings.HasPrefix(c, s) {
+			d = min(d, 1)
+		}
+		if d <= 2 && d < len(c) {
+			out = append(out, scored{c, d})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].d < out[j].d })
+	var names []string
+	for _, o := range out {
+		if !slices.Contains(names, o.name) {
+			names = append(names, o.name)
+		}
+		if len(names) == 3 {
+			break
+		}
+	}
+	return names
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// flagDoc is one flag of a command with its aliases (-j, --max-jobs),
+// for help, completion and the man page.
+type flagDoc struct {
+	names []string // as typed: "-j", "--max-jobs"
+	arg   string   // placeholder of its value, "" for a boolean
+	usage string
+}
+
+// placeholder is implemented by flag values that name their argument.
+type placeholder interface{ Placeholder() string }
+
+// flagDocs lists the flags of fs, aliases (flags sharing one value)
+// together, in the order of their first name.
+func flagDocs(fs *flag.FlagSet) []flagDoc {
+	var docs []flagDoc
+	index := map[any]int{}
+	fs.VisitAll(func(f *flag.Flag) {
+		var key any = f
+		if reflect.TypeOf(f.Value).Comparable() {
+			key = f.Value // aliases share their value
+		}
+		if i, ok := index[key]; ok {
+			docs[i].names = append(docs[i].names, dashes(f.Name))
+			return
+		}
+		arg, usage := flag.UnquoteUsage(f)
+		if p, ok := f.Value.(placeholder); ok {
+			arg = p.Placeholder()
+		} else if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			arg = ""
+		} else if arg != "" && arg == strings.ToLower(arg) {
+			arg = strings.ToUpper(arg)
+		}
+		if arg == "VALUE" || arg == "STRING" {
+			arg = "ARG"
+		}
+		if def := f.DefValue; def != "" && def != "false" && def != "0" && def != "[]" && !strings.Contains(usage, "default") {
+			usage += fmt.Sprintf(" (default %s)", def)
+		}
+		index[key] = len(docs)
+		docs = append(docs, flagDoc{names: []string{dashes(f.Name)}, arg: arg, usage: usage})
+	})
+	for i := range docs {
+		// Short names first: -j, --max-jobs.
+		sort.SliceStable(docs[i].names, func(a, b int) bool { return len(docs[i].names[a]) < len(docs[i].names[b]) })
+	}
+	sort.SliceStable(docs, func(a, b int) bool {
+		return strings.TrimLeft(docs[a].names[len(docs[a].names)-1], "-") < strings.TrimLeft(docs[b].names[len(docs[b].names)-1], "-")
+	})
+	return docs
+}
+
+// printUsage prints c's help: usage line, summary and every flag.
+func printUsage(w io.Writer, c *command, fs *flag.FlagSet) {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "Usage: poison %s %s\n\n%s\n", c.name, c.usage, c.summary)
+	docs := flagDocs(fs)
+	if len(docs) > 0 {
+		fmt.Fprint(bw, "\nFlags (before or after the arguments):\n")
+	}
+	for _, d := range docs {
+		head := strings.Join(d.names, ", ")
+		if d.arg != "" {
+			head += " " + d.arg
+		}
+		fmt.Fprintf(bw, "  %s\n      %s\n", head, d.usage)
+	}
+	bw.Flush()
 }
 
 // stringsFlag is a repeatable string flag.
@@ -214,21 +403,27 @@ type stringsFlag []string
 func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
 func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
-func versionCommand() command {
-	c := command{name: "version", summary: "print the version of poison", usage: ""}
-	c.run = func(ctx context.Context, e *env, args []string) error {
-		fs := newFlags(e, &c)
-		if err := parseFlags(e, &c, fs, args); err != nil {
-			return err
-		}
-		v := "(devel)"
-		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-			v = bi.Main.Version
-		}
-		fmt.Fprintf(e.stdout, "poison %s\n", v)
-		return nil
+// version is the module version of this binary, "(devel)" when built
+// from a work tree.
+func version() string {
+	v := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		v = bi.Main.Version
 	}
-	return c
+	return v
+}
+
+func versionCommand() command {
+	return command{name: "version", summary: "print the version of poison (also: poison --version)", usage: "",
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, e *env, args []string) error {
+				if len(args) > 0 {
+					return usageErrorf("version takes no arguments, got %q", args[0])
+				}
+				fmt.Fprintf(e.stdout, "poison %s\n", version())
+				return nil
+			}
+		}}
 }
 
 // writeReport prints a command's report on w: v as one indented JSON

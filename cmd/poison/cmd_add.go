@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -16,65 +17,65 @@ import (
 
 	"github.com/nix-community/go-nix/pkg/derivation"
 	"github.com/poison-nix/poison/builder"
+	"github.com/poison-nix/poison/internal/settings"
 	"github.com/poison-nix/poison/registry"
 	"github.com/poison-nix/poison/registry/lock"
 )
 
 type addOptions struct {
-	registry string
+	registry string // absolute work tree
 	commit   bool
 	add      registry.AddOptions
 	date     string
 }
 
 func addCommand() command {
-	c := command{
+	return command{
 		name:    "add",
 		summary: "write a new registry entry poisoning derivations (by .drv or output path)",
 		usage:   "[--registry DIR] --reason TEXT [--author WHO] [--date YYYY-MM-DD] [--group NAME] [--ticket ID] [--name NAME]... [--slug SLUG] [--no-verify] [--commit] PATH...",
-	}
-	c.run = func(ctx context.Context, e *env, args []string) error {
-		var o addOptions
-		var names stringsFlag
-		fs := newFlags(e, &c)
-		fs.StringVar(&o.registry, "registry", ".", "registry work tree `DIR`")
-		fs.StringVar(&o.add.Reason, "reason", "", "what went wrong (required)")
-		fs.StringVar(&o.add.Author, "author", "", "who files the entry, \"Name <email>\" (default: git user.name and user.email)")
-		fs.StringVar(&o.date, "date", "", "day of the incident, `YYYY-MM-DD` (default: today, UTC)")
-		fs.StringVar(&o.add.Group, "group", "", "coordinated build unit the derivations belong to")
-		fs.StringVar(&o.add.Ticket, "ticket", "", "ticket `ID`")
-		fs.Var(&names, "name", "also poison derivations by `NAME` (name-based fallback; repeatable)")
-		fs.StringVar(&o.add.Slug, "slug", "", "file and branch name part (default: from the reason)")
-		fs.BoolVar(&o.add.NoVerify, "no-verify", false, "record .drv paths that are not in the local store, without outputs")
-		fs.BoolVar(&o.commit, "commit", false, "commit the entry on a new branch poison/SLUG")
-		if err := parseFlags(e, &c, fs, args); err != nil {
-			return err
-		}
-		o.add.Names = names
-		o.add.Paths = fs.Args()
-		if strings.TrimSpace(o.add.Reason) == "" {
-			return usageErrorf("add: --reason is required: say what went wrong")
-		}
-		if len(o.add.Paths) == 0 && len(o.add.Names) == 0 {
-			return usageErrorf("add: give at least one .drv or output PATH, or --name")
-		}
-		if o.date != "" {
-			d, err := time.Parse(time.DateOnly, o.date)
-			if err != nil {
-				return usageErrorf("add: --date %q: want YYYY-MM-DD", o.date)
+		setup: func(fs *flag.FlagSet) runFunc {
+			var o addOptions
+			var names stringsFlag
+			sf := settings.Register(fs, "registry")
+			fs.StringVar(&o.add.Reason, "reason", "", "what went wrong (required)")
+			fs.StringVar(&o.add.Author, "author", "", "who files the entry, \"Name <email>\" (default: git user.name and user.email)")
+			fs.StringVar(&o.date, "date", "", "day of the incident, `YYYY-MM-DD` (default: today, UTC)")
+			fs.StringVar(&o.add.Group, "group", "", "coordinated build unit the derivations belong to")
+			fs.StringVar(&o.add.Ticket, "ticket", "", "ticket `ID`")
+			fs.Var(&names, "name", "also poison derivations by `NAME` (name-based fallback; repeatable)")
+			fs.StringVar(&o.add.Slug, "slug", "", "file and branch name part (default: from the reason)")
+			fs.BoolVar(&o.add.NoVerify, "no-verify", false, "record .drv paths that are not in the local store, without outputs")
+			fs.BoolVar(&o.commit, "commit", false, "commit the entry on a new branch poison/SLUG")
+			return func(ctx context.Context, e *env, args []string) error {
+				o.add.Names = names
+				o.add.Paths = args
+				if strings.TrimSpace(o.add.Reason) == "" {
+					return usageErrorf("add: --reason is required: say what went wrong")
+				}
+				if len(o.add.Paths) == 0 && len(o.add.Names) == 0 {
+					return usageErrorf("add: give at least one .drv or output PATH, or --name")
+				}
+				if o.date != "" {
+					d, err := time.Parse(time.DateOnly, o.date)
+					if err != nil {
+						return usageErrorf("add: --date %q: want YYYY-MM-DD", o.date)
+					}
+					o.add.Date = d
+				}
+				s, err := loadSettings(e, sf)
+				if err != nil {
+					return err
+				}
+				o.registry = s.RegistryDir(e.dir)
+				return runAdd(ctx, e, o)
 			}
-			o.add.Date = d
-		}
-		return runAdd(ctx, e, o)
+		},
 	}
-	return c
 }
 
 func runAdd(ctx context.Context, e *env, o addOptions) error {
 	dir := o.registry
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(e.dir, dir)
-	}
 	if o.add.Author == "" {
 		o.add.Author = registry.DefaultAuthor()
 		if o.add.Author == "" {
@@ -95,7 +96,7 @@ func runAdd(ctx context.Context, e *env, o addOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(e.stdout, filepath.Join(o.registry, filepath.FromSlash(rel)))
+	fmt.Fprintln(e.stdout, displayPath(e, filepath.Join(o.registry, filepath.FromSlash(rel))))
 	if !o.commit {
 		return nil
 	}

@@ -6,9 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
@@ -21,12 +21,12 @@ import (
 
 	"github.com/poison-nix/poison/builder"
 	"github.com/poison-nix/poison/builder/daemon"
-	"github.com/poison-nix/poison/registry/lock"
+	"github.com/poison-nix/poison/internal/settings"
 )
 
 // buildOptions are the settings of one `poison build`.
 type buildOptions struct {
-	lock          string
+	settings      settings.Settings
 	store         string
 	storeDir      string
 	jobs          string
@@ -43,51 +43,52 @@ type buildOptions struct {
 }
 
 func buildCommand() command {
-	c := command{
+	return command{
 		name:    "build",
 		summary: "rewrite derivations with the serials of poison.lock and build them through the nix-daemon",
 		usage:   "[--lock FILE] [--store URI] [-j N] [-k] [-L] [--dry-run] [--json] [--print-out-paths] [--log-format internal-json] [--per-derivation] [--by-name] [-A ATTR] INSTALLABLE...",
+		setup: func(fs *flag.FlagSet) runFunc {
+			var o buildOptions
+			sf := settings.Register(fs, "lock", "max-age")
+			fs.StringVar(&o.store, "store", "auto", "store `URI` to build in (daemon, unix://PATH, auto, ssh-ng://HOST, local?root=DIR)")
+			fs.StringVar(&o.storeDir, "store-dir", "", "logical store `DIR` (default: the lock's, else /nix/store)")
+			for _, n := range []string{"j", "max-jobs"} {
+				fs.StringVar(&o.jobs, n, "", "local builds to run at once: a number `N`, 'auto' (all cores), or 0 (only remote builders build); default: max-jobs of nix.conf and NIX_CONFIG, else 1")
+			}
+			for _, n := range []string{"k", "keep-going"} {
+				fs.BoolVar(&o.keepGoing, n, false, "keep building what does not depend on a failure")
+			}
+			for _, n := range []string{"L", "print-build-logs"} {
+				fs.BoolVar(&o.printLogs, n, false, "print the builders' output on stderr")
+			}
+			fs.BoolVar(&o.dryRun, "dry-run", false, "write the rewritten .drv files and say what would be built, substituted or is valid, and why; build nothing")
+			fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout (drvPath, outputs, startTime, stopTime)")
+			fs.BoolVar(&o.printOutPaths, "print-out-paths", false, "print the output paths on stdout")
+			fs.StringVar(&o.logFormat, "log-format", "", "`FORMAT` of the log on stderr: 'internal-json' passes the daemon's activity messages through as Nix's @nix lines (for nom --json); 'raw' (the default) plain lines")
+			fs.BoolVar(&o.perDrv, "per-derivation", false, "send each derivation with BuildDerivation in topological order (needs a trusted user)")
+			fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
+			for _, n := range []string{"A", "attr"} {
+				fs.Var(&o.attrs, n, "attribute `ATTR` of the Nix file to build (repeatable); the file defaults to ./default.nix")
+			}
+			return func(ctx context.Context, e *env, args []string) error {
+				o.installables = args
+				if len(o.installables) == 0 && len(o.attrs) == 0 {
+					return &exitErr{code: exitUsage, err: errors.New("build: nothing to build"), hint: "pass .drv paths, output paths, or a Nix file with -A ATTR"}
+				}
+				if o.logFormat != "" && o.logFormat != "internal-json" && o.logFormat != "raw" {
+					return usageErrorf("build: --log-format %q: want internal-json or raw", o.logFormat)
+				}
+				if o.jobs == "" {
+					o.jobs = nixMaxJobs(e)
+				}
+				var err error
+				if o.settings, err = loadSettings(e, sf); err != nil {
+					return err
+				}
+				return runBuild(ctx, e, o)
+			}
+		},
 	}
-	c.run = func(ctx context.Context, e *env, args []string) error {
-		var o buildOptions
-		fs := newFlags(e, &c)
-		fs.StringVar(&o.lock, "lock", "poison.lock", "lock file to take the serials from")
-		fs.StringVar(&o.store, "store", "auto", "store to build in (daemon, unix://PATH, auto, ssh-ng://HOST, local?root=DIR)")
-		fs.StringVar(&o.storeDir, "store-dir", "", "logical store directory (default: the lock's, else /nix/store)")
-		for _, n := range []string{"j", "max-jobs"} {
-			fs.StringVar(&o.jobs, n, "", "builds to run at once: a number or 'auto' (all cores); default: max-jobs of nix.conf and NIX_CONFIG, else 1")
-		}
-		for _, n := range []string{"k", "keep-going"} {
-			fs.BoolVar(&o.keepGoing, n, false, "keep building what does not depend on a failure")
-		}
-		for _, n := range []string{"L", "print-build-logs"} {
-			fs.BoolVar(&o.printLogs, n, false, "print the builders' output on stderr")
-		}
-		fs.BoolVar(&o.dryRun, "dry-run", false, "write the rewritten .drv files and say what would be built, substituted or is valid, and why; build nothing")
-		fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout (drvPath, outputs, startTime, stopTime)")
-		fs.BoolVar(&o.printOutPaths, "print-out-paths", false, "print the output paths on stdout")
-		fs.StringVar(&o.logFormat, "log-format", "", "'internal-json' passes the daemon's activity messages through as Nix's @nix lines (for nom --json)")
-		fs.BoolVar(&o.perDrv, "per-derivation", false, "send each derivation with BuildDerivation in topological order (needs a trusted user)")
-		fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
-		for _, n := range []string{"A", "attr"} {
-			fs.Var(&o.attrs, n, "attribute of the Nix file to build (repeatable); the file defaults to ./default.nix")
-		}
-		var err error
-		if o.installables, err = parseInterleaved(e, &c, fs, args); err != nil {
-			return err
-		}
-		if len(o.installables) == 0 && len(o.attrs) == 0 {
-			return &exitErr{code: exitUsage, err: errors.New("build: nothing to build"), hint: "pass .drv paths, output paths, or a Nix file with -A ATTR"}
-		}
-		if o.logFormat != "" && o.logFormat != "internal-json" && o.logFormat != "raw" {
-			return usageErrorf("build: --log-format %q: want internal-json or raw", o.logFormat)
-		}
-		if o.jobs == "" {
-			o.jobs = nixMaxJobs(e)
-		}
-		return runBuild(ctx, e, o)
-	}
-	return c
 }
 
 // nixMaxJobs returns the max-jobs a Nix client would send: from
@@ -113,8 +114,8 @@ func (o *buildOptions) maxJobs() (int, error) {
 		return runtime.NumCPU(), nil
 	}
 	n, err := strconv.Atoi(o.jobs)
-	if err != nil || n < 1 {
-		return 0, usageErrorf("build: -j %q: want a positive number or 'auto'", o.jobs)
+	if err != nil || n < 0 {
+		return 0, usageErrorf("build: -j %q: want a number (0: only remote builders build) or 'auto'", o.jobs)
 	}
 	return n, nil
 }
@@ -124,36 +125,30 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 	if err != nil {
 		return err
 	}
-	lockPath := o.lock
-	if !filepath.IsAbs(lockPath) {
-		lockPath = filepath.Join(e.dir, lockPath)
-	}
-	lk, err := lock.ReadFile(lockPath)
+	lk, err := readLock(e, "build", o.settings)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return withHint(fmt.Errorf("build: no lock file %s", lockPath), "run 'poison resolve' first, or pass --lock FILE")
-		}
-		return fmt.Errorf("build: %w", err)
+		return err
 	}
-	describeLock(e, lockPath, lk)
 	storeDir := o.storeDir
 	if storeDir == "" {
 		storeDir = lk.Store()
 	}
 
 	prog := newProgress(e.stderr, o.printLogs, o.logFormat == "internal-json")
-	settings := daemon.DefaultSettings()
-	settings.MaxBuildJobs = jobs
-	settings.KeepGoing = o.keepGoing
-	settings.Overrides = nixConfigOverrides(e.getenv("NIX_CONFIG"))
+	// max-jobs goes to the daemon as given: 0 lets only remote builders
+	// build, as with nix-build -j 0.
+	ds := daemon.DefaultSettings()
+	ds.MaxBuildJobs = jobs
+	ds.KeepGoing = o.keepGoing
+	ds.Overrides = nixConfigOverrides(e.getenv("NIX_CONFIG"))
 	dopts := daemon.Options{
 		StoreDir:   storeDir,
 		SocketPath: e.getenv("NIX_DAEMON_SOCKET_PATH"),
 		SSHOpts:    strings.Fields(e.getenv("NIX_SSHOPTS")),
-		Settings:   &settings,
+		Settings:   &ds,
 		Log:        prog.message,
 	}
-	p := daemon.NewPool(o.store, dopts, jobs+1)
+	p := daemon.NewPool(o.store, dopts, max(jobs, 1)+1)
 	defer p.Close()
 	// Connect first: a missing daemon is the most common problem.
 	conn, err := p.Get(ctx)

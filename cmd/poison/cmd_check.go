@@ -4,58 +4,51 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"slices"
 	"strings"
 
 	"github.com/poison-nix/poison/builder"
 	"github.com/poison-nix/poison/builder/daemon"
-	"github.com/poison-nix/poison/registry/lock"
-	"github.com/poison-nix/poison/resolver"
-)
-
-// Exit bits of `poison check`, summed like `nix store verify` (DESIGN §9).
-const (
-	checkStale        = 1 // an output of a poisoned derivation (or built against one) is present
-	checkUndetermined = 2 // a path's provenance could not be determined
-	checkFailed       = 4 // a query failed
+	"github.com/poison-nix/poison/internal/settings"
 )
 
 // checkOptions are the settings of one `poison check`.
 type checkOptions struct {
-	lock   string
-	store  string
-	json   bool
-	byName bool
-	paths  []string
+	settings settings.Settings
+	store    string
+	json     bool
+	byName   bool
+	paths    []string
 }
 
 func checkCommand() command {
-	c := command{
+	return command{
 		name:    "check",
 		summary: "which store paths in the runtime closure of PATH... are outputs of poisoned derivations",
 		usage:   "[--lock FILE] [--store URI] [--json] [--by-name] PATH...",
+		setup: func(fs *flag.FlagSet) runFunc {
+			var o checkOptions
+			sf := settings.Register(fs, "lock", "max-age")
+			fs.StringVar(&o.store, "store", "auto", "store `URI` to query (daemon, unix://PATH, auto, ssh-ng://HOST, local?root=DIR)")
+			fs.BoolVar(&o.json, "json", false, "print one JSON document instead of text")
+			fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
+			return func(ctx context.Context, e *env, args []string) error {
+				o.paths = args
+				if len(o.paths) == 0 {
+					return &exitErr{code: exitUsage, err: errors.New("check: no paths given"),
+						hint: "pass store paths (or result symlinks) whose runtime closure to check"}
+				}
+				var err error
+				if o.settings, err = loadSettings(e, sf); err != nil {
+					return err
+				}
+				return runCheck(ctx, e, o)
+			}
+		},
 	}
-	c.run = func(ctx context.Context, e *env, args []string) error {
-		var o checkOptions
-		fs := newFlags(e, &c)
-		fs.StringVar(&o.lock, "lock", "", "lock `FILE` to take the serials from (env POISON_LOCK, poison.toml lock; default poison.lock)")
-		fs.StringVar(&o.store, "store", "auto", "store to query (daemon, unix://PATH, auto, ssh-ng://HOST, local?root=DIR)")
-		fs.BoolVar(&o.json, "json", false, "print one JSON document instead of text")
-		fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
-		var err error
-		if o.paths, err = parseInterleaved(e, &c, fs, args); err != nil {
-			return err
-		}
-		if len(o.paths) == 0 {
-			return &exitErr{code: exitUsage, err: errors.New("check: no paths given"),
-				hint: "pass store paths (or result symlinks) whose runtime closure to check"}
-		}
-		return runCheck(ctx, e, o)
-	}
-	return c
 }
 
 // Statuses of a checked path.
@@ -107,23 +100,10 @@ type checkReport struct {
 }
 
 func runCheck(ctx context.Context, e *env, o checkOptions) error {
-	lockPath := o.lock
-	if lockPath == "" {
-		s, err := resolver.LoadSettings(e.dir, e.getenv)
-		if err != nil {
-			return fmt.Errorf("check: %w", err)
-		}
-		lockPath = s.Lock
-	}
-	lockPath = absPath(e, lockPath)
-	lk, err := lock.ReadFile(lockPath)
+	lk, err := readLock(e, "check", o.settings)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return withHint(fmt.Errorf("check: no lock file %s", displayPath(e, lockPath)), "run 'poison resolve' first, or pass --lock FILE")
-		}
-		return fmt.Errorf("check: %w", err)
+		return err
 	}
-	describeLock(e, lockPath, lk)
 	storeDir := lk.Store()
 
 	conn, err := daemon.Dial(ctx, o.store, daemon.Options{StoreDir: storeDir, SocketPath: e.getenv("NIX_DAEMON_SOCKET_PATH"), SSHOpts: strings.Fields(e.getenv("NIX_SSHOPTS"))})
@@ -132,7 +112,7 @@ func runCheck(ctx context.Context, e *env, o checkOptions) error {
 	}
 	defer conn.Close()
 
-	rep := checkReport{Lock: displayPath(e, lockPath), RegistryCommit: lk.Registry.Commit,
+	rep := checkReport{Lock: displayPath(e, o.settings.Lock), RegistryCommit: lk.Registry.Commit,
 		Paths: []checkPath{}, Unknown: []checkUndeterminedPath{}, Failures: []checkFailure{}}
 	fail := func(p string, err error) {
 		rep.Failures = append(rep.Failures, checkFailure{Path: p, Error: err.Error()})

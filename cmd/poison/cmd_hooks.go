@@ -3,65 +3,62 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"path/filepath"
 	"strings"
 
 	"github.com/poison-nix/poison/hooks"
+	"github.com/poison-nix/poison/internal/settings"
 )
 
 type hooksInstallOptions struct {
-	registry string
+	registry string // as shown
+	dir      string
 	force    bool
 	poison   string
 }
 
 func hooksCommand() command {
-	c := command{
+	return command{
 		name:    "hooks",
 		summary: "install the git hooks: pre-commit in a registry work tree, pre-receive in a bare repository",
 		usage:   "install [--registry DIR] [--force] [--poison PATH]",
-	}
-	c.run = func(ctx context.Context, e *env, args []string) error {
-		var o hooksInstallOptions
-		var pb postBuildOptions
-		fs := newFlags(e, &c)
-		fs.StringVar(&pb.path, "post-build", "", "write Nix's post-build-hook (the build journal) to `FILE` instead of git hooks")
-		fs.StringVar(&pb.journal, "journal", "", "with --post-build: the journal `FILE` the hook appends to (default "+defaultJournal+")")
-		fs.StringVar(&pb.host, "host", "", "with --post-build: record this host `NAME` instead of the hostname")
-		fs.StringVar(&o.registry, "registry", ".", "the registry's work tree or bare repository `DIR`")
-		fs.BoolVar(&o.force, "force", false, "replace an existing hook that differs from poison's")
-		fs.StringVar(&o.poison, "poison", "", "write this poison binary `PATH` into the hook (default: $POISON, else poison from the hook's $PATH)")
-		switch {
-		case len(args) > 0 && args[0] == "install":
-			args = args[1:]
-		case len(args) > 0 && !strings.HasPrefix(args[0], "-"):
-			return usageErrorf("hooks: unknown subcommand %q; want install", args[0])
-		default: // no subcommand: --help prints the usage, anything else is an error
-			if err := parseFlags(e, &c, fs, args); err != nil {
-				return err
+		setup: func(fs *flag.FlagSet) runFunc {
+			var o hooksInstallOptions
+			var pb postBuildOptions
+			fs.StringVar(&pb.path, "post-build", "", "write Nix's post-build-hook (the build journal) to `FILE` instead of git hooks")
+			fs.StringVar(&pb.journal, "journal", "", "with --post-build: the journal `FILE` the hook appends to (default "+defaultJournal+")")
+			fs.StringVar(&pb.host, "host", "", "with --post-build: record this host `NAME` instead of the hostname")
+			sf := settings.Register(fs, "registry")
+			fs.BoolVar(&o.force, "force", false, "replace an existing hook that differs from poison's")
+			fs.StringVar(&o.poison, "poison", "", "write this poison binary `PATH` into the hook (default: $POISON, else poison from the hook's $PATH)")
+			return func(ctx context.Context, e *env, args []string) error {
+				switch {
+				case len(args) == 0:
+					return withHint(usageErrorf("hooks: want a subcommand: poison hooks install"), "run 'poison hooks --help' for usage")
+				case args[0] != "install":
+					return usageErrorf("hooks: unknown subcommand %q; want install", args[0])
+				case len(args) > 1:
+					return usageErrorf("hooks install takes no arguments, got %q", args[1])
+				}
+				if pb.path != "" {
+					return runHooksInstallPostBuild(e, pb, o.poison, o.force)
+				}
+				s, err := loadSettings(e, sf)
+				if err != nil {
+					return err
+				}
+				o.dir = s.RegistryDir(e.dir)
+				o.registry = displayPath(e, o.dir)
+				return runHooksInstall(ctx, e, o)
 			}
-			return withHint(usageErrorf("hooks: want a subcommand: poison hooks install"), "run 'poison hooks --help' for usage")
-		}
-		if err := parseFlags(e, &c, fs, args); err != nil {
-			return err
-		}
-		if fs.NArg() > 0 {
-			return usageErrorf("hooks install takes no arguments, got %q", fs.Arg(0))
-		}
-		if pb.path != "" {
-			return runHooksInstallPostBuild(e, pb, o.poison, o.force)
-		}
-		return runHooksInstall(ctx, e, o)
+		},
 	}
-	return c
 }
 
 func runHooksInstall(ctx context.Context, e *env, o hooksInstallOptions) error {
-	dir := o.registry
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(e.dir, dir)
-	}
+	dir := o.dir
 	poison := o.poison
 	if poison != "" && !filepath.IsAbs(poison) {
 		poison = filepath.Join(e.dir, poison)

@@ -3,15 +3,16 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/poison-nix/poison/builder"
+	"github.com/poison-nix/poison/internal/settings"
 	"github.com/poison-nix/poison/registry"
 	"github.com/poison-nix/poison/registry/lock"
 	"github.com/poison-nix/poison/resolver"
@@ -19,8 +20,8 @@ import (
 
 // impactOptions are the settings of one `poison impact`.
 type impactOptions struct {
-	registry string
-	lock     string
+	settings settings.Settings
+	registry string // as given, for messages
 	json     bool
 	stdin    bool
 	byName   bool
@@ -29,33 +30,36 @@ type impactOptions struct {
 }
 
 func impactCommand() command {
-	c := command{
+	return command{
 		name:    "impact",
 		summary: "how many derivations of a closure a pending registry change rebuilds (its blast radius)",
 		usage:   "[--registry DIR] [--lock FILE] [--json] [--stdin] [--by-name] [--max N] DRV...",
+		setup: func(fs *flag.FlagSet) runFunc {
+			var o impactOptions
+			sf := settings.Register(fs, "registry", "lock", "max-age")
+			fs.BoolVar(&o.json, "json", false, "print one JSON document instead of text")
+			fs.BoolVar(&o.stdin, "stdin", false, "read the .drv paths from standard input, one per line")
+			fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
+			fs.IntVar(&o.max, "max", -1, "exit 1 when more than `N` derivations rebuild (after the report); negative disables")
+			return func(ctx context.Context, e *env, args []string) error {
+				var err error
+				if o.drvs, err = argsAndStdin(e, args, o.stdin); err != nil {
+					return err
+				}
+				if len(o.drvs) == 0 {
+					return &exitErr{code: exitUsage, err: errors.New("impact: no derivations given"), hint: "pass the .drv paths of the closure to measure as arguments or with --stdin"}
+				}
+				if o.settings, err = loadSettings(e, sf); err != nil {
+					return err
+				}
+				o.registry = displayPath(e, o.settings.RegistryDir(e.dir))
+				if o.registry == "" {
+					o.registry = "."
+				}
+				return runImpact(ctx, e, o)
+			}
+		},
 	}
-	c.run = func(ctx context.Context, e *env, args []string) error {
-		var o impactOptions
-		fs := newFlags(e, &c)
-		fs.StringVar(&o.registry, "registry", ".", "registry work tree `DIR` with the pending change (its new entries included)")
-		fs.StringVar(&o.lock, "lock", "", "base lock `FILE`, e.g. the main branch's (env POISON_LOCK, poison.toml lock; default poison.lock)")
-		fs.BoolVar(&o.json, "json", false, "print one JSON document instead of text")
-		fs.BoolVar(&o.stdin, "stdin", false, "read the .drv paths from standard input, one per line")
-		fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
-		fs.IntVar(&o.max, "max", -1, "exit 1 when more than `N` derivations rebuild (after the report); negative disables")
-		if err := parseFlags(e, &c, fs, args); err != nil {
-			return err
-		}
-		var err error
-		if o.drvs, err = argsAndStdin(e, fs.Args(), o.stdin); err != nil {
-			return err
-		}
-		if len(o.drvs) == 0 {
-			return &exitErr{code: exitUsage, err: errors.New("impact: no derivations given"), hint: "pass the .drv paths of the closure to measure as arguments or with --stdin"}
-		}
-		return runImpact(ctx, e, o)
-	}
-	return c
 }
 
 // Reasons a derivation's rewritten .drv path differs between the base lock
@@ -94,7 +98,7 @@ type impactReport struct {
 
 func runImpact(ctx context.Context, e *env, o impactOptions) error {
 	// The registry with the pending change, as `poison resolve` would see it.
-	dir := absPath(e, o.registry)
+	dir := o.settings.RegistryDir(e.dir)
 	reg, err := registry.LoadDir(dir, registry.LoadOptions{Now: e.now()})
 	var ps registry.Problems
 	if err != nil && !errors.As(err, &ps) {
@@ -117,24 +121,10 @@ func runImpact(ctx context.Context, e *env, o impactOptions) error {
 	next := reg.Lock(lock.Source{URL: dir})
 
 	// The base: the lock of the main branch.
-	lockPath := o.lock
-	if lockPath == "" {
-		s, err := resolver.LoadSettings(e.dir, e.getenv)
-		if err != nil {
-			return fmt.Errorf("impact: %w", err)
-		}
-		lockPath = s.Lock
-	}
-	lockPath = absPath(e, lockPath)
-	base, err := lock.ReadFile(lockPath)
+	base, err := readLockAs(e, "impact", "base lock", "pass --lock FILE with the lock of the base branch (poison resolve writes one)", o.settings)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return withHint(fmt.Errorf("impact: no base lock %s", displayPath(e, lockPath)),
-				"pass --lock FILE with the lock of the base branch (poison resolve writes one)")
-		}
-		return fmt.Errorf("impact: %w", err)
+		return err
 	}
-	describeLock(e, lockPath, base)
 	fmt.Fprintf(e.stderr, "poison: registry %s: %d entries\n", o.registry, len(reg.Entries))
 
 	var decreases []string
@@ -168,7 +158,7 @@ func runImpact(ctx context.Context, e *env, o impactOptions) error {
 	}
 
 	rep := compareRewrites(c, reg, baseRes, newRes)
-	rep.Registry, rep.Lock, rep.BaseCommit = o.registry, displayPath(e, lockPath), base.Registry.Commit
+	rep.Registry, rep.Lock, rep.BaseCommit = o.registry, displayPath(e, o.settings.Lock), base.Registry.Commit
 	rep.SerialDecreases = append([]string{}, decreases...)
 	changed := make(map[string]bool, len(rep.Derivations))
 	for _, d := range rep.Derivations {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,35 +27,34 @@ type journalHookOptions struct {
 // always exits 0: a journal problem is a warning on stderr (Nix shows it
 // in the build's log), never a failed build.
 func journalHookCommand() command {
-	c := command{
+	warn := func(e *env, err error) error {
+		fmt.Fprintf(e.stderr, "poison journal-hook: warning: %v (the build is not affected; it is not journalled)\n", err)
+		return nil
+	}
+	return command{
 		name:    "journal-hook",
 		summary: "Nix post-build-hook: append the build Nix just finished to the build journal",
 		usage:   "[--journal FILE] [--host NAME]",
-	}
-	c.run = func(ctx context.Context, e *env, args []string) (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				fmt.Fprintf(e.stderr, "poison journal-hook: warning: internal error: %v (the build is not affected; it is not journalled)\n", r)
-				err = nil
+		// A bad flag must not fail the build either.
+		flagError: warn,
+		setup: func(fs *flag.FlagSet) runFunc {
+			var o journalHookOptions
+			fs.StringVar(&o.journal, "journal", "", "the journal `FILE` (default: $POISON_JOURNAL, else "+defaultJournal+")")
+			fs.StringVar(&o.host, "host", "", "record this host `NAME` instead of the hostname (default: $POISON_HOST)")
+			return func(ctx context.Context, e *env, args []string) (err error) {
+				defer func() {
+					if r := recover(); r != nil {
+						fmt.Fprintf(e.stderr, "poison journal-hook: warning: internal error: %v (the build is not affected; it is not journalled)\n", r)
+						err = nil
+					}
+				}()
+				if err := runJournalHook(ctx, e, o); err != nil {
+					return warn(e, err)
+				}
+				return nil
 			}
-		}()
-		var o journalHookOptions
-		fs := newFlags(e, &c)
-		fs.StringVar(&o.journal, "journal", "", "the journal `FILE` (default: $POISON_JOURNAL, else "+defaultJournal+")")
-		fs.StringVar(&o.host, "host", "", "record this host `NAME` instead of the hostname (default: $POISON_HOST)")
-		if err := parseFlags(e, &c, fs, args); err != nil {
-			if err == errHelp {
-				return err
-			}
-			fmt.Fprintf(e.stderr, "poison journal-hook: warning: %v (the build is not affected; it is not journalled)\n", err)
-			return nil
-		}
-		if err := runJournalHook(ctx, e, o); err != nil {
-			fmt.Fprintf(e.stderr, "poison journal-hook: warning: %v (the build is not affected; it is not journalled)\n", err)
-		}
-		return nil
+		},
 	}
-	return c
 }
 
 func runJournalHook(ctx context.Context, e *env, o journalHookOptions) error {

@@ -3,16 +3,18 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 
 	git "github.com/go-git/go-git/v5"
+	"github.com/poison-nix/poison/internal/settings"
 	"github.com/poison-nix/poison/registry"
 )
 
 type lintOptions struct {
-	registry string
+	registry string // as shown
+	dir      string
 	base     string
 	rev      string
 	ff       bool
@@ -20,41 +22,41 @@ type lintOptions struct {
 }
 
 func lintCommand() command {
-	c := command{
+	return command{
 		name:    "lint",
 		summary: "validate a registry: every entry, registry.toml and (with --base) append-only history",
 		usage:   "[--registry DIR] [--rev REV] [--base REV [--fast-forward]] [--format text|json]",
+		setup: func(fs *flag.FlagSet) runFunc {
+			var o lintOptions
+			sf := settings.Register(fs, "registry")
+			fs.StringVar(&o.base, "base", "", "also refuse history since `REV` that deleted, renamed or modified an entry")
+			fs.BoolVar(&o.ff, "fast-forward", false, "with --base: also require REV to be an ancestor (for pushes to a protected branch)")
+			fs.StringVar(&o.rev, "rev", "", "lint the tree of commit `REV` instead of the work tree (works in a bare repository)")
+			fs.StringVar(&o.format, "format", "text", "output `FORMAT`: text (one line per problem) or json (one object per line)")
+			return func(ctx context.Context, e *env, args []string) error {
+				if len(args) > 0 {
+					return usageErrorf("lint takes no arguments, got %q", args[0])
+				}
+				if o.ff && o.base == "" {
+					return usageErrorf("--fast-forward needs --base REV")
+				}
+				if o.format != "text" && o.format != "json" {
+					return usageErrorf("--format %q: want text or json", o.format)
+				}
+				s, err := loadSettings(e, sf)
+				if err != nil {
+					return err
+				}
+				o.dir = s.RegistryDir(e.dir)
+				o.registry = displayPath(e, o.dir)
+				return runLint(ctx, e, o)
+			}
+		},
 	}
-	c.run = func(ctx context.Context, e *env, args []string) error {
-		var o lintOptions
-		fs := newFlags(e, &c)
-		fs.StringVar(&o.registry, "registry", ".", "registry work tree `DIR`")
-		fs.StringVar(&o.base, "base", "", "also refuse history since `REV` that deleted, renamed or modified an entry")
-		fs.BoolVar(&o.ff, "fast-forward", false, "with --base: also require REV to be an ancestor (for pushes to a protected branch)")
-		fs.StringVar(&o.rev, "rev", "", "lint the tree of commit `REV` instead of the work tree (works in a bare repository)")
-		fs.StringVar(&o.format, "format", "text", "output `format`: text (one line per problem) or json (one object per line)")
-		if err := parseFlags(e, &c, fs, args); err != nil {
-			return err
-		}
-		if fs.NArg() > 0 {
-			return usageErrorf("lint takes no arguments, got %q", fs.Arg(0))
-		}
-		if o.ff && o.base == "" {
-			return usageErrorf("--fast-forward needs --base REV")
-		}
-		if o.format != "text" && o.format != "json" {
-			return usageErrorf("--format %q: want text or json", o.format)
-		}
-		return runLint(ctx, e, o)
-	}
-	return c
 }
 
 func runLint(ctx context.Context, e *env, o lintOptions) error {
-	dir := o.registry
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(e.dir, dir)
-	}
+	dir := o.dir
 	var repo *git.Repository
 	if o.rev != "" || o.base != "" {
 		r, err := registry.OpenGitRepo(dir)

@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/url"
 	"path/filepath"
 	"runtime/debug"
@@ -16,13 +16,12 @@ import (
 
 	"github.com/poison-nix/poison/builder"
 	"github.com/poison-nix/poison/builder/daemon"
-	"github.com/poison-nix/poison/registry/lock"
-	"github.com/poison-nix/poison/resolver"
+	"github.com/poison-nix/poison/internal/settings"
 )
 
 // rewriteOptions are the settings of one `poison rewrite`.
 type rewriteOptions struct {
-	lock     string
+	settings settings.Settings
 	noWrite  bool
 	json     bool
 	stdin    bool
@@ -34,35 +33,35 @@ type rewriteOptions struct {
 }
 
 func rewriteCommand() command {
-	c := command{
+	return command{
 		name:    "rewrite",
 		summary: "rewrite derivations with the serials of poison.lock and print the new .drv paths",
 		usage:   "[--lock FILE] [--no-write] [--json] [--stdin] [--explain] [--by-name] [--store URI] [--store-dir DIR] DRV...",
+		setup: func(fs *flag.FlagSet) runFunc {
+			var o rewriteOptions
+			sf := settings.Register(fs, "lock", "max-age")
+			fs.BoolVar(&o.noWrite, "no-write", false, "compute the paths without adding the .drv files to the store")
+			fs.BoolVar(&o.json, "json", false, "print one JSON document instead of one path per line")
+			fs.BoolVar(&o.stdin, "stdin", false, "read the .drv paths from standard input, one per line")
+			fs.BoolVar(&o.explain, "explain", false, "say on stderr which derivations are poisoned, how many are rewritten, and old → new output paths")
+			fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
+			fs.StringVar(&o.store, "store", "auto", "store `URI` to add the rewritten .drv files to (daemon, unix://PATH, auto, ssh-ng://HOST, local?root=DIR)")
+			fs.StringVar(&o.storeDir, "store-dir", "", "logical store `DIR` (default: the lock's, else /nix/store)")
+			return func(ctx context.Context, e *env, args []string) error {
+				var err error
+				if o.drvs, err = argsAndStdin(e, args, o.stdin); err != nil {
+					return err
+				}
+				if len(o.drvs) == 0 {
+					return &exitErr{code: exitUsage, err: errors.New("rewrite: no derivations given"), hint: "pass .drv paths as arguments or with --stdin"}
+				}
+				if o.settings, err = loadSettings(e, sf); err != nil {
+					return err
+				}
+				return runRewrite(ctx, e, o)
+			}
+		},
 	}
-	c.run = func(ctx context.Context, e *env, args []string) error {
-		var o rewriteOptions
-		fs := newFlags(e, &c)
-		fs.StringVar(&o.lock, "lock", "", "lock file to take the serials from (env POISON_LOCK, poison.toml lock; default poison.lock)")
-		fs.BoolVar(&o.noWrite, "no-write", false, "compute the paths without adding the .drv files to the store")
-		fs.BoolVar(&o.json, "json", false, "print one JSON document instead of one path per line")
-		fs.BoolVar(&o.stdin, "stdin", false, "read the .drv paths from standard input, one per line")
-		fs.BoolVar(&o.explain, "explain", false, "say on stderr which derivations are poisoned, how many are rewritten, and old → new output paths")
-		fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
-		fs.StringVar(&o.store, "store", "auto", "store to add the rewritten .drv files to (daemon, unix://PATH, auto, ssh-ng://HOST, local?root=DIR)")
-		fs.StringVar(&o.storeDir, "store-dir", "", "logical store directory (default: the lock's, else /nix/store)")
-		if err := parseFlags(e, &c, fs, args); err != nil {
-			return err
-		}
-		var err error
-		if o.drvs, err = argsAndStdin(e, fs.Args(), o.stdin); err != nil {
-			return err
-		}
-		if len(o.drvs) == 0 {
-			return &exitErr{code: exitUsage, err: errors.New("rewrite: no derivations given"), hint: "pass .drv paths as arguments or with --stdin"}
-		}
-		return runRewrite(ctx, e, o)
-	}
-	return c
 }
 
 func runRewrite(ctx context.Context, e *env, o rewriteOptions) error {
@@ -73,26 +72,10 @@ func runRewrite(ctx context.Context, e *env, o rewriteOptions) error {
 	// benchmark: peak RSS 233 MB instead of 264, and less system time).
 	defer debug.SetGCPercent(debug.SetGCPercent(20))
 	hugeHeap(256 << 20)
-	lockPath := o.lock
-	if lockPath == "" {
-		// Same settings as resolve: POISON_LOCK, then poison.toml.
-		s, err := resolver.LoadSettings(e.dir, e.getenv)
-		if err != nil {
-			return fmt.Errorf("rewrite: %w", err)
-		}
-		lockPath = s.Lock
-	}
-	if !filepath.IsAbs(lockPath) {
-		lockPath = filepath.Join(e.dir, lockPath)
-	}
-	lk, err := lock.ReadFile(lockPath)
+	lk, err := readLock(e, "rewrite", o.settings)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return withHint(fmt.Errorf("rewrite: no lock file %s", lockPath), "run 'poison resolve' first, or pass --lock FILE")
-		}
-		return fmt.Errorf("rewrite: %w", err)
+		return err
 	}
-	describeLock(e, lockPath, lk)
 
 	storeDir := o.storeDir
 	if storeDir == "" {
