@@ -1,0 +1,210 @@
+// Package fleettest runs a fleet of remote Nix hosts for tests, all on
+// this machine: hosts h1…hN (internal/remotetest: a real sshd each, a
+// chroot store each, sandbox on, /marker naming the host), one ssh_config
+// giving every host an alias so store URIs are plain "ssh-ng://h1" (Nix
+// 2.8 takes no port in a builder URI), machines files in Nix's format, and
+// a private nix-daemon on this machine's store configured with `builders`
+// and `max-jobs = 0` (Nix's own distributed builds).
+package fleettest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/poison-nix/poison/internal/daemontest"
+	"github.com/poison-nix/poison/internal/nixtest"
+	"github.com/poison-nix/poison/internal/procs"
+	"github.com/poison-nix/poison/internal/remotetest"
+)
+
+// Fleet is a set of hosts started by Start.
+type Fleet struct {
+	Hosts []*remotetest.Host
+	// SSHConfig is an ssh_config file with a Host block per host, named
+	// by the host's name.
+	SSHConfig string
+	// Dir is a world-readable temporary directory of the fleet's files.
+	Dir string
+}
+
+// Start starts n hosts named h1…hn; opts gives the options of host i
+// (0-based) and may be nil.
+func Start(t testing.TB, n int, opts func(i int) remotetest.Options) *Fleet {
+	t.Helper()
+	remotetest.Need(t)
+	f := &Fleet{Dir: daemontest.WorldDir(t)}
+	var cfg strings.Builder
+	for i := range n {
+		var o remotetest.Options
+		if opts != nil {
+			o = opts(i)
+		}
+		h := remotetest.Start(t, fmt.Sprintf("h%d", i+1), o)
+		f.Hosts = append(f.Hosts, h)
+		cfg.WriteString(h.SSHConfig(h.Name))
+	}
+	f.SSHConfig = filepath.Join(f.Dir, "ssh_config")
+	if err := os.WriteFile(f.SSHConfig, []byte(cfg.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// SSHOpts returns the ssh options that reach every host by its name.
+func (f *Fleet) SSHOpts() []string { return []string{"-F", f.SSHConfig} }
+
+// NixSSHOpts returns SSHOpts as a NIX_SSHOPTS value.
+func (f *Fleet) NixSSHOpts() string { return "-F " + f.SSHConfig }
+
+// Host returns the host named name, or nil.
+func (f *Fleet) Host(name string) *remotetest.Host {
+	for _, h := range f.Hosts {
+		if h.Name == name {
+			return h
+		}
+	}
+	return nil
+}
+
+// Machine returns a machines-format entry for host name: scheme "ssh-ng"
+// or "ssh", this machine's system, maxJobs, speed factor and features
+// (comma-separated; "" for none).
+func (f *Fleet) Machine(scheme, name string, maxJobs int, speed float64, supported, mandatory string) string {
+	col := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	return fmt.Sprintf("%s://%s %s - %d %s %s %s", scheme, name, System(), maxJobs,
+		strconv.FormatFloat(speed, 'g', -1, 64), col(supported), col(mandatory))
+}
+
+// MachinesFile writes entries to a machines file in the fleet's
+// directory and returns its path.
+func (f *Fleet) MachinesFile(t testing.TB, name string, entries ...string) string {
+	t.Helper()
+	p := filepath.Join(f.Dir, name)
+	if err := os.WriteFile(p, []byte(strings.Join(entries, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// BuiltOn returns the names of the hosts whose store holds path, and the
+// marker text path's content starts with ("" when it names no host).
+func (f *Fleet) BuiltOn(t testing.TB, path string) (valid []string, marker string) {
+	t.Helper()
+	for _, h := range f.Hosts {
+		if h.Valid(t, path) {
+			valid = append(valid, h.Name)
+			content := h.Read(t, path)
+			for _, o := range f.Hosts {
+				if strings.HasPrefix(content, o.Marker+"\n") {
+					marker = o.Name
+				}
+			}
+		}
+	}
+	return valid, marker
+}
+
+// System returns the system of this machine (builtins.currentSystem).
+func System() string {
+	out, err := exec.Command("nix-instantiate", "--eval", "--expr", "builtins.currentSystem").Output()
+	if err != nil {
+		return "x86_64-linux"
+	}
+	return strings.Trim(strings.TrimSpace(string(out)), `"`)
+}
+
+// NixDaemon is a private nix-daemon on this machine's store whose
+// nix.conf sends every build to remote builders.
+type NixDaemon struct {
+	Socket  string
+	ConfDir string
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+// URI returns "unix://SOCKET".
+func (d *NixDaemon) URI() string { return "unix://" + d.Socket }
+
+// StartNixDaemon starts a nix-daemon on its own socket with `builders =
+// builders`, `max-jobs = 0` and extra appended to its nix.conf; it
+// reaches the hosts with NIX_SSHOPTS = f.NixSSHOpts(). It is killed with
+// its children when the test ends.
+func (f *Fleet) StartNixDaemon(t testing.TB, builders, extra string) *NixDaemon {
+	t.Helper()
+	nixtest.Need(t)
+	dir := daemontest.WorldDir(t)
+	d := &NixDaemon{Socket: filepath.Join(dir, "socket"), ConfDir: filepath.Join(dir, "etc"), done: make(chan struct{})}
+	if err := os.MkdirAll(d.ConfDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf("builders = %s\nmax-jobs = 0\nsubstituters =\nrequire-sigs = false\nbuilders-use-substitutes = false\n%s\n", builders, extra)
+	if err := os.WriteFile(filepath.Join(d.ConfDir, "nix.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nix-daemon")
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "NIX_CONFIG=") && !strings.HasPrefix(e, "NIX_CONF_DIR=") && !strings.HasPrefix(e, "NIX_SSHOPTS=") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	cmd.Env = append(cmd.Env, "NIX_CONF_DIR="+d.ConfDir, "NIX_DAEMON_SOCKET_PATH="+d.Socket, "NIX_SSHOPTS="+f.NixSSHOpts())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	logf, err := os.Create(filepath.Join(dir, "daemon.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start nix-daemon: %v", err)
+	}
+	d.cmd = cmd
+	go func() { cmd.Wait(); close(d.done) }()
+	t.Cleanup(d.kill)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, err := net.Dial("unix", d.Socket); err == nil {
+			c.Close()
+			return d
+		}
+		select {
+		case <-d.done:
+			out, _ := os.ReadFile(logf.Name())
+			t.Fatalf("nix-daemon exited before listening: %s", out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nix-daemon did not listen on %s within 10 s", d.Socket)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// kill kills the daemon, the connection processes it forked and their
+// children (build hooks, ssh).
+func (d *NixDaemon) kill() {
+	pid := d.cmd.Process.Pid
+	var kill func(p int)
+	kill = func(p int) {
+		for _, k := range procs.Children(p) {
+			kill(k)
+			syscall.Kill(k, syscall.SIGKILL)
+		}
+	}
+	kill(pid)
+	syscall.Kill(-pid, syscall.SIGKILL)
+	<-d.done
+}
