@@ -318,9 +318,11 @@ func (c *Conn) run(ctx context.Context, op string, f func() error) error {
 		c.rwc.Close()
 	})
 	err := f()
-	stop()
+	// stop fails when the context ended and the close is under way, even
+	// if it has not marked cancelled yet: the transport is gone either way.
+	stopped := stop()
 	cmu.Lock()
-	wasCancelled := cancelled
+	wasCancelled := cancelled || !stopped
 	cmu.Unlock()
 	if wasCancelled {
 		c.broken = ctx.Err()
