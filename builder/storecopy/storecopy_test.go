@@ -1,0 +1,231 @@
+package storecopy_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/poison-nix/poison/builder/daemon"
+	"github.com/poison-nix/poison/builder/storecopy"
+	"github.com/poison-nix/poison/internal/daemontest"
+	"github.com/poison-nix/poison/internal/nixtest"
+	"github.com/poison-nix/poison/internal/remotetest"
+)
+
+// fixture is a closure of every kind of path in this machine's store:
+// built outputs (input-addressed, b's output refers to a's), .drv files
+// (text CA) and a tree from nix-store --add (fixed:r CA) with a
+// directory, an executable, a symlink and a file larger than a frame.
+type fixture struct {
+	src     storecopy.Daemon
+	roots   []string
+	closure []string // nix-store -qR of roots
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := daemontest.Context(t, time.Minute)
+	d := daemontest.Start(t)
+	pool := daemon.NewPool(d.URI(), daemon.Options{Settings: offline()}, 2)
+	t.Cleanup(func() { pool.Close() })
+	g := daemontest.Instantiate(t, daemontest.WorldDir(t), daemontest.GraphArgs{})
+	var res []daemon.BuildResult
+	err := pool.Do(ctx, func(c *daemon.Conn) (err error) {
+		res, err = c.BuildPathsWithResults(ctx, []string{g.Drvs["b"] + "!out"}, daemon.BuildNormal)
+		return err
+	})
+	if err != nil || len(res) != 1 || !res[0].Status.Success() {
+		t.Fatalf("build b: %+v, %v", res, err)
+	}
+	tree := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(tree, "sub"), 0o755))
+	must(t, os.WriteFile(filepath.Join(tree, "sub", "file"), []byte(t.Name()+time.Now().String()), 0o644))
+	must(t, os.WriteFile(filepath.Join(tree, "run"), []byte("#!/bin/sh\n"), 0o755))
+	must(t, os.WriteFile(filepath.Join(tree, "big"), bytes.Repeat([]byte("poison"), 100000), 0o644))
+	must(t, os.Symlink("sub/file", filepath.Join(tree, "link")))
+	added := nixtest.Output(t, "nix-store", "--add", tree)
+	f := &fixture{src: storecopy.Daemon{Pool: pool}, roots: []string{res[0].BuiltOutputs["out"], added, g.Drvs["top"]}}
+	f.closure = strings.Fields(nixtest.Output(t, "nix-store", append([]string{"--query", "--requisites"}, f.roots...)...))
+	return f
+}
+
+func offline() *daemon.Settings {
+	s := daemon.DefaultSettings()
+	s.Overrides = map[string]string{"substituters": ""}
+	return &s
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// remote returns a Dest for host h over ssh-ng.
+func remote(t *testing.T, h *remotetest.Host) storecopy.Daemon {
+	p := daemon.NewPool(h.URI("ssh-ng"), daemon.Options{SSHOpts: h.SSH.SSHOpts(), Settings: offline()}, 1)
+	t.Cleanup(func() { p.Close() })
+	return storecopy.Daemon{Pool: p}
+}
+
+// pathInfos returns `nix path-info --json` of paths in store, keyed by
+// path, without the registration time.
+func pathInfos(t *testing.T, h *remotetest.Host, paths []string) map[string]map[string]any {
+	t.Helper()
+	// A .drv installable means its outputs, unless --derivation.
+	var drvs, others []string
+	for _, p := range paths {
+		if strings.HasSuffix(p, ".drv") {
+			drvs = append(drvs, p)
+		} else {
+			others = append(others, p)
+		}
+	}
+	m := map[string]map[string]any{}
+	for _, args := range [][]string{others, append([]string{"--derivation"}, drvs...)} {
+		out := h.Nix(t, "nix", append([]string{"--extra-experimental-features", "nix-command", "path-info", "--json"}, args...)...)
+		var list []map[string]any
+		must(t, json.Unmarshal([]byte(out), &list))
+		for _, e := range list {
+			delete(e, "registrationTime")
+			m[e["path"].(string)] = e
+		}
+	}
+	return m
+}
+
+// TestCopyClosureSSHNG copies a closure to an empty ssh-ng store and does
+// the same with `nix copy --to ssh-ng://` into a second one: the stores
+// then hold the same paths with the same path info and bytes.
+func TestCopyClosureSSHNG(t *testing.T) {
+	remotetest.Need(t)
+	f := newFixture(t)
+	ctx := daemontest.Context(t, 2*time.Minute)
+	h, hn := remotetest.Start(t, "poison", remotetest.Options{}), remotetest.Start(t, "nix", remotetest.Options{})
+	dst := remote(t, h)
+
+	// Unsigned input-addressed paths are refused when signatures are
+	// checked, as with nix copy; the content-addressed ones go through.
+	if _, err := storecopy.CopyClosure(ctx, f.src, dst, f.roots, storecopy.Options{}); err == nil || !strings.Contains(err.Error(), "lacks a valid signature") {
+		t.Fatalf("CopyClosure checking signatures: %v, want 'lacks a valid signature'", err)
+	}
+	dst = remote(t, h) // the refusal may have ended the session
+
+	var progress []int
+	res, err := storecopy.CopyClosure(ctx, f.src, dst, f.roots, storecopy.Options{
+		AddOptions: storecopy.AddOptions{NoCheckSigs: true},
+		Progress:   func(n int, _ uint64) { progress = append(progress, n) },
+	})
+	if err != nil {
+		t.Fatalf("CopyClosure: %v", err)
+	}
+	valid := 0
+	for _, p := range f.closure {
+		if h.Valid(t, p) && !slices.Contains(res.Copied, p) {
+			valid++
+		}
+	}
+	if len(res.Copied)+res.Valid != len(f.closure) || res.Valid != valid {
+		t.Errorf("copied %d, %d valid before (%d found); closure has %d", len(res.Copied), res.Valid, valid, len(f.closure))
+	}
+	// References first.
+	for i, p := range res.Copied {
+		for _, r := range strings.Fields(h.Nix(t, "nix-store", "--query", "--references", p)) {
+			if j := slices.Index(res.Copied, r); r != p && j > i {
+				t.Errorf("%s copied before its reference %s", p, r)
+			}
+		}
+	}
+	if len(progress) != len(res.Copied) || progress[len(progress)-1] != len(res.Copied) {
+		t.Errorf("progress calls %v for %d paths", progress, len(res.Copied))
+	}
+	var size uint64
+	for _, p := range res.Copied {
+		var sz uint64
+		must(t, json.Unmarshal([]byte(nixtest.Output(t, "nix", "--extra-experimental-features", "nix-command", "path-info", "--json", p)), &[]struct {
+			NarSize *uint64 `json:"narSize"`
+		}{{NarSize: &sz}}))
+		size += sz
+	}
+	if res.Bytes != size {
+		t.Errorf("Result.Bytes = %d, NAR sizes sum to %d", res.Bytes, size)
+	}
+
+	// nix copy of the same roots into the other host (a .drv installable
+	// means its outputs unless --derivation).
+	for _, args := range [][]string{f.roots[:2], {"--derivation", f.roots[2]}} {
+		cmd := nixtest.Command("nix", "--extra-experimental-features", "nix-command", "copy", "--no-check-sigs",
+			"--to", "ssh-ng://"+hn.SSH.User+"@"+hn.SSH.Host)
+		cmd.Args = append(cmd.Args, args...)
+		cmd.Env = append(cmd.Env, "NIX_SSHOPTS="+hn.NixSSHOpts())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nix copy: %v: %s", err, out)
+		}
+	}
+	ours, theirs := pathInfos(t, h, f.closure), pathInfos(t, hn, f.closure)
+	for _, p := range f.closure {
+		a, _ := json.Marshal(ours[p])
+		b, _ := json.Marshal(theirs[p])
+		if ours[p] == nil || !bytes.Equal(a, b) {
+			t.Errorf("%s:\n poison copy: %s\n nix copy:    %s", p, a, b)
+		}
+		if got, want := h.Nix(t, "nix-store", "--dump", p), hn.Nix(t, "nix-store", "--dump", p); got != want {
+			t.Errorf("%s: NARs differ between the two copies", p)
+		}
+	}
+
+	// Everything is there now: a second copy sends nothing.
+	res, err = storecopy.CopyClosure(ctx, f.src, dst, f.roots, storecopy.Options{})
+	if err != nil || len(res.Copied) != 0 || res.Valid != len(f.closure) {
+		t.Errorf("second CopyClosure = %+v, %v; want nothing copied, %d valid", res, err, len(f.closure))
+	}
+}
+
+// TestCopyFailures: a path the source lacks, a destination that drops in
+// the middle and a cancelled copy each end with an error, in bounded time.
+func TestCopyFailures(t *testing.T) {
+	remotetest.Need(t)
+	f := newFixture(t)
+	h := remotetest.Start(t, "h", remotetest.Options{})
+	opts := storecopy.Options{AddOptions: storecopy.AddOptions{NoCheckSigs: true}}
+
+	t.Run("not in the source", func(t *testing.T) {
+		ctx := daemontest.Context(t, time.Minute)
+		const missing = "/nix/store/00000000000000000000000000000000-nope"
+		_, err := storecopy.CopyClosure(ctx, f.src, remote(t, h), []string{missing}, opts)
+		if err == nil || !strings.Contains(err.Error(), missing+" is not valid in the source store") {
+			t.Errorf("CopyClosure(missing) = %v", err)
+		}
+	})
+	t.Run("destination drops", func(t *testing.T) {
+		ctx := daemontest.Context(t, time.Minute)
+		o := opts
+		o.Progress = func(n int, _ uint64) {
+			if n == 1 {
+				h.Drop()
+			}
+		}
+		start := time.Now()
+		res, err := storecopy.CopyClosure(ctx, f.src, remote(t, h), f.roots, o)
+		if err == nil || ctx.Err() != nil {
+			t.Fatalf("CopyClosure with a dropped destination = %+v, %v after %v", res, err, time.Since(start))
+		}
+		t.Logf("%v: %v", time.Since(start), err)
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(daemontest.Context(t, time.Minute))
+		o := opts
+		o.Progress = func(n int, _ uint64) { cancel() }
+		_, err := storecopy.CopyClosure(ctx, f.src, remote(t, remotetest.Start(t, "c", remotetest.Options{})), f.roots, o)
+		if err == nil {
+			t.Fatalf("CopyClosure after cancel succeeded")
+		}
+	})
+}
