@@ -1,0 +1,239 @@
+package dispatch_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/poison-nix/poison/builder"
+	"github.com/poison-nix/poison/builder/daemon"
+	"github.com/poison-nix/poison/fleet/dispatch"
+	"github.com/poison-nix/poison/fleet/machines"
+	"github.com/poison-nix/poison/internal/daemontest"
+	"github.com/poison-nix/poison/internal/fleettest"
+	"github.com/poison-nix/poison/internal/nixtest"
+	"github.com/poison-nix/poison/internal/remotetest"
+)
+
+// graph instantiates testdata/graph.nix and returns the .drv paths by
+// node name.
+func graph(t *testing.T, args ...string) map[string]string {
+	t.Helper()
+	file, err := filepath.Abs("testdata/graph.nix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"a", "b", "c", "top", "k"}
+	cl := append([]string{file, "--argstr", "nonce", fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())}, args...)
+	for _, n := range names {
+		cl = append(cl, "-A", n)
+	}
+	paths := strings.Fields(nixtest.Output(t, "nix-instantiate", cl...))
+	if len(paths) != len(names) {
+		t.Fatalf("nix-instantiate printed %q", paths)
+	}
+	out := map[string]string{}
+	for i, n := range names {
+		out[n] = paths[i]
+	}
+	return out
+}
+
+type events struct {
+	mu  sync.Mutex
+	all []dispatch.Event
+	on  func(dispatch.Event)
+}
+
+func (e *events) add(ev dispatch.Event) {
+	e.mu.Lock()
+	e.all = append(e.all, ev)
+	e.mu.Unlock()
+	if e.on != nil {
+		e.on(ev)
+	}
+}
+
+func (e *events) kinds(drv string) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for _, ev := range e.all {
+		if ev.DrvPath == drv {
+			out = append(out, fmt.Sprintf("%d@%s", ev.Kind, strings.TrimPrefix(ev.Machine, "ssh-ng://")))
+		}
+	}
+	return out
+}
+
+// setup starts a fleet of two hosts (h2 has kvm), a home daemon on this
+// machine's store and a dispatcher over spec (entries of the fleet).
+func setup(t *testing.T, spec func(f *fleettest.Fleet) string, retries int, ev *events) (*fleettest.Fleet, *daemon.Pool, *dispatch.Dispatcher) {
+	t.Helper()
+	f := fleettest.Start(t, 2, func(i int) remotetest.Options {
+		if i == 1 {
+			return remotetest.Options{SystemFeatures: []string{"kvm"}}
+		}
+		return remotetest.Options{}
+	})
+	d := daemontest.Start(t)
+	s := daemon.DefaultSettings()
+	s.Overrides = map[string]string{"substituters": ""}
+	home := daemon.NewPool(d.URI(), daemon.Options{Settings: &s}, 8)
+	t.Cleanup(func() { home.Close() })
+	ms, err := machines.Parse(spec(f), machines.Options{DefaultSystem: fleettest.System()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, err := dispatch.New(dispatch.Options{
+		Machines: ms.Machines,
+		Home:     home,
+		Copy:     testCopier,
+		Daemon:   daemon.Options{SSHOpts: f.SSHOpts(), Settings: &s, HandshakeTimeout: 20 * time.Second},
+		Retries:  retries,
+		OnEvent:  ev.add,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	return f, home, dp
+}
+
+func twoHosts(f *fleettest.Fleet) string {
+	return f.Machine("ssh-ng", "h1", 2, 1, "", "") + "\n" + f.Machine("ssh-ng", "h2", 2, 1, "kvm", "")
+}
+
+// TestDispatch: every derivation of the graph is built on a host that
+// fits, with its inputs copied there first; its output is valid on that
+// host, holds the host's marker, and is back home; results name the host.
+func TestDispatch(t *testing.T) {
+	ev := &events{}
+	f, home, dp := setup(t, twoHosts, 0, ev)
+	drvs := graph(t)
+	ctx := daemontest.Context(t, 2*time.Minute)
+	rep, err := builder.Build(ctx, builder.DaemonStore(home), []string{drvs["top"], drvs["k"]}, builder.BuildOptions{PerDerivation: true, Executor: dp, Jobs: dp.Slots()})
+	if err != nil || rep.Failed() {
+		t.Fatalf("build: %+v, %v", rep, err)
+	}
+	if len(rep.Derivations) != 5 {
+		t.Fatalf("%d derivations built, want 5", len(rep.Derivations))
+	}
+	for _, r := range rep.Derivations {
+		host := strings.TrimPrefix(r.Machine, "ssh-ng://")
+		out := r.Outputs["out"]
+		valid, marker := f.BuiltOn(t, out)
+		if marker != host || !slices.Contains(valid, host) {
+			t.Errorf("%s: result names %q; output %s valid on %v, marker of %q", r.DrvPath, r.Machine, out, valid, marker)
+		}
+		data := readHome(t, home, out)
+		if !strings.HasPrefix(data, f.Host(host).Marker+"\n") {
+			t.Errorf("%s at home holds %q", out, data)
+		}
+		if got := ev.kinds(r.DrvPath); !slices.Equal(got, []string{"0@" + host, "1@" + host}) {
+			t.Errorf("events of %s: %v", r.DrvPath, got)
+		}
+		if r.DrvPath == drvs["k"] && host != "h2" {
+			t.Errorf("k (needs kvm) built on %s", host)
+		}
+	}
+	// top read b and c, which read a: the inputs reached each host.
+	if top := readHome(t, home, rep.Roots[0].Outputs["out"]); strings.Count(top, "built on") != 3 {
+		t.Errorf("top holds %q, want its marker and the first lines of b and c", top)
+	}
+}
+
+// TestDispatchMachineDrops: the machine building a slow derivation drops
+// the connection mid-build; the derivation is built on the other machine.
+// Without retries it fails, naming the machine lost.
+func TestDispatchMachineDrops(t *testing.T) {
+	for _, retries := range []int{0, -1} {
+		t.Run(fmt.Sprintf("retries=%d", retries), func(t *testing.T) {
+			ev := &events{}
+			var f *fleettest.Fleet
+			var once sync.Once
+			ev.on = func(e dispatch.Event) {
+				if e.Kind == dispatch.Started && e.Machine == "ssh-ng://h1" {
+					once.Do(func() {
+						go func() { time.Sleep(1500 * time.Millisecond); f.Host("h1").Drop() }()
+					})
+				}
+			}
+			// h1 is faster: it gets the first build.
+			var home *daemon.Pool
+			var dp *dispatch.Dispatcher
+			f, home, dp = setup(t, func(f *fleettest.Fleet) string {
+				return f.Machine("ssh-ng", "h1", 1, 4, "", "") + "\n" + f.Machine("ssh-ng", "h2", 1, 1, "", "")
+			}, retries, ev)
+			drvs := graph(t, "--argstr", "slow", "a", "--argstr", "sleep", "4")
+			ctx := daemontest.Context(t, 2*time.Minute)
+			rep, err := builder.Build(ctx, builder.DaemonStore(home), []string{drvs["a"]}, builder.BuildOptions{PerDerivation: true, Executor: dp, Jobs: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ev.kinds(drvs["a"])
+			if len(got) < 2 || got[0] != "0@h1" || got[1] != "2@h1" {
+				t.Fatalf("events %v: want started on h1, then lost", got)
+			}
+			r := rep.Roots[0]
+			if retries < 0 {
+				if r.Status.Success() || !strings.Contains(r.Error, "lost the connection to the build machine (ssh-ng://h1") {
+					t.Errorf("without retries: %+v", r)
+				}
+				return
+			}
+			if !r.Status.Success() || r.Machine != "ssh-ng://h2" {
+				t.Fatalf("after the drop: %+v", r)
+			}
+			if valid, marker := f.BuiltOn(t, r.Outputs["out"]); marker != "h2" || !slices.Contains(valid, "h2") {
+				t.Errorf("output valid on %v, marker %q", valid, marker)
+			}
+		})
+	}
+}
+
+// TestDispatchUnreachable: a machine ssh cannot reach is left out (its
+// error kept), the build goes to the next; with no machine for the
+// system, Build fails naming the derivation.
+func TestDispatchUnreachable(t *testing.T) {
+	ev := &events{}
+	f, home, dp := setup(t, func(f *fleettest.Fleet) string {
+		return "ssh-ng://nowhere.invalid " + fleettest.System() + " - 1 9\n" + f.Machine("ssh-ng", "h1", 1, 1, "", "")
+	}, 0, ev)
+	drvs := graph(t)
+	ctx := daemontest.Context(t, 2*time.Minute)
+	rep, err := builder.Build(ctx, builder.DaemonStore(home), []string{drvs["b"]}, builder.BuildOptions{PerDerivation: true, Executor: dp, Jobs: 1})
+	if err != nil || rep.Failed() {
+		t.Fatalf("build: %+v, %v", rep, err)
+	}
+	for _, r := range rep.Derivations {
+		if r.Machine != "ssh-ng://h1" {
+			t.Errorf("%s built on %q", r.DrvPath, r.Machine)
+		}
+	}
+	if got := ev.kinds(drvs["a"]); len(got) == 0 || got[0] != "2@nowhere.invalid" {
+		t.Errorf("events of a: %v, want the unreachable machine lost first", got)
+	}
+	_ = f
+	_, err = builder.Build(ctx, builder.DaemonStore(home), []string{drvs["k"]}, builder.BuildOptions{PerDerivation: true, Executor: dp, Jobs: 1})
+	var nm *dispatch.NoMachineError
+	if !errors.As(err, &nm) || nm.DrvPath != drvs["k"] || !strings.Contains(err.Error(), "features kvm") {
+		t.Errorf("no machine with kvm: %v", err)
+	}
+}
+
+// readHome reads a file of the home store (this machine's).
+func readHome(t *testing.T, _ *daemon.Pool, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read %s at home: %v", path, err)
+	}
+	return string(data)
+}
