@@ -21,7 +21,7 @@ import (
 
 	"github.com/poison-nix/poison/builder/internal/aterm"
 	"github.com/poison-nix/poison/builder/internal/refscan"
-	"github.com/poison-nix/poison/builder/internal/storepath"
+	"github.com/poison-nix/poison/storepath"
 )
 
 // kind is the derivation type of Nix 2.8 (DerivationType), from its outputs.

@@ -15,9 +15,9 @@ import (
 
 	"github.com/poison-nix/poison/builder/internal/aterm"
 	"github.com/poison-nix/poison/builder/internal/refscan"
-	"github.com/poison-nix/poison/builder/internal/storepath"
 	"github.com/poison-nix/poison/builder/internal/structattrs"
 	"github.com/poison-nix/poison/registry/lock"
+	"github.com/poison-nix/poison/storepath"
 )
 
 // vnode is the state of one derivation in a view (canonical or final).

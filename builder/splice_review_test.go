@@ -13,9 +13,9 @@ import (
 	"testing"
 
 	"github.com/poison-nix/poison/builder/internal/aterm"
-	"github.com/poison-nix/poison/builder/internal/storepath"
 	"github.com/poison-nix/poison/builder/internal/structattrs"
 	"github.com/poison-nix/poison/registry/lock"
+	"github.com/poison-nix/poison/storepath"
 )
 
 // spliceStore builds hand-written derivations in a temporary store

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/poison-nix/poison/builder/internal/aterm"
-	"github.com/poison-nix/poison/builder/internal/storepath"
 	"github.com/poison-nix/poison/registry/lock"
+	"github.com/poison-nix/poison/storepath"
 )
 
 // aterm escapes s as printString does (quotes, backslashes, \n \r \t).

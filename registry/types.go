@@ -1,28 +1,12 @@
 package registry
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/poison-nix/poison/storepath"
 )
-
-// nixbase32 is the alphabet of store path hash parts (no e, o, u, t).
-const nixbase32 = "0123456789abcdfghijklmnpqrsvwxyz"
-
-// isBase32 and isNameChar are lookup tables for the hot path of linting.
-var isBase32, isNameChar = func() (b, n [256]bool) {
-	for i := 0; i < len(nixbase32); i++ {
-		b[nixbase32[i]] = true
-	}
-	for c := 0; c < 256; c++ {
-		n[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("+-._?=", byte(c)) >= 0
-	}
-	return b, n
-}()
-
-// maxNameLen is the longest store path name Nix accepts.
-const maxNameLen = 211
 
 // StorePath is a validated absolute store path: STOREDIR/HASH-NAME with a
 // 32-character nixbase32 hash and a name of allowed characters.
@@ -37,22 +21,9 @@ type DrvPath struct{ StorePath }
 // ParseStorePath validates s as a store path directly under storeDir (no
 // sub-path).
 func ParseStorePath(storeDir, s string) (StorePath, error) {
-	if s == "" {
-		return StorePath{}, errors.New("empty store path")
-	}
-	if !strings.HasPrefix(s, "/") {
-		return StorePath{}, fmt.Errorf("%q is not absolute", s)
-	}
-	prefix := storeDir + "/"
-	if !strings.HasPrefix(s, prefix) {
-		return StorePath{}, fmt.Errorf("%q is outside the store %s", s, storeDir)
-	}
-	base := s[len(prefix):]
-	if i := strings.IndexByte(base, '/'); i >= 0 {
-		return StorePath{}, fmt.Errorf("%q names a file inside a store path, not a store path", s)
-	}
-	if err := ValidateBaseName(base); err != nil {
-		return StorePath{}, fmt.Errorf("%q: %w", s, err)
+	base, err := storepath.Base(storeDir, s)
+	if err != nil {
+		return StorePath{}, err
 	}
 	return StorePath{dir: storeDir, base: base}, nil
 }
@@ -70,37 +41,10 @@ func ParseDrvPath(storeDir, s string) (DrvPath, error) {
 }
 
 // ValidateBaseName checks a store path base name "HASH-NAME".
-func ValidateBaseName(base string) error {
-	if len(base) < 34 || base[32] != '-' {
-		return errors.New("a store path base name is a 32-character hash, '-' and a name")
-	}
-	for i := 0; i < 32; i++ {
-		if !isBase32[base[i]] {
-			return fmt.Errorf("hash part %q has a character outside nixbase32 (%s)", base[:32], nixbase32)
-		}
-	}
-	return ValidateName(base[33:])
-}
+func ValidateBaseName(base string) error { return storepath.CheckBase(base) }
 
 // ValidateName checks a store path name (the part after "HASH-").
-func ValidateName(name string) error {
-	if name == "" {
-		return errors.New("empty name")
-	}
-	if len(name) > maxNameLen {
-		return fmt.Errorf("name is %d bytes long; Nix allows at most %d", len(name), maxNameLen)
-	}
-	if name[0] == '.' {
-		return fmt.Errorf("name %q starts with '.'", truncate(name))
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !isNameChar[c] {
-			return fmt.Errorf("name %q has the character %q, which store path names cannot contain", truncate(name), rune(c))
-		}
-	}
-	return nil
-}
+func ValidateName(name string) error { return storepath.CheckName(name) }
 
 // String returns the absolute path.
 func (p StorePath) String() string {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/poison-nix/poison/registry"
 	"github.com/poison-nix/poison/registry/lock"
+	"github.com/poison-nix/poison/storepath"
 )
 
 // Shown is what `poison show` prints about one key.
@@ -54,9 +55,9 @@ func Show(ctx context.Context, c Cache, l *lock.File, key string, now time.Time)
 	}
 	s := &Shown{Key: base}
 	switch {
-	case registry.ValidateBaseName(base) == nil && strings.HasSuffix(base, ".drv"):
+	case storepath.CheckBase(base) == nil && strings.HasSuffix(base, ".drv"):
 		s.Kind, s.Serial = "derivation", l.Derivations[base]
-	case registry.ValidateBaseName(base) == nil:
+	case storepath.CheckBase(base) == nil:
 		s.Kind, s.Serial = "output", l.Outputs[base]
 	default:
 		s.Kind, s.Serial = "name", l.Names[base]

@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/poison-nix/poison/storepath"
 )
 
 // Version is the lock format version this package reads and writes.
@@ -66,9 +68,8 @@ func New(src Source, env string) *File {
 }
 
 var (
-	hashPartRE = regexp.MustCompile(`^[0123456789abcdfghijklmnpqrsvwxyz]{32}-[A-Za-z0-9+\-._?=][A-Za-z0-9+\-._?=]*$`)
-	commitRE   = regexp.MustCompile(`^[0-9a-f]{40}$`)
-	envRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	commitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	envRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // Validate checks the invariants a lock must hold: a known version, a valid
@@ -87,7 +88,7 @@ func (f *File) Validate() error {
 		return fmt.Errorf("lock storeDir %q must be an absolute path without a trailing slash", f.StoreDir)
 	}
 	for k, v := range f.Derivations {
-		if !hashPartRE.MatchString(k) || !strings.HasSuffix(k, ".drv") {
+		if storepath.CheckBase(k) != nil || !strings.HasSuffix(k, ".drv") {
 			return fmt.Errorf("lock derivations key %q is not a .drv store path base name", k)
 		}
 		if v < 1 {
@@ -95,7 +96,7 @@ func (f *File) Validate() error {
 		}
 	}
 	for k, v := range f.Outputs {
-		if !hashPartRE.MatchString(k) {
+		if storepath.CheckBase(k) != nil {
 			return fmt.Errorf("lock outputs key %q is not a store path base name", k)
 		}
 		if v < 1 {

@@ -9,7 +9,7 @@ package refscan
 import (
 	"strings"
 
-	"github.com/poison-nix/poison/builder/internal/storepath"
+	"github.com/poison-nix/poison/storepath"
 )
 
 const n = storepath.HashLen

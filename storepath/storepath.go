@@ -1,5 +1,7 @@
-// Package storepath computes and validates Nix store paths as Nix 2.8 does
-// (libstore/path.cc, store-api.cc).
+// Package storepath is the one place poison checks the syntax of Nix
+// store paths (syntax.go: hash part, name, store directory) and computes
+// them as Nix 2.8 does (libstore/path.cc, store-api.cc). The registry, the
+// lock and the builder all validate paths with it.
 //
 // A store path is StoreDir + "/" + hashPart + "-" + name, where hashPart is
 // the nixbase32 encoding of a 160-bit hash folded from
@@ -20,62 +22,6 @@ import (
 
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 )
-
-// HashLen is the length of the hash part of a store path.
-const HashLen = 32
-
-// MaxNameLen is the longest name Nix 2.8 accepts.
-const MaxNameLen = 211
-
-// IsHashChar reports whether c belongs to the nixbase32 alphabet.
-func IsHashChar(c byte) bool { return hashChar[c] }
-
-var hashChar = func() (t [256]bool) {
-	for _, c := range []byte("0123456789abcdfghijklmnpqrsvwxyz") {
-		t[c] = true
-	}
-	return t
-}()
-
-// CheckName returns an error when name is not a valid store path name.
-func CheckName(name string) error {
-	if name == "" {
-		return fmt.Errorf("empty name")
-	}
-	if len(name) > MaxNameLen {
-		return fmt.Errorf("name longer than %d characters", MaxNameLen)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' ||
-			c == '+' || c == '-' || c == '.' || c == '_' || c == '?' || c == '=') {
-			return fmt.Errorf("name %q contains the illegal character %q", name, c)
-		}
-	}
-	return nil
-}
-
-// Split checks that path is a valid store path in storeDir and returns its
-// base name, hash part and name.
-func Split(storeDir, path string) (base, hashPart, name string, err error) {
-	if !strings.HasPrefix(path, storeDir) || len(path) <= len(storeDir) || path[len(storeDir)] != '/' {
-		return "", "", "", fmt.Errorf("%q is not in the store %s", path, storeDir)
-	}
-	base = path[len(storeDir)+1:]
-	if len(base) < HashLen+2 || base[HashLen] != '-' {
-		return "", "", "", fmt.Errorf("%q is not a store path (want %s/<32-character hash>-<name>)", path, storeDir)
-	}
-	for i := 0; i < HashLen; i++ {
-		if !hashChar[base[i]] {
-			return "", "", "", fmt.Errorf("store path %q has an invalid hash part", path)
-		}
-	}
-	name = base[HashLen+1:]
-	if err := CheckName(name); err != nil {
-		return "", "", "", fmt.Errorf("store path %q: %v", path, err)
-	}
-	return base, base[:HashLen], name, nil
-}
 
 // Make returns makeStorePath(type, sha256 inner, name).
 func Make(storeDir, typ string, inner [32]byte, name string) string {

@@ -1,0 +1,121 @@
+package storepath
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// HashLen is the length of the hash part of a store path.
+const HashLen = 32
+
+// MaxNameLen is the longest name Nix 2.8 accepts.
+const MaxNameLen = 211
+
+// Alphabet is nixbase32, the alphabet of hash parts (no e, o, u, t).
+const Alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
+
+// hashChar and nameChar are lookup tables: validation is on the hot path
+// of linting 100,000 entries and of loading closures.
+var hashChar, nameChar = func() (h, n [256]bool) {
+	for i := 0; i < len(Alphabet); i++ {
+		h[Alphabet[i]] = true
+	}
+	for c := 0; c < 256; c++ {
+		n[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("+-._?=", byte(c)) >= 0
+	}
+	return h, n
+}()
+
+// IsHashChar reports whether c belongs to the nixbase32 alphabet.
+func IsHashChar(c byte) bool { return hashChar[c] }
+
+// CheckName returns an error when name (the part after "HASH-") is not a
+// valid store path name for Nix 2.8: 1 to 211 characters of [A-Za-z0-9]
+// and +-._?=, not starting with '.'.
+func CheckName(name string) error {
+	if name == "" {
+		return errors.New("empty name")
+	}
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("name is %d bytes long; Nix allows at most %d", len(name), MaxNameLen)
+	}
+	if name[0] == '.' {
+		return fmt.Errorf("name %q starts with '.'", truncate(name))
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !nameChar[c] {
+			return fmt.Errorf("name %q has the character %q, which store path names cannot contain", truncate(name), rune(c))
+		}
+	}
+	return nil
+}
+
+// CheckBase checks a store path base name "HASH-NAME".
+func CheckBase(base string) error {
+	if len(base) < HashLen+2 || base[HashLen] != '-' {
+		return errors.New("a store path base name is a 32-character hash, '-' and a name")
+	}
+	for i := 0; i < HashLen; i++ {
+		if !hashChar[base[i]] {
+			return fmt.Errorf("hash part %q has a character outside nixbase32 (%s)", base[:HashLen], Alphabet)
+		}
+	}
+	return CheckName(base[HashLen+1:])
+}
+
+// Base checks that s is a store path directly under storeDir (no
+// sub-path) and returns its base name "HASH-NAME".
+func Base(storeDir, s string) (string, error) {
+	if s == "" {
+		return "", errors.New("empty store path")
+	}
+	if !strings.HasPrefix(s, "/") {
+		return "", fmt.Errorf("%q is not absolute", s)
+	}
+	prefix := storeDir + "/"
+	if !strings.HasPrefix(s, prefix) {
+		return "", fmt.Errorf("%q is outside the store %s", s, storeDir)
+	}
+	base := s[len(prefix):]
+	if strings.IndexByte(base, '/') >= 0 {
+		return "", fmt.Errorf("%q names a file inside a store path, not a store path", s)
+	}
+	if err := CheckBase(base); err != nil {
+		return "", fmt.Errorf("%q: %w", s, err)
+	}
+	return base, nil
+}
+
+// Split checks that path is a valid store path in storeDir and returns its
+// base name, hash part and name.
+func Split(storeDir, path string) (base, hashPart, name string, err error) {
+	base, err = Base(storeDir, path)
+	if err != nil {
+		return "", "", "", err
+	}
+	return base, base[:HashLen], base[HashLen+1:], nil
+}
+
+// Root returns the store path that path is or lies inside
+// ("/nix/store/HASH-x/bin/x" gives "/nix/store/HASH-x"), checked.
+func Root(storeDir, path string) (string, error) {
+	if rest, ok := strings.CutPrefix(path, storeDir+"/"); ok {
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			path = path[:len(storeDir)+1+i]
+		}
+	}
+	if _, err := Base(storeDir, path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// truncate shortens s for messages.
+func truncate(s string) string {
+	const max = 80
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
+}
