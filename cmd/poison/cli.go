@@ -70,6 +70,7 @@ func commands() []command {
 		showCommand(),
 		rewriteCommand(),
 		buildCommand(),
+		copyCommand(),
 		impactCommand(),
 		checkCommand(),
 		hooksCommand(),

@@ -37,6 +37,7 @@ type buildOptions struct {
 	printOutPaths bool
 	perDrv        bool
 	byName        bool
+	copyBack      bool
 	logFormat     string
 	attrs         stringsFlag
 	installables  []string
@@ -46,7 +47,7 @@ func buildCommand() command {
 	return command{
 		name:    "build",
 		summary: "rewrite derivations with the serials of poison.lock and build them through the nix-daemon",
-		usage:   "[--lock FILE] [--store URI] [-j N] [-k] [-L] [--dry-run] [--json] [--print-out-paths] [--log-format internal-json] [--per-derivation] [--by-name] [-A ATTR] INSTALLABLE...",
+		usage:   "[--lock FILE] [--store URI] [-j N] [-k] [-L] [--dry-run] [--json] [--print-out-paths] [--log-format internal-json] [--per-derivation] [--by-name] [--copy-back] [-A ATTR] INSTALLABLE...",
 		setup: func(fs *flag.FlagSet) runFunc {
 			var o buildOptions
 			sf := settings.Register(fs, "lock", "max-age")
@@ -67,6 +68,7 @@ func buildCommand() command {
 			fs.StringVar(&o.logFormat, "log-format", "", "`FORMAT` of the log on stderr: 'internal-json' passes the daemon's activity messages through as Nix's @nix lines (for nom --json); 'raw' (the default) plain lines")
 			fs.BoolVar(&o.perDrv, "per-derivation", false, "send each derivation with BuildDerivation in topological order (needs a trusted user)")
 			fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
+			fs.BoolVar(&o.copyBack, "copy-back", false, "with --store ssh-ng://HOST: copy the outputs' closures back to this machine's store (by default they stay there, as with nix build --store)")
 			for _, n := range []string{"A", "attr"} {
 				fs.Var(&o.attrs, n, "attribute `ATTR` of the Nix file to build (repeatable); the file defaults to ./default.nix")
 			}
@@ -125,6 +127,9 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.copyBack && !remoteStore(o.store) {
+		return usageErrorf("build: --copy-back needs a remote store (--store ssh-ng://HOST)")
+	}
 	lk, err := readLock(e, "build", o.settings)
 	if err != nil {
 		return err
@@ -179,6 +184,11 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 	} else {
 		fmt.Fprintf(e.stderr, "poison: %d derivations poisoned, %d of %d rewritten\n", len(res.Poisoned), len(res.Changed), c.Len())
 	}
+	if remoteStore(o.store) {
+		if err := copyInputs(ctx, e, p, o.store, dopts, res); err != nil {
+			return err
+		}
+	}
 	if err := builder.WritePool(ctx, p, res, min(jobs, 2)); err != nil {
 		return fmt.Errorf("build: %w", err)
 	}
@@ -205,6 +215,11 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 			return withHint(err, "the connection to the nix-daemon broke; run the build again (finished builds are kept)")
 		}
 		return err
+	}
+	if o.copyBack && remoteStore(o.store) {
+		if err := copyBack(ctx, e, p, o.store, dopts, rep); err != nil {
+			return err
+		}
 	}
 	if err := printBuildResults(e.stdout, o, roots, rep); err != nil {
 		return err

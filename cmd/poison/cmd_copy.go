@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/poison-nix/poison/builder/daemon"
+	"github.com/poison-nix/poison/builder/storecopy"
+)
+
+// copyOptions are the settings of one `poison copy`.
+type copyOptions struct {
+	to, from    string
+	storeDir    string
+	noCheckSigs bool
+	paths       []string
+}
+
+func copyCommand() command {
+	return command{
+		name:    "copy",
+		summary: "copy store paths and their closures to another store (what it lacks), as nix copy does",
+		usage:   "--to URI [--from URI] [--no-check-sigs] PATH...",
+		setup: func(fs *flag.FlagSet) runFunc {
+			var o copyOptions
+			fs.StringVar(&o.to, "to", "", "store `URI` to copy to (ssh-ng://HOST, daemon, unix://PATH, local?root=DIR)")
+			fs.StringVar(&o.from, "from", "auto", "store `URI` to copy from")
+			fs.StringVar(&o.storeDir, "store-dir", "/nix/store", "logical store `DIR` of both stores")
+			fs.BoolVar(&o.noCheckSigs, "no-check-sigs", false, "do not ask the destination to check signatures (honoured for trusted users only)")
+			return func(ctx context.Context, e *env, args []string) error {
+				o.paths = args
+				if o.to == "" {
+					return &exitErr{code: exitUsage, err: errors.New("copy: no destination"), hint: "pass --to URI, e.g. --to ssh-ng://builder"}
+				}
+				if len(o.paths) == 0 {
+					return &exitErr{code: exitUsage, err: errors.New("copy: nothing to copy"), hint: "pass store paths (or symlinks to them, such as ./result)"}
+				}
+				return runCopy(ctx, e, o)
+			}
+		},
+	}
+}
+
+func runCopy(ctx context.Context, e *env, o copyOptions) error {
+	var paths []string
+	for _, arg := range o.paths {
+		p, err := storePathArg(e, o.storeDir, arg)
+		if err != nil {
+			return err
+		}
+		paths = append(paths, p)
+	}
+	dopts := func() daemon.Options {
+		s := daemon.DefaultSettings()
+		s.Overrides = nixConfigOverrides(e.getenv("NIX_CONFIG"))
+		return daemon.Options{
+			StoreDir:   o.storeDir,
+			SocketPath: e.getenv("NIX_DAEMON_SOCKET_PATH"),
+			SSHOpts:    strings.Fields(e.getenv("NIX_SSHOPTS")),
+			Settings:   &s,
+		}
+	}
+	src, err := openStore(ctx, o.from, dopts(), "--from")
+	if err != nil {
+		return err
+	}
+	defer src.Pool.Close()
+	dst, err := openStore(ctx, o.to, dopts(), "--to")
+	if err != nil {
+		return err
+	}
+	defer dst.Pool.Close()
+
+	start := time.Now()
+	res, err := storecopy.CopyClosure(ctx, src, dst, paths, storecopy.Options{AddOptions: storecopy.AddOptions{NoCheckSigs: o.noCheckSigs}})
+	if err != nil {
+		return copyError(fmt.Errorf("copy to %s: %w", o.to, err))
+	}
+	fmt.Fprintf(e.stderr, "poison: copied %d paths (%s) to %s in %s; %d were there already\n",
+		len(res.Copied), mib(res.Bytes), o.to, time.Since(start).Round(time.Millisecond), res.Valid)
+	return nil
+}
+
+// openStore dials store once (a missing daemon or a failing ssh login is
+// reported here) and returns a copy endpoint on a pool of one connection.
+func openStore(ctx context.Context, uri string, opts daemon.Options, flagName string) (storecopy.Daemon, error) {
+	p := daemon.NewPool(uri, opts, 1)
+	c, err := p.Get(ctx)
+	if err != nil {
+		p.Close()
+		return storecopy.Daemon{}, withHint(fmt.Errorf("copy: connect to store %s: %w", uri, err), connectHint(uri, "pass "+flagName+" URI"))
+	}
+	p.Put(c, false)
+	return storecopy.Daemon{Pool: p}, nil
+}
+
+// copyError adds what to do when a destination refuses paths.
+func copyError(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "lacks a valid signature"):
+		return withHint(err, "sign the paths (nix store sign) with a key the destination trusts, or, as a trusted user of the destination, pass --no-check-sigs")
+	case strings.Contains(msg, "not valid in the source store"):
+		return withHint(err, "build or fetch the path first, or pass --from URI of a store that has it")
+	}
+	return err
+}
+
+// storePathArg turns an argument (a store path, a path inside one, or a
+// symlink to one such as ./result) into a store path.
+func storePathArg(e *env, storeDir, arg string) (string, error) {
+	p := rootPath(e, storeDir, arg)
+	rest, ok := strings.CutPrefix(p, storeDir+"/")
+	if !ok {
+		return "", withHint(fmt.Errorf("copy: %s is not in the store %s", arg, storeDir), "pass store paths, or symlinks to them such as ./result")
+	}
+	base, _, _ := strings.Cut(rest, "/")
+	if !validStoreBase(base) {
+		return "", withHint(fmt.Errorf("copy: %s is not a store path (want %s/HASH-NAME)", arg, storeDir), "pass store paths, or symlinks to them such as ./result")
+	}
+	return storeDir + "/" + base, nil
+}
+
+// validStoreBase reports whether base is HASH-NAME with a 32-character
+// Nix base-32 hash and a name Nix accepts.
+func validStoreBase(base string) bool {
+	const alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
+	if len(base) < 34 || base[32] != '-' {
+		return false
+	}
+	for _, c := range base[:32] {
+		if !strings.ContainsRune(alphabet, c) {
+			return false
+		}
+	}
+	name := base[33:]
+	if strings.HasPrefix(name, ".") || len(name) > 211 {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("+-._?=", c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// mib renders a byte count for people.
+func mib(n uint64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
