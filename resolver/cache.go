@@ -19,7 +19,6 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
-	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 
 	"github.com/poison-nix/poison/registry/lock"
@@ -29,8 +28,9 @@ import (
 // $XDG_CACHE_HOME/poison. It holds, per registry URL:
 //
 //	repos/KEY.git        a bare clone, fetched incrementally
-//	repos/KEY.flock      the file lock that serialises resolves of KEY
-//	repos/KEY.json       the state: when the last fetch succeeded
+//	repos/KEY.flock      the file lock that serialises online resolves of KEY
+//	repos/KEY.json       the state: when the last fetch succeeded, and the
+//	                     references it left (what --offline reads)
 //	locks/KEY/COMMIT     locks computed for a commit (clean loads only)
 //
 // KEY is a readable form of the URL plus a hash of it. The URL is always
@@ -81,6 +81,26 @@ type state struct {
 	LastFetch time.Time `json:"lastFetch"`
 	// Head is the branch the remote HEAD pointed to at that fetch.
 	Head string `json:"head,omitempty"`
+	// Refs are the references of the cached clone as that fetch left
+	// them (local name -> commit or tag id). Written atomically after the
+	// objects are stored, they are what an offline resolve reads, so it
+	// never needs the fetch lock nor sees a fetch half done.
+	Refs map[string]string `json:"refs,omitempty"`
+}
+
+// refMap returns the published references, or nil when the state
+// predates them (the clone's own references are read then).
+func (s state) refMap() map[plumbing.ReferenceName]plumbing.Hash {
+	if s.Refs == nil {
+		return nil
+	}
+	m := make(map[plumbing.ReferenceName]plumbing.Hash, len(s.Refs))
+	for n, h := range s.Refs {
+		if fullHash.MatchString(h) {
+			m[plumbing.ReferenceName(n)] = plumbing.NewHash(h)
+		}
+	}
+	return m
 }
 
 func (c Cache) readState(url string) (state, bool) {
@@ -223,11 +243,6 @@ func openClone(dir, url string, create bool) (*repo, error) {
 
 var errNoCache = errors.New("no cached copy")
 
-var fetchSpecs = []config.RefSpec{
-	"+refs/heads/*:refs/remotes/origin/*",
-	"+refs/tags/*:refs/tags/*",
-}
-
 // removeLegacy removes the cache entries an earlier version kept under the
 // key of a URL with its credentials (full), which held them in the clone's
 // config and the state file. Failures are ignored: the entries are unused.
@@ -239,75 +254,6 @@ func (c Cache) removeLegacy(full, redacted string) {
 	os.Remove(c.statePath(full))
 	os.Remove(c.flockPath(full))
 	os.RemoveAll(filepath.Dir(c.lockCachePath(full, "x")))
-}
-
-// fetch brings the cached clone up to date with the remote at url (with its
-// credentials: the clone's config records only the redacted URL, so the
-// remote is built here, in memory). It lists the remote refs first and
-// fetches only when one of them is new, so a resolve with nothing new
-// costs one round trip. It returns the branch the remote HEAD points to
-// ("" when the server does not say).
-func fetch(ctx context.Context, r *repo, url string, auth transport.AuthMethod) (string, error) {
-	rem := git.NewRemote(r.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{url}})
-	refs, err := rem.ListContext(ctx, &git.ListOptions{Auth: auth})
-	if err != nil {
-		if errors.Is(err, transport.ErrEmptyRemoteRepository) {
-			return "", errors.New("the remote repository is empty")
-		}
-		return "", err
-	}
-	head := ""
-	stale := false
-	remote := map[plumbing.ReferenceName]bool{}
-	for _, ref := range refs {
-		name := ref.Name()
-		if name == plumbing.HEAD {
-			if ref.Type() == plumbing.SymbolicReference {
-				head = ref.Target().Short()
-			}
-			continue
-		}
-		var local plumbing.ReferenceName
-		switch {
-		case name.IsBranch():
-			local = plumbing.NewRemoteReferenceName("origin", name.Short())
-		case name.IsTag():
-			local = name
-		default:
-			continue
-		}
-		remote[local] = true
-		have, err := r.Reference(local, false)
-		if err != nil || have.Hash() != ref.Hash() {
-			stale = true
-		}
-	}
-	// A branch deleted on the remote: prune it too.
-	if iter, err := r.References(); err == nil {
-		iter.ForEach(func(ref *plumbing.Reference) error {
-			n := ref.Name()
-			if (n.IsRemote() && strings.HasPrefix(n.String(), "refs/remotes/origin/")) || n.IsTag() {
-				if !remote[n] {
-					stale = true
-				}
-			}
-			return nil
-		})
-	}
-	if !stale {
-		return head, nil
-	}
-	err = rem.FetchContext(ctx, &git.FetchOptions{
-		RefSpecs: fetchSpecs,
-		Auth:     auth,
-		Tags:     git.NoTags,
-		Force:    true,
-		Prune:    true,
-	})
-	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return "", err
-	}
-	return head, nil
 }
 
 // oneLine flattens a multi-line error message (servers send some) so every

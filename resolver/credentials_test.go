@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,21 +13,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing/transport/client"
-	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
-
 	"github.com/poison-nix/poison/registry/lock"
 	"github.com/poison-nix/poison/resolver"
 	"github.com/poison-nix/poison/resolver/internal/regtest"
 )
 
-// trustServer makes go-git trust the test server's certificate for https
-// until the test ends.
-func trustServer(t *testing.T, srv *regtest.HTTP) {
-	t.Helper()
-	old := client.Protocols["https"]
-	client.InstallProtocol("https", githttp.NewClient(srv.Client()))
-	t.Cleanup(func() { client.InstallProtocol("https", old) })
+// trustServer makes the world's resolves trust the test server's
+// certificate (per call: nothing global changes).
+func (w *world) trustServer(srv *regtest.HTTP) {
+	w.tls = srv.Client().Transport.(*http.Transport).TLSClientConfig
 }
 
 // withCredentials puts user:password@ into the URL of srv's repository.
@@ -91,7 +86,7 @@ func TestCredentials(t *testing.T) {
 func testCredentials(t *testing.T, user, password, userinfo, secret string) {
 	w := newWorld(t, baseEntries())
 	srv := regtest.StartHTTPAuth(t, w.root, user, password, true)
-	trustServer(t, srv)
+	w.trustServer(srv)
 	ctx := context.Background()
 	full := withCredentials(srv, userinfo, "reg.git")
 	plain := srv.URL("reg.git")

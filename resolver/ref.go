@@ -14,8 +14,11 @@ var fullHash = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 // resolveRef finds the commit a ref names in r. remote says r is a cached
 // clone (branches live under refs/remotes/origin/); head is the remote's
-// default branch. It returns the commit and the ref as the lock records it.
-func resolveRef(r *repo, ref string, remote bool, head string) (*object.Commit, string, error) {
+// default branch. refs, when not nil, are the references of the cached
+// clone as its last complete fetch published them: they are used instead
+// of the clone's own, which a fetch running alongside may be updating.
+// It returns the commit and the ref as the lock records it.
+func resolveRef(r *repo, ref string, remote bool, head string, refs map[plumbing.ReferenceName]plumbing.Hash) (*object.Commit, string, error) {
 	var cands []plumbing.ReferenceName
 	recorded := ref
 	switch {
@@ -53,17 +56,25 @@ func resolveRef(r *repo, ref string, remote bool, head string) (*object.Commit, 
 		cands = []plumbing.ReferenceName{plumbing.NewBranchReferenceName(ref), plumbing.NewTagReferenceName(ref), plumbing.ReferenceName("refs/remotes/" + ref)}
 	}
 	for _, name := range cands {
-		rf, err := r.Reference(name, true)
-		if err != nil {
-			continue
+		var h plumbing.Hash
+		if refs != nil {
+			if h = refs[name]; h.IsZero() {
+				continue
+			}
+		} else {
+			rf, err := r.Reference(name, true)
+			if err != nil {
+				continue
+			}
+			h = rf.Hash()
 		}
-		c, err := peel(r, rf.Hash())
+		c, err := peel(r, h)
 		if err != nil {
 			return nil, "", fmt.Errorf("ref %s: %w", recordedOr(recorded), err)
 		}
 		return c, recorded, nil
 	}
-	return nil, "", fmt.Errorf("ref %s: not found in the registry (it has %s)", recordedOr(recorded), listBranches(r, remote))
+	return nil, "", fmt.Errorf("ref %s: not found in the registry (it has %s)", recordedOr(recorded), listBranches(r, remote, refs))
 }
 
 func recordedOr(s string) string {
@@ -88,10 +99,15 @@ func peel(r *repo, h plumbing.Hash) (*object.Commit, error) {
 	return nil, fmt.Errorf("object %s: too many nested tags", h)
 }
 
-func listBranches(r *repo, remote bool) string {
+func listBranches(r *repo, remote bool, refs map[plumbing.ReferenceName]plumbing.Hash) string {
 	var names []string
-	iter, err := r.References()
-	if err == nil {
+	if refs != nil {
+		for n := range refs {
+			if n.IsRemote() {
+				names = append(names, strings.TrimPrefix(n.String(), "refs/remotes/origin/"))
+			}
+		}
+	} else if iter, err := r.References(); err == nil {
 		iter.ForEach(func(ref *plumbing.Reference) error {
 			n := ref.Name()
 			switch {

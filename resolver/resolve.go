@@ -19,6 +19,7 @@ import (
 
 	"github.com/poison-nix/poison/registry"
 	"github.com/poison-nix/poison/registry/lock"
+	"github.com/poison-nix/poison/resolver/internal/gitnet"
 )
 
 // Options configures Resolve.
@@ -42,9 +43,11 @@ type Options struct {
 	// TrustedKeys, when set, requires the resolved commit to carry a valid
 	// signature by one of them.
 	TrustedKeys *TrustedKeys
-	// Auth authenticates to the remote (go-git's defaults when nil: the SSH
-	// agent for ssh://).
+	// Auth, when set, authenticates to the remote instead of what the
+	// URL (http) or Network's ssh settings give.
 	Auth transport.AuthMethod
+	// Network sets the timeouts, ssh keys and progress of fetches.
+	Network Network
 	// Now is the time recorded as the last successful fetch and the
 	// reference time of the registry's date rules.
 	Now time.Time
@@ -99,6 +102,9 @@ type FetchError struct {
 	// Err's text holds none either.
 	URL string
 	Err error
+	// LastFetch is when the cache was last fetched completely (zero when
+	// never): what --offline would use.
+	LastFetch time.Time
 }
 
 func (e *FetchError) Error() string {
@@ -168,7 +174,7 @@ func resolve(ctx context.Context, o Options) (*Result, error) {
 		}
 		defer r.Close()
 		res := &Result{Source: src, Fetched: true, LastFetch: o.Now}
-		if err := res.fromRepo(ctx, r, false, "", o); err != nil {
+		if err := res.fromRepo(ctx, r, false, "", nil, o); err != nil {
 			return nil, err
 		}
 		o.Cache.writeState(state{URL: src.URL, LastFetch: o.Now})
@@ -182,29 +188,17 @@ func resolveRemote(ctx context.Context, src Source, o Options) (*Result, error) 
 	if c.Dir == "" {
 		return nil, errors.New("no cache directory: set XDG_CACHE_HOME or HOME, or POISON_CACHE_DIR")
 	}
+	if o.Offline {
+		return resolveOffline(ctx, src, o)
+	}
+	// Online resolves of one URL take turns; offline ones do not wait.
 	unlock, err := flock(ctx, c.flockPath(src.URL))
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	st, _ := c.readState(src.URL)
-	if o.Offline {
-		r, err := c.openCache(src.URL, false)
-		if errors.Is(err, errNoCache) {
-			return nil, fmt.Errorf("resolve %s offline: %w; run 'poison resolve' online once", src.URL, ErrNoCache)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("resolve %s offline: %w; run 'poison resolve' online to repair the cache", src.URL, err)
-		}
-		defer r.Close()
-		res := &Result{Source: src, LastFetch: st.LastFetch}
-		if err := res.fromRepo(ctx, r, true, st.Head, o); err != nil {
-			return nil, fmt.Errorf("resolve %s offline: %w", src.URL, err)
-		}
-		return res, nil
-	}
 	dir := c.repoDir(src.URL)
-	res, err := fetchAndRead(ctx, src, o, dir)
+	res, st, err := fetchAndRead(ctx, src, o, dir, true)
 	if err == nil || !isCorruption(err) || ctx.Err() != nil {
 		return res, err
 	}
@@ -213,7 +207,7 @@ func resolveRemote(ctx context.Context, src Source, o Options) (*Result, error) 
 	// the cache stays as it was, for --offline.
 	fresh := fmt.Sprintf("%s.new-%d", dir, time.Now().UnixNano())
 	defer os.RemoveAll(fresh)
-	res, err2 := fetchAndRead(ctx, src, o, fresh)
+	res, st, err2 := fetchAndRead(ctx, src, o, fresh, false)
 	if err2 != nil {
 		return nil, err
 	}
@@ -225,7 +219,52 @@ func resolveRemote(ctx context.Context, src Source, o Options) (*Result, error) 
 		return nil, fmt.Errorf("replace broken cached clone %s: %w", dir, err)
 	}
 	os.RemoveAll(aside)
+	// Published only now: an offline resolve reading the state finds the
+	// objects it names.
+	if err := c.writeState(st); err != nil {
+		return nil, err
+	}
 	res.Recloned = true
+	return res, nil
+}
+
+// resolveOffline reads the cached clone as the last complete fetch left
+// it, without the fetch lock: an online fetch of the same URL running
+// alongside (or hanging on a dead server) does not hold it up. Objects in
+// the clone are only ever added (a pack appears once complete), and the
+// references come from the state file, replaced atomically after a fetch.
+func resolveOffline(ctx context.Context, src Source, o Options) (*Result, error) {
+	var res *Result
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		res, err = readOffline(ctx, src, o)
+		if err == nil || errors.Is(err, ErrNoCache) || !isCorruption(err) {
+			return res, err
+		}
+		// A broken clone replaced under our feet: read the new one.
+		time.Sleep(50 * time.Millisecond)
+	}
+	return res, err
+}
+
+func readOffline(ctx context.Context, src Source, o Options) (*Result, error) {
+	c := o.Cache
+	st, _ := c.readState(src.URL)
+	r, err := c.openCache(src.URL, false)
+	if errors.Is(err, errNoCache) {
+		return nil, fmt.Errorf("resolve %s offline: %w; run 'poison resolve' online once", src.URL, ErrNoCache)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s offline: %w; run 'poison resolve' online to repair the cache", src.URL, err)
+	}
+	defer r.Close()
+	res := &Result{Source: src, LastFetch: st.LastFetch}
+	if err := res.fromRepo(ctx, r, true, st.Head, st.refMap(), o); err != nil {
+		if isCorruption(err) {
+			return nil, &corruptError{fmt.Errorf("resolve %s offline: %w", src.URL, err)}
+		}
+		return nil, fmt.Errorf("resolve %s offline: %w", src.URL, err)
+	}
 	return res, nil
 }
 
@@ -240,35 +279,48 @@ func isCorruption(err error) bool {
 	return errors.As(err, &ce)
 }
 
-func fetchAndRead(ctx context.Context, src Source, o Options, dir string) (*Result, error) {
+// fetchAndRead fetches the remote into the clone in dir and reads the
+// registry from it. publish writes the cache state (what offline resolves
+// read) as soon as the fetch is complete; otherwise the caller publishes
+// the returned state once dir is in place.
+func fetchAndRead(ctx context.Context, src Source, o Options, dir string, publish bool) (*Result, state, error) {
 	c := o.Cache
 	r, err := openClone(dir, src.URL, true)
 	if err != nil {
-		return nil, err
+		return nil, state{}, err
 	}
 	defer r.Close()
-	head, err := fetch(ctx, r, src.fetchURL(), o.Auth)
+	fr, err := gitnet.Fetch(ctx, r.Storer, src.fetchURL(), o.gitnetConfig(src.URL))
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, &FetchError{URL: src.URL, Err: ctx.Err()}
+			return nil, state{}, &FetchError{URL: src.URL, Err: ctx.Err()}
 		}
 		// go-git's and net/http's texts may hold the URL as given.
 		err = redactErr(err, src.fetchURL())
 		if !isNetwork(err) {
 			err = &corruptError{err}
 		}
-		return nil, &FetchError{URL: src.URL, Err: err}
+		fe := &FetchError{URL: src.URL, Err: err}
+		if prev, ok := c.readState(src.URL); ok {
+			fe.LastFetch = prev.LastFetch
+		}
+		return nil, state{}, fe
 	}
 	c.removeLegacy(src.fetchURL(), src.URL)
-	st := state{URL: src.URL, LastFetch: o.Now, Head: head}
-	if err := c.writeState(st); err != nil {
-		return nil, err
+	st := state{URL: src.URL, LastFetch: o.Now, Head: fr.Head, Refs: map[string]string{}}
+	for n, h := range fr.Refs {
+		st.Refs[n.String()] = h.String()
+	}
+	if publish {
+		if err := c.writeState(st); err != nil {
+			return nil, st, err
+		}
 	}
 	res := &Result{Source: src, Fetched: true, LastFetch: o.Now}
-	if err := res.fromRepo(ctx, r, true, head, o); err != nil {
-		return nil, err
+	if err := res.fromRepo(ctx, r, true, fr.Head, st.refMap(), o); err != nil {
+		return nil, st, err
 	}
-	return res, nil
+	return res, st, nil
 }
 
 // isNetwork tells transport failures (keep the cache) from failures to
@@ -277,7 +329,10 @@ func isNetwork(err error) bool {
 	var ne net.Error
 	var ue *url.Error
 	var oe *net.OpError
+	var re *gitnet.RemoteError
 	switch {
+	case errors.As(err, &re):
+		return true
 	case errors.As(err, &ne), errors.As(err, &ue), errors.As(err, &oe),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, transport.ErrRepositoryNotFound),
@@ -292,8 +347,8 @@ func isNetwork(err error) bool {
 }
 
 // fromRepo reads the registry at the ref from an open repository.
-func (res *Result) fromRepo(ctx context.Context, r *repo, remote bool, head string, o Options) error {
-	c, recorded, err := resolveRef(r, o.Ref, remote, head)
+func (res *Result) fromRepo(ctx context.Context, r *repo, remote bool, head string, refs map[plumbing.ReferenceName]plumbing.Hash, o Options) error {
+	c, recorded, err := resolveRef(r, o.Ref, remote, head, refs)
 	if err != nil {
 		if remote && errors.Is(err, plumbing.ErrObjectNotFound) {
 			return &corruptError{err}

@@ -3,6 +3,7 @@ package resolver_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"os"
 	"path/filepath"
@@ -29,6 +30,7 @@ type world struct {
 	daemon *regtest.Daemon
 	http   *regtest.HTTP
 	cache  resolver.Cache
+	tls    *tls.Config // trusts the HTTPS test server, when there is one
 }
 
 func newWorld(t *testing.T, entries map[string][]byte) *world {
@@ -52,7 +54,8 @@ func (w *world) push(force bool) {
 }
 
 func (w *world) opts(url string) resolver.Options {
-	return resolver.Options{Registry: url, Cache: w.cache, Now: now, BaseDir: w.root}
+	return resolver.Options{Registry: url, Cache: w.cache, Now: now, BaseDir: w.root,
+		Network: resolver.Network{TLS: w.tls}}
 }
 
 // wantLock is the lock of the work tree's committed state, computed with

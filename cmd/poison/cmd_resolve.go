@@ -54,6 +54,7 @@ func runResolve(ctx context.Context, e *env, s settings.Settings, skip, allowDec
 			Offline:     s.Offline,
 			SkipInvalid: skip,
 			Now:         e.now(),
+			Network:     resolver.NetworkFromEnv(e.getenv),
 		},
 		LockPath:            s.Lock,
 		NixPath:             s.Nix,
