@@ -227,4 +227,3 @@ func MakeBig(dir string, n int) error {
 	}
 	return os.RemoveAll(work)
 }
-
