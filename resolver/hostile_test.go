@@ -104,13 +104,14 @@ func TestHostileServers(t *testing.T) {
 			onlineTook = time.Since(start)
 		}()
 		time.Sleep(500 * time.Millisecond) // the online resolve is now waiting on the server
+		// Offline, same URL, same lock file: neither the fetch lock nor the
+		// project's lock is held up by the stalled fetch.
 		o := w.hostileOpts(url, stall)
 		o.Offline = true
-		offLock := filepath.Join(t.TempDir(), "poison.lock")
 		var res *resolver.Result
 		err := within(t, 2*time.Second, "offline resolve beside a stalled fetch", func() error {
 			var err error
-			res, _, err = resolver.Update(ctx, resolver.UpdateOptions{Options: o, LockPath: offLock})
+			res, _, err = resolver.Update(ctx, resolver.UpdateOptions{Options: o, LockPath: lockPath})
 			return err
 		})
 		if err != nil {

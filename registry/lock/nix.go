@@ -137,13 +137,23 @@ func writeNixString(b *bytes.Buffer, s, what string) {
 // atomically: a failure leaves any previous file untouched. Unlike Nix, it
 // refuses a lock holding a string Nix cannot represent (a NUL byte).
 func (f *File) WriteNixFile(path string) error {
-	if err := f.Validate(); err != nil {
-		return err
-	}
-	if err := f.nixRepresentable(); err != nil {
+	data, err := f.NixFile()
+	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return WriteAtomic(path, f.Nix(), 0o644)
+	return WriteAtomic(path, data, 0o644)
+}
+
+// NixFile validates f and returns its poison.nix (see Nix), refusing a
+// lock holding a string Nix cannot represent, as WriteNixFile does.
+func (f *File) NixFile() ([]byte, error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	if err := f.nixRepresentable(); err != nil {
+		return nil, err
+	}
+	return f.Nix(), nil
 }
 
 func (f *File) nixRepresentable() error {
