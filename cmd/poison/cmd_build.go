@@ -17,10 +17,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/poison-nix/poison/builder"
 	"github.com/poison-nix/poison/builder/daemon"
+	"github.com/poison-nix/poison/internal/progress"
 	"github.com/poison-nix/poison/internal/settings"
 )
 
@@ -139,7 +139,11 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 		storeDir = lk.Store()
 	}
 
-	prog := newProgress(e.stderr, o.printLogs, o.logFormat == "internal-json")
+	prog := progress.New(e.stderr, progress.Options{
+		Terminal:     progress.IsTerminal(e.stderr, e.getenv),
+		Logs:         o.printLogs,
+		InternalJSON: o.logFormat == "internal-json",
+	})
 	// max-jobs goes to the daemon as given: 0 lets only remote builders
 	// build, as with nix-build -j 0.
 	ds := daemon.DefaultSettings()
@@ -151,7 +155,7 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 		SocketPath: e.getenv("NIX_DAEMON_SOCKET_PATH"),
 		SSHOpts:    strings.Fields(e.getenv("NIX_SSHOPTS")),
 		Settings:   &ds,
-		Log:        prog.message,
+		Log:        prog.Message,
 	}
 	p := daemon.NewPool(o.store, dopts, max(jobs, 1)+1)
 	defer p.Close()
@@ -182,7 +186,7 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 	if o.dryRun {
 		explain(e.stderr, c, res)
 	} else {
-		fmt.Fprintf(e.stderr, "poison: %d derivations poisoned, %d of %d rewritten\n", len(res.Poisoned), len(res.Changed), c.Len())
+		fmt.Fprintf(e.stderr, "poison: %s poisoned, %d of %d rewritten\n", progress.Count(len(res.Poisoned), "derivation", "derivations"), len(res.Changed), c.Len())
 	}
 	if remoteStore(o.store) {
 		if err := copyInputs(ctx, e, p, o.store, dopts, res); err != nil {
@@ -203,9 +207,9 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 		StoreDir:      storeDir,
 		RealStoreDir:  realDir,
 		Drvs:          res.Changed,
-		OnPlan:        func(m *daemon.Missing) { prog.plan(len(m.WillBuild)) },
+		OnPlan:        func(m *daemon.Missing) { prog.Plan(len(m.WillBuild)) },
 	})
-	prog.finish()
+	prog.Finish()
 	if err != nil {
 		if errors.Is(err, builder.ErrNotTrusted) {
 			return withHint(err, "run without --per-derivation (building by path works for any user), or add the user to trusted-users")
@@ -232,7 +236,7 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 			failures = append(failures, fmt.Sprintf("build of %s failed (%s): %s", r.DrvPath, r.Status, r.Error))
 		}
 	}
-	code := builder.ExitStatus(statuses, prog.failureBits())
+	code := builder.ExitStatus(statuses, prog.FailureBits())
 	if code == 0 {
 		return nil
 	}
@@ -421,7 +425,11 @@ func dryRun(ctx context.Context, e *env, p *daemon.Pool, res *builder.Result) er
 	}
 	why := reasons(res)
 	w := bufio.NewWriter(e.stderr)
-	fmt.Fprintf(w, "these %d derivations will be built:\n", len(m.WillBuild))
+	if len(m.WillBuild) == 1 {
+		fmt.Fprintf(w, "this derivation will be built:\n")
+	} else {
+		fmt.Fprintf(w, "these %d derivations will be built:\n", len(m.WillBuild))
+	}
 	for _, d := range m.WillBuild {
 		r := why[d]
 		if r == "" {
@@ -430,7 +438,11 @@ func dryRun(ctx context.Context, e *env, p *daemon.Pool, res *builder.Result) er
 		fmt.Fprintf(w, "  %s (%s)\n", d, r)
 	}
 	if len(m.WillSubstitute) > 0 {
-		fmt.Fprintf(w, "these %d paths will be fetched:\n", len(m.WillSubstitute))
+		if len(m.WillSubstitute) == 1 {
+			fmt.Fprintf(w, "this path will be fetched:\n")
+		} else {
+			fmt.Fprintf(w, "these %d paths will be fetched:\n", len(m.WillSubstitute))
+		}
 		for _, s := range m.WillSubstitute {
 			fmt.Fprintf(w, "  %s\n", s)
 		}
@@ -509,172 +521,6 @@ func printBuildResults(w io.Writer, o buildOptions, roots []string, rep *builder
 		}
 	}
 	return bw.Flush()
-}
-
-// progress shows what the daemon does on stderr: one live line on a
-// terminal (built / running / left), plain lines otherwise; builder
-// output with -L; Nix's internal-json lines with --log-format.
-type progress struct {
-	mu           sync.Mutex
-	w            io.Writer
-	tty          bool
-	logs         bool
-	internalJSON bool
-	builds       map[uint64]string // build activity → derivation name
-	total        int
-	done         int
-	bits         int
-	live         bool   // the live line is on screen
-	shown        string // its text
-}
-
-func newProgress(w io.Writer, logs, internalJSON bool) *progress {
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			tty = true
-		}
-	}
-	return &progress{w: w, tty: tty, logs: logs, internalJSON: internalJSON, builds: map[uint64]string{}}
-}
-
-func (p *progress) plan(n int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.total = n
-	if !p.internalJSON && n > 0 {
-		p.clear()
-		fmt.Fprintf(p.w, "poison: %d derivations to build\n", n)
-	}
-}
-
-func (p *progress) failureBits() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.bits
-}
-
-// message handles one daemon message; it is called from several
-// connections at once.
-func (p *progress) message(m daemon.Message) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if m.Kind == daemon.LogLine {
-		p.bits |= builder.FailureBits(m.Text)
-	}
-	if p.internalJSON {
-		p.writeJSON(m)
-		return
-	}
-	switch m.Kind {
-	case daemon.LogLine:
-		p.line(p.text(m.Text))
-	case daemon.StartActivity:
-		if m.Activity == daemon.ActBuild {
-			p.builds[m.ID] = drvBaseName(m.StringField(0))
-			if !p.tty {
-				p.line(p.text(m.Text))
-			}
-		} else if m.Activity == daemon.ActSubstitute && !p.tty {
-			p.line(p.text(m.Text))
-		}
-	case daemon.StopActivity:
-		if _, ok := p.builds[m.ID]; ok {
-			delete(p.builds, m.ID)
-			p.done++
-		}
-	case daemon.Result:
-		if p.logs && (m.Result == daemon.ResBuildLogLine || m.Result == daemon.ResPostBuildLogLine) {
-			name := p.builds[m.ID]
-			p.line(name + "> " + p.text(m.StringField(0)))
-		}
-	}
-	p.redraw()
-}
-
-func (p *progress) text(s string) string {
-	if p.tty {
-		return s
-	}
-	return daemon.StripANSI(s)
-}
-
-// line prints a full line above the live line.
-func (p *progress) line(s string) {
-	p.clear()
-	fmt.Fprintln(p.w, s)
-}
-
-func (p *progress) clear() {
-	if p.live {
-		fmt.Fprint(p.w, "\r\x1b[K")
-		p.live = false
-	}
-}
-
-func (p *progress) redraw() {
-	if !p.tty {
-		return
-	}
-	names := make([]string, 0, len(p.builds))
-	for _, n := range p.builds {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	s := fmt.Sprintf("[%d built, %d running, %d left]", p.done, len(p.builds), max(p.total-p.done-len(p.builds), 0))
-	if len(names) > 0 {
-		s += " building " + strings.Join(names, ", ")
-	}
-	if len(s) > 120 {
-		s = s[:117] + "..."
-	}
-	if p.live && s == p.shown {
-		return
-	}
-	fmt.Fprint(p.w, "\r\x1b[K"+s)
-	p.live, p.shown = true, s
-}
-
-func (p *progress) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.clear()
-}
-
-// writeJSON writes m as Nix's internal-json logger does ("@nix {...}").
-func (p *progress) writeJSON(m daemon.Message) {
-	fields := make([]any, len(m.Fields))
-	for i, f := range m.Fields {
-		if f.IsString {
-			fields[i] = f.String
-		} else {
-			fields[i] = f.Int
-		}
-	}
-	var v any
-	switch m.Kind {
-	case daemon.LogLine:
-		v = map[string]any{"action": "msg", "level": 0, "msg": m.Text}
-	case daemon.StartActivity:
-		v = map[string]any{"action": "start", "id": m.ID, "level": m.Level, "type": m.Activity, "text": m.Text, "fields": fields, "parent": m.Parent}
-	case daemon.StopActivity:
-		v = map[string]any{"action": "stop", "id": m.ID}
-	case daemon.Result:
-		v = map[string]any{"action": "result", "id": m.ID, "type": m.Result, "fields": fields}
-	}
-	data, err := json.Marshal(v)
-	if err == nil {
-		fmt.Fprintf(p.w, "@nix %s\n", data)
-	}
-}
-
-// drvBaseName turns "/nix/store/…-hello-2.12.drv" into "hello-2.12".
-func drvBaseName(p string) string {
-	b := filepath.Base(p)
-	if i := strings.IndexByte(b, '-'); i >= 0 {
-		b = b[i+1:]
-	}
-	return strings.TrimSuffix(b, ".drv")
 }
 
 // connectHint says what to check when the store cannot be reached; other
