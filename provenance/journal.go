@@ -1,8 +1,6 @@
 package provenance
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -13,27 +11,14 @@ import (
 // MaxLine.
 var ErrLineTooLong = errors.New("journal line too long")
 
-// line is the on-disk shape: the format version first, then Record.
-type line struct {
-	V int `json:"v"`
-	Record
-}
-
-// MarshalLine returns r as one journal line, newline included.
+// MarshalLine returns r as one journal line, newline included, or
+// ErrLineTooLong.
 func MarshalLine(r *Record) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	rr := *r
-	rr.Start = rr.Start.UTC()
-	rr.End = rr.End.UTC()
-	if err := enc.Encode(line{V: Version, Record: rr}); err != nil {
-		return nil, err
+	b := AppendLine(nil, r)
+	if len(b) > MaxLine {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrLineTooLong, len(b), MaxLine)
 	}
-	if b.Len() > MaxLine {
-		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrLineTooLong, b.Len(), MaxLine)
-	}
-	return b.Bytes(), nil
+	return b, nil
 }
 
 // Append adds r to the journal at path, creating it (mode 0644) if needed.

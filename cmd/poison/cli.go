@@ -74,6 +74,7 @@ func commands() []command {
 		impactCommand(),
 		checkCommand(),
 		hooksCommand(),
+		provenanceCommand(),
 		journalHookCommand(),
 		versionCommand(),
 	}
