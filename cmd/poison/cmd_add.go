@@ -27,13 +27,14 @@ type addOptions struct {
 	commit   bool
 	add      registry.AddOptions
 	date     string
+	builtOn  builtOnOptions
 }
 
 func addCommand() command {
 	return command{
 		name:    "add",
 		summary: "write a new registry entry poisoning derivations (by .drv or output path)",
-		usage:   "[--registry DIR] --reason TEXT [--author WHO] [--date YYYY-MM-DD] [--group NAME] [--ticket ID] [--name NAME]... [--slug SLUG] [--no-verify] [--commit] PATH...",
+		usage:   "[--registry DIR] --reason TEXT [--author WHO] [--date YYYY-MM-DD] [--group NAME] [--ticket ID] [--name NAME]... [--slug SLUG] [--no-verify] [--commit] PATH... | --built-on HOST --since T [--until T] [--journal FILE]... --reason TEXT",
 		setup: func(fs *flag.FlagSet) runFunc {
 			var o addOptions
 			var names stringsFlag
@@ -47,9 +48,15 @@ func addCommand() command {
 			fs.StringVar(&o.add.Slug, "slug", "", "file and branch name part (default: from the reason)")
 			fs.BoolVar(&o.add.NoVerify, "no-verify", false, "record .drv paths that are not in the local store, without outputs")
 			fs.BoolVar(&o.commit, "commit", false, "commit the entry on a new branch poison/SLUG")
+			o.builtOn.register(fs)
 			return func(ctx context.Context, e *env, args []string) error {
 				o.add.Names = names
 				o.add.Paths = args
+				if o.builtOn.active() {
+					if err := addBuiltOn(ctx, e, &o); err != nil {
+						return err
+					}
+				}
 				if strings.TrimSpace(o.add.Reason) == "" {
 					return usageErrorf("add: --reason is required: say what went wrong")
 				}
@@ -91,6 +98,9 @@ func runAdd(ctx context.Context, e *env, o addOptions) error {
 	if !o.add.NoVerify {
 		in := &nixInspector{env: e, storeDir: cfg.StoreDir, serialEnv: cfg.Env}
 		o.add.Inspect = in.inspect
+	}
+	if o.builtOn.builds != nil {
+		o.add.Inspect = o.builtOn.inspect(e, o.add.Inspect)
 	}
 	rel, err := registry.Add(ctx, dir, o.add)
 	if err != nil {

@@ -9,12 +9,13 @@ import (
 	"strings"
 
 	"github.com/poison-nix/poison/builder"
+	"github.com/poison-nix/poison/internal/settings"
 	"github.com/poison-nix/poison/provenance"
 )
 
 // defaultJournal is where the post-build-hook appends when no journal is
 // configured.
-const defaultJournal = "/var/log/poison/journal.jsonl"
+const defaultJournal = settings.DefaultJournal
 
 type journalHookOptions struct {
 	journal string

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/poison-nix/poison/internal/settings"
 	"github.com/poison-nix/poison/provenance"
 )
 
@@ -24,36 +26,35 @@ type provenanceOptions struct {
 const maxLineWarnings = 20
 
 func provenanceCommand() command {
-	c := command{
+	return command{
 		name:    "provenance",
 		summary: "list the builds that build journals recorded (which host built what, when)",
 		usage:   "[--journal FILE]... [--host H] [--since T] [--until T] [--drv PATH] [--json]",
+		setup: func(fs *flag.FlagSet) runFunc {
+			var o provenanceOptions
+			var journals stringsFlag
+			var since, until string
+			fs.Var(&journals, "journal", "read this journal `FILE` (repeatable; default: the journal setting: env POISON_JOURNAL, poison.toml journal, else "+defaultJournal+")")
+			fs.StringVar(&o.filter.Host, "host", "", "only builds of this host `NAME` (or machine id)")
+			fs.StringVar(&since, "since", "", "only builds that ended at or after `T`: RFC 3339, a date, or an age (7d, 36h)")
+			fs.StringVar(&until, "until", "", "only builds that ended before `T`")
+			fs.StringVar(&o.filter.Drv, "drv", "", "only builds of this .drv `PATH` (or producing this output path)")
+			fs.BoolVar(&o.json, "json", false, "print JSON lines, one journal record each (a journal itself)")
+			return func(ctx context.Context, e *env, args []string) error {
+				if len(args) > 0 {
+					return usageErrorf("provenance takes no arguments, got %q; filter with --host, --since, --until, --drv", args[0])
+				}
+				var err error
+				if o.filter.Since, o.filter.Until, err = parseWindow(e, since, until); err != nil {
+					return err
+				}
+				if o.journals, err = journalPaths(e, journals); err != nil {
+					return err
+				}
+				return runProvenance(ctx, e, o)
+			}
+		},
 	}
-	c.run = func(ctx context.Context, e *env, args []string) error {
-		var o provenanceOptions
-		var journals stringsFlag
-		var since, until string
-		fs := newFlags(e, &c)
-		fs.Var(&journals, "journal", "read this journal `FILE` (repeatable; default: $POISON_JOURNAL, else "+defaultJournal+")")
-		fs.StringVar(&o.filter.Host, "host", "", "only builds of this host `NAME` (or machine id)")
-		fs.StringVar(&since, "since", "", "only builds that ended at or after `T`: RFC 3339, a date, or an age (7d, 36h)")
-		fs.StringVar(&until, "until", "", "only builds that ended before `T`")
-		fs.StringVar(&o.filter.Drv, "drv", "", "only builds of this .drv `PATH` (or producing this output path)")
-		fs.BoolVar(&o.json, "json", false, "print JSON lines, one journal record each (a journal itself)")
-		if err := parseFlags(e, &c, fs, args); err != nil {
-			return err
-		}
-		if fs.NArg() > 0 {
-			return usageErrorf("provenance takes no arguments, got %q; filter with --host, --since, --until, --drv", fs.Arg(0))
-		}
-		var err error
-		if o.filter.Since, o.filter.Until, err = parseWindow(e, since, until); err != nil {
-			return err
-		}
-		o.journals = journalPaths(e, journals)
-		return runProvenance(ctx, e, o)
-	}
-	return c
 }
 
 // parseWindow reads --since and --until (either may be empty).
@@ -75,15 +76,16 @@ func parseWindow(e *env, since, until string) (s, u time.Time, err error) {
 	return s, u, nil
 }
 
-// journalPaths returns the journals given, else $POISON_JOURNAL, else the
-// default journal; relative paths are taken from the working directory.
-func journalPaths(e *env, given []string) []string {
+// journalPaths returns the journals given, else the journal setting
+// (POISON_JOURNAL, poison.toml journal, else the default journal);
+// relative paths are taken from the working directory.
+func journalPaths(e *env, given []string) ([]string, error) {
 	if len(given) == 0 {
-		if j := e.getenv("POISON_JOURNAL"); j != "" {
-			given = []string{j}
-		} else {
-			given = []string{defaultJournal}
+		s, err := settings.Load(e.dir, e.getenv)
+		if err != nil {
+			return nil, withHint(err, "fix the value, or pass --journal FILE")
 		}
+		given = []string{s.Journal}
 	}
 	out := make([]string, len(given))
 	for i, j := range given {
@@ -92,7 +94,7 @@ func journalPaths(e *env, given []string) []string {
 		}
 		out[i] = j
 	}
-	return out
+	return out, nil
 }
 
 // readJournals streams every journal through fn, in the order given and

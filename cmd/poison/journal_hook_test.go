@@ -139,6 +139,39 @@ func TestJournalHookRealBuilds(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d builds have a start time from their build log", overlapping, len(drvs)-1)
+
+	// poison add --built-on drafts one entry with every build of the window.
+	reg := filepath.Join(t.TempDir(), "reg")
+	var stdout, stderr strings.Builder
+	e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, getenv: os.Getenv, now: time.Now, dir: f.dir}
+	if code := run([]string{"init", reg}, e); code != 0 {
+		t.Fatalf("init: %s", stderr.String())
+	}
+	stdout.Reset()
+	if code := run([]string{"add", "--registry", reg, "--built-on", "board7", "--since", "1h", "--journal", f.journal,
+		"--reason", "board 7 erratum", "--author", "T <t@example.com>"}, e); code != 0 {
+		t.Fatalf("add --built-on: exit %d: %s", code, stderr.String())
+	}
+	entry, err := os.ReadFile(strings.TrimSpace(stdout.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, drv := range drvs {
+		if !strings.Contains(string(entry), `path    = "`+drv+`"`) {
+			t.Errorf("entry lacks %s:\n%s", drv, entry)
+		}
+		for _, out := range byDrv[drv].Outputs {
+			if !strings.Contains(string(entry), `"`+out+`"`) {
+				t.Errorf("entry lacks output %s", out)
+			}
+		}
+	}
+	if !strings.Contains(string(entry), `group  = "board7"`) {
+		t.Errorf("entry has no group board7:\n%s", entry)
+	}
+	if code := run([]string{"lint", "--registry", reg}, e); code != 0 {
+		t.Errorf("lint of the drafted entry: exit %d: %s", code, stderr.String())
+	}
 }
 
 // TestJournalHookNeverFailsBuild points the hook at a journal it cannot

@@ -28,6 +28,10 @@ import (
 // directory.
 const ProjectFile = "poison.toml"
 
+// DefaultJournal is the build journal the post-build-hook appends to and
+// provenance reads unless told otherwise.
+const DefaultJournal = "/var/log/poison/journal.jsonl"
+
 // DefaultMaxAge is how old the last fetch behind a lock may be before
 // commands warn.
 const DefaultMaxAge = 7 * 24 * time.Hour
@@ -42,6 +46,7 @@ type Settings struct {
 	TrustedKeys string        // absolute path of the trusted keys file, or ""
 	Offline     bool          // resolve from the cache only
 	CacheDir    string        // absolute cache directory, or "" when none is known
+	Journal     string        // absolute path of the build journal
 
 	origin map[string]string
 }
@@ -121,6 +126,9 @@ var Table = []Setting{
 	{Name: "cache-dir", Arg: "DIR", Env: "POISON_CACHE_DIR", Kind: Path, Default: "$XDG_CACHE_HOME/poison, else ~/.cache/poison",
 		Usage: "cache of fetched registries",
 		field: func(s *Settings) any { return &s.CacheDir }},
+	{Name: "journal", Arg: "FILE", Env: "POISON_JOURNAL", Kind: Path, Default: DefaultJournal,
+		Usage: "build journal that provenance and add --built-on read",
+		field: func(s *Settings) any { return &s.Journal }},
 }
 
 // Lookup returns the row of setting name.
@@ -144,6 +152,7 @@ func defaults(dir string, getenv func(string) string) Settings {
 		Lock:     filepath.Join(dir, "poison.lock"),
 		MaxAge:   DefaultMaxAge,
 		CacheDir: defaultCacheDir(getenv),
+		Journal:  DefaultJournal,
 		origin:   map[string]string{},
 	}
 }
