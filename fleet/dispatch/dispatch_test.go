@@ -94,7 +94,7 @@ func setup(t *testing.T, spec func(f *fleettest.Fleet) string, retries int, ev *
 	dp, err := dispatch.New(dispatch.Options{
 		Machines: ms.Machines,
 		Home:     home,
-		Copy:     testCopier,
+		Copy:     dispatch.StoreCopier,
 		Daemon:   daemon.Options{SSHOpts: f.SSHOpts(), Settings: &s, HandshakeTimeout: 20 * time.Second},
 		Retries:  retries,
 		OnEvent:  ev.add,
