@@ -40,7 +40,7 @@ func (c *Conn) setOptions(s Settings) error {
 	c.writeBool(s.KeepGoing)
 	c.writeBool(s.TryFallback)
 	c.writeU64(uint64(s.Verbosity))
-	c.writeU64(uint64(max(s.MaxBuildJobs, 1)))
+	c.writeU64(uint64(max(s.MaxBuildJobs, 0)))
 	c.writeU64(uint64(s.MaxSilentTime / time.Second))
 	c.writeU64(1) // useBuildHook (obsolete)
 	if s.VerboseBuild {

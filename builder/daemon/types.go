@@ -164,7 +164,7 @@ type Settings struct {
 	KeepGoing      bool
 	TryFallback    bool
 	Verbosity      Verbosity
-	MaxBuildJobs   int // never 0 on the wire; 0 here sends 1
+	MaxBuildJobs   int // 0: the daemon builds nothing itself (only remote builders), as nix-build -j 0
 	MaxSilentTime  time.Duration
 	VerboseBuild   bool
 	BuildCores     int // 0: all cores

@@ -20,6 +20,8 @@ import (
 
 	"github.com/poison-nix/poison/builder"
 	"github.com/poison-nix/poison/builder/daemon"
+	"github.com/poison-nix/poison/fleet/dispatch"
+	"github.com/poison-nix/poison/fleet/machines"
 	"github.com/poison-nix/poison/internal/progress"
 	"github.com/poison-nix/poison/internal/settings"
 )
@@ -36,6 +38,8 @@ type buildOptions struct {
 	json          bool
 	printOutPaths bool
 	perDrv        bool
+	builders      string
+	unit          string
 	byName        bool
 	copyBack      bool
 	logFormat     string
@@ -47,10 +51,10 @@ func buildCommand() command {
 	return command{
 		name:    "build",
 		summary: "rewrite derivations with the serials of poison.lock and build them through the nix-daemon",
-		usage:   "[--lock FILE] [--store URI] [-j N] [-k] [-L] [--dry-run] [--json] [--print-out-paths] [--log-format internal-json] [--per-derivation] [--by-name] [--copy-back] [-A ATTR] INSTALLABLE...",
+		usage:   "[--lock FILE] [--store URI] [-j N] [-k] [-L] [--dry-run] [--json] [--print-out-paths] [--log-format internal-json] [--per-derivation] [--builders SPEC|@FILE] [--unit NAME [--registry DIR]] [--by-name] [--copy-back] [-A ATTR] INSTALLABLE...",
 		setup: func(fs *flag.FlagSet) runFunc {
 			var o buildOptions
-			sf := settings.Register(fs, "lock", "max-age")
+			sf := settings.Register(fs, "lock", "max-age", "registry")
 			fs.StringVar(&o.store, "store", "auto", "store `URI` to build in (daemon, unix://PATH, auto, ssh-ng://HOST, local?root=DIR)")
 			fs.StringVar(&o.storeDir, "store-dir", "", "logical store `DIR` (default: the lock's, else /nix/store)")
 			for _, n := range []string{"j", "max-jobs"} {
@@ -67,6 +71,8 @@ func buildCommand() command {
 			fs.BoolVar(&o.printOutPaths, "print-out-paths", false, "print the output paths on stdout")
 			fs.StringVar(&o.logFormat, "log-format", "", "`FORMAT` of the log on stderr: 'internal-json' passes the daemon's activity messages through as Nix's @nix lines (for nom --json); 'raw' (the default) plain lines")
 			fs.BoolVar(&o.perDrv, "per-derivation", false, "send each derivation with BuildDerivation in topological order (needs a trusted user)")
+			fs.StringVar(&o.builders, "builders", "", "remote build machines, `SPEC|@FILE` in Nix's machines format (default: builders of nix.conf and NIX_CONFIG); with --per-derivation poison sends each derivation to one of them itself")
+			fs.StringVar(&o.unit, "unit", "", "treat all installables as one coordinated unit `NAME`: if a derivation fails, write a draft registry entry (group NAME) poisoning what did build")
 			fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
 			fs.BoolVar(&o.copyBack, "copy-back", false, "with --store ssh-ng://HOST: copy the outputs' closures back to this machine's store (by default they stay there, as with nix build --store)")
 			for _, n := range []string{"A", "attr"} {
@@ -157,8 +163,49 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 		Settings:   &ds,
 		Log:        prog.Message,
 	}
-	p := daemon.NewPool(o.store, dopts, max(jobs, 1)+1)
+	failLog := &failedLog{next: prog.Message}
+	if o.unit != "" {
+		dopts.Log = failLog.message
+	}
+	// --per-derivation with builders: poison sends every derivation to
+	// a machine; the store builds nothing (max-jobs 0), so a broken
+	// setup fails instead of building here without a word.
+	builders := o.builders
+	if builders == "" {
+		builders = nixSetting(e, "builders", "")
+	}
+	fleet := o.perDrv && strings.TrimSpace(builders) != ""
+	switch {
+	case fleet:
+		ds.MaxBuildJobs = 0
+	case o.perDrv && jobs == 0:
+		return withHint(errors.New("build: --per-derivation with max-jobs 0 and no builders: nothing would build the derivations"),
+			"pass --builders SPEC|@FILE (poison sends each derivation to a machine), or -j N to build here")
+	case o.builders != "":
+		if ds.Overrides == nil {
+			ds.Overrides = map[string]string{}
+		}
+		ds.Overrides["builders"] = o.builders
+	}
+	poolSize := max(jobs, 1) + 1
+	var ms []machines.Machine
+	if fleet {
+		if ms, err = parseBuilders(e, builders); err != nil {
+			return err
+		}
+		poolSize = totalJobs(ms) + 2
+	}
+	p := daemon.NewPool(o.store, dopts, poolSize)
 	defer p.Close()
+	var ex builder.Executor
+	if fleet {
+		dp, err := newDispatcher(ms, p, dopts)
+		if err != nil {
+			return err
+		}
+		defer dp.Close()
+		ex, jobs = dp, dp.Slots()
+	}
 	// Connect first: a missing daemon is the most common problem.
 	conn, err := p.Get(ctx)
 	if err != nil {
@@ -202,6 +249,7 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 
 	rep, err := builder.Build(ctx, builder.DaemonStore(p), res.Roots, builder.BuildOptions{
 		PerDerivation: o.perDrv,
+		Executor:      ex,
 		Jobs:          jobs,
 		KeepGoing:     o.keepGoing,
 		StoreDir:      storeDir,
@@ -213,6 +261,10 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 	if err != nil {
 		if errors.Is(err, builder.ErrNotTrusted) {
 			return withHint(err, "run without --per-derivation (building by path works for any user), or add the user to trusted-users")
+		}
+		var nm *dispatch.NoMachineError
+		if errors.As(err, &nm) {
+			return withHint(fmt.Errorf("build: %w", err), "add a machine for that system and those features to --builders, or build without --per-derivation")
 		}
 		var pe *daemon.ProtocolError
 		if errors.As(err, &pe) {
@@ -239,6 +291,9 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 	code := builder.ExitStatus(statuses, prog.FailureBits())
 	if code == 0 {
 		return nil
+	}
+	if o.unit != "" {
+		unitDraft(ctx, e, o, builder.DaemonStore(p), res, rep, failLog.drvs())
 	}
 	if len(failures) == 0 {
 		for _, r := range rep.Roots {
@@ -492,6 +547,20 @@ type buildResultJSON struct {
 	StartTime       int64             `json:"startTime"`
 	StopTime        int64             `json:"stopTime"`
 	Status          string            `json:"status"`
+	// Machine is where the root was built (--per-derivation).
+	Machine string `json:"machine,omitempty"`
+	// Builds are the derivations built one by one in this run
+	// (--per-derivation), each with its machine.
+	Builds []buildJSON `json:"builds,omitempty"`
+}
+
+// buildJSON is one derivation built by --per-derivation.
+type buildJSON struct {
+	DrvPath   string `json:"drvPath"`
+	Machine   string `json:"machine"`
+	Status    string `json:"status"`
+	StartTime int64  `json:"startTime"`
+	StopTime  int64  `json:"stopTime"`
 }
 
 func printBuildResults(w io.Writer, o buildOptions, roots []string, rep *builder.BuildReport) error {
@@ -499,7 +568,14 @@ func printBuildResults(w io.Writer, o buildOptions, roots []string, rep *builder
 	if o.json {
 		doc := []buildResultJSON{}
 		for i, r := range rep.Roots {
-			j := buildResultJSON{DrvPath: r.DrvPath, OriginalDrvPath: roots[i], Outputs: r.Outputs, Status: r.Status.String()}
+			j := buildResultJSON{DrvPath: r.DrvPath, OriginalDrvPath: roots[i], Outputs: r.Outputs, Status: r.Status.String(), Machine: r.Machine}
+			for _, d := range rep.Derivations {
+				b := buildJSON{DrvPath: d.DrvPath, Machine: d.Machine, Status: d.Status.String()}
+				if !d.StartTime.IsZero() {
+					b.StartTime, b.StopTime = d.StartTime.Unix(), d.StopTime.Unix()
+				}
+				j.Builds = append(j.Builds, b)
+			}
 			if j.Outputs == nil {
 				j.Outputs = map[string]string{}
 			}
