@@ -88,6 +88,15 @@ type state struct {
 	Refs map[string]string `json:"refs,omitempty"`
 }
 
+// cachedCommit is the commit an offline resolve of ref would pin, or "".
+func (s state) cachedCommit(r *repo, ref string) string {
+	c, _, err := resolveRef(r, ref, true, s.Head, s.refMap())
+	if err != nil {
+		return ""
+	}
+	return c.Hash.String()
+}
+
 // refMap returns the published references, or nil when the state
 // predates them (the clone's own references are read then).
 func (s state) refMap() map[plumbing.ReferenceName]plumbing.Hash {

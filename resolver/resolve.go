@@ -103,8 +103,41 @@ type FetchError struct {
 	URL string
 	Err error
 	// LastFetch is when the cache was last fetched completely (zero when
-	// never): what --offline would use.
+	// never), and Cached the commit it holds for the ref asked for (""
+	// when unknown): what --offline would use.
 	LastFetch time.Time
+	Cached    string
+}
+
+// Hint says what to do about a failed fetch, in one line: the setting to
+// change, and (unless offline) that --offline resolves from the cache.
+func (e *FetchError) Hint(now time.Time) string {
+	var te *gitnet.TimeoutError
+	var hint string
+	switch {
+	case errors.As(e.Err, &te) && te.Stall:
+		hint = fmt.Sprintf("the server stopped sending for %s: retry later, or raise --stall-timeout (POISON_STALL_TIMEOUT, poison.toml stall-timeout)", te.After)
+	case errors.As(e.Err, &te):
+		hint = fmt.Sprintf("no connection within %s: check the URL and the network, or raise --connect-timeout (POISON_CONNECT_TIMEOUT, poison.toml connect-timeout)", te.After)
+	case IsNoSSHKey(e.Err):
+		hint = "ssh needs a key: pass --ssh-key FILE (e.g. a deploy key), set POISON_SSH_KEY, or put ssh-key = \"FILE\" in poison.toml; or run ssh-agent and ssh-add the key, or name it with IdentityFile in ~/.ssh/config"
+	case IsHostKey(e.Err):
+		hint = "check the server's host key fingerprint, then add it to ~/.ssh/known_hosts (ssh-keyscan, or ssh to it once)"
+	case errors.Is(e.Err, transport.ErrAuthenticationRequired), errors.Is(e.Err, transport.ErrAuthorizationFailed):
+		hint = "check the credentials of the registry URL (an expired or revoked token, or an ssh key without access?)"
+	default:
+		hint = "check the URL and the network"
+	}
+	switch {
+	case e.Cached != "":
+		hint += fmt.Sprintf("; or pass --offline to use the cached commit %s", e.Cached[:min(12, len(e.Cached))])
+		if !e.LastFetch.IsZero() {
+			hint += " (fetched " + humanAge(now.Sub(e.LastFetch)) + " ago)"
+		}
+	case !e.LastFetch.IsZero():
+		hint += "; or pass --offline to resolve from the cache"
+	}
+	return hint
 }
 
 func (e *FetchError) Error() string {
@@ -303,6 +336,7 @@ func fetchAndRead(ctx context.Context, src Source, o Options, dir string, publis
 		fe := &FetchError{URL: src.URL, Err: err}
 		if prev, ok := c.readState(src.URL); ok {
 			fe.LastFetch = prev.LastFetch
+			fe.Cached = prev.cachedCommit(r, o.Ref)
 		}
 		return nil, state{}, fe
 	}

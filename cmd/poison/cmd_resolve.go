@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/go-git/go-git/v5/plumbing/transport"
-
 	"github.com/poison-nix/poison/internal/settings"
 	"github.com/poison-nix/poison/registry"
 	"github.com/poison-nix/poison/registry/lock"
@@ -21,9 +19,11 @@ func resolveCommand() command {
 		name:    "resolve",
 		summary: "fetch the registry, pin a commit and write poison.lock",
 		usage: "[--registry URL|DIR] [--ref REF] [--lock FILE] [--nix FILE] [--offline] [--max-age DURATION]\n" +
-			"              [--skip-invalid] [--allow-serial-decrease] [--trusted-keys FILE]",
+			"              [--skip-invalid] [--allow-serial-decrease] [--trusted-keys FILE]\n" +
+			"              [--ssh-key FILE] [--connect-timeout DURATION] [--stall-timeout DURATION]",
 		setup: func(fs *flag.FlagSet) runFunc {
-			sf := settings.Register(fs, "registry", "ref", "lock", "nix", "max-age", "trusted-keys", "offline")
+			sf := settings.Register(fs, "registry", "ref", "lock", "nix", "max-age", "trusted-keys", "offline",
+				"ssh-key", "connect-timeout", "stall-timeout")
 			skip := fs.Bool("skip-invalid", false, "resolve the valid entries when some are invalid (warns, naming the skipped files)")
 			allowDecrease := fs.Bool("allow-serial-decrease", false, "accept a registry state that lowers serials of the previous lock")
 			return func(ctx context.Context, e *env, args []string) error {
@@ -54,11 +54,18 @@ func runResolve(ctx context.Context, e *env, s settings.Settings, skip, allowDec
 			Offline:     s.Offline,
 			SkipInvalid: skip,
 			Now:         e.now(),
-			Network:     resolver.NetworkFromEnv(e.getenv),
+			Network:     resolveNetwork(e, s),
 		},
 		LockPath:            s.Lock,
 		NixPath:             s.Nix,
 		AllowSerialDecrease: allowDecrease,
+	}
+	if s.TrustedKeys == "" && s.Origin("trusted-keys") == "--trusted-keys" {
+		// An explicit empty value must not turn verification off silently.
+		if base, err := settings.Load(e.dir, e.getenv); err == nil && base.TrustedKeys != "" {
+			return withHint(usageErrorf("--trusted-keys '' would turn off the signature verification that %s asks for (%s)", base.Origin("trusted-keys"), base.TrustedKeys),
+				"to stop verifying this registry, remove trusted-keys from "+base.Origin("trusted-keys")+"; otherwise drop --trusted-keys ''")
+		}
 	}
 	if s.TrustedKeys != "" {
 		k, err := resolver.ReadTrustedKeys(s.TrustedKeys)
@@ -86,14 +93,7 @@ func runResolve(ctx context.Context, e *env, s settings.Settings, skip, allowDec
 			fmt.Fprintf(e.stderr, "poison: hint: fix the entries (poison lint) or pass --skip-invalid to resolve the rest\n")
 			return silentExit(exitError)
 		case errors.As(err, &fe):
-			hint := "check the URL and the network"
-			if errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed) {
-				hint = "check the credentials of the registry URL (an expired or revoked token?)"
-			}
-			if !s.Offline {
-				hint += ", or pass --offline to resolve from the cache"
-			}
-			return withHint(fmt.Errorf("%w; %s", err, kept), hint)
+			return withHint(fmt.Errorf("%w; %s", err, kept), fe.Hint(e.now()))
 		case errors.As(err, &sd):
 			return withHint(fmt.Errorf("resolve: %w; %s", err, kept),
 				"if the registry really dropped these entries on purpose, pass --allow-serial-decrease")

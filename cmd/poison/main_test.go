@@ -20,7 +20,8 @@ func TestMain(m *testing.M) {
 // that need Nix start with [!nix] skip; under POISON_REQUIRE_NIX=1 (set by
 // .ci/run) a missing Nix fails the test instead. Scripts with [sshd] get a
 // real OpenSSH server on 127.0.0.1 in front of the local store: SSH_STORE
-// is its ssh-ng:// URI and NIX_SSHOPTS the client options.
+// is its ssh-ng:// URI and NIX_SSHOPTS the client options; SSHD_ADDR,
+// SSHD_USER, SSHD_KEY and SSHD_KNOWN_HOSTS reach it as an ssh git server.
 func TestScripts(t *testing.T) {
 	hasNix := nixtest.Available()
 	if !hasNix && nixtest.Required() {
@@ -38,7 +39,9 @@ func TestScripts(t *testing.T) {
 			}
 			if ssh != nil {
 				env.Vars = append(env.Vars, "SSH_STORE="+ssh.URI("ssh-ng", nil),
-					"NIX_SSHOPTS="+strings.Join(ssh.SSHOpts(), " "))
+					"NIX_SSHOPTS="+strings.Join(ssh.SSHOpts(), " "),
+					// For ssh registries: sshd's address, client key, known_hosts.
+					"SSHD_ADDR="+ssh.Addr(), "SSHD_USER="+ssh.User, "SSHD_KEY="+ssh.Key, "SSHD_KNOWN_HOSTS="+ssh.KnownHosts)
 			}
 			return nil
 		},

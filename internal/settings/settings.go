@@ -47,6 +47,11 @@ type Settings struct {
 	Offline     bool          // resolve from the cache only
 	CacheDir    string        // absolute cache directory, or "" when none is known
 	Journal     string        // absolute path of the build journal
+	SSHKey      string        // absolute path of the ssh private key for ssh registries, or ""
+	// ConnectTimeout and StallTimeout bound the network waits of a fetch
+	// (0: no limit).
+	ConnectTimeout time.Duration
+	StallTimeout   time.Duration
 
 	origin map[string]string
 }
@@ -129,7 +134,22 @@ var Table = []Setting{
 	{Name: "journal", Arg: "FILE", Env: "POISON_JOURNAL", Kind: Path, Default: DefaultJournal,
 		Usage: "build journal that provenance and add --built-on read",
 		field: func(s *Settings) any { return &s.Journal }},
+	{Name: "ssh-key", Arg: "FILE", Env: "POISON_SSH_KEY", Kind: Path, Default: "ssh-agent, else ~/.ssh/config IdentityFile, else ~/.ssh/id_*",
+		Usage: "private key for ssh registries (e.g. a deploy key); the only key offered",
+		field: func(s *Settings) any { return &s.SSHKey }},
+	{Name: "connect-timeout", Arg: "DURATION", Env: "POISON_CONNECT_TIMEOUT", Kind: Duration, Default: "30s",
+		Usage: "give up connecting to the registry server after this long; 0 waits forever",
+		field: func(s *Settings) any { return &s.ConnectTimeout }},
+	{Name: "stall-timeout", Arg: "DURATION", Env: "POISON_STALL_TIMEOUT", Kind: Duration, Default: "30s",
+		Usage: "give up a fetch when the server sends nothing for this long; 0 waits forever",
+		field: func(s *Settings) any { return &s.StallTimeout }},
 }
+
+// Default network timeouts of a fetch.
+const (
+	DefaultConnectTimeout = 30 * time.Second
+	DefaultStallTimeout   = 30 * time.Second
+)
 
 // Lookup returns the row of setting name.
 func Lookup(name string) (Setting, bool) {
@@ -153,7 +173,10 @@ func defaults(dir string, getenv func(string) string) Settings {
 		MaxAge:   DefaultMaxAge,
 		CacheDir: defaultCacheDir(getenv),
 		Journal:  DefaultJournal,
-		origin:   map[string]string{},
+
+		ConnectTimeout: DefaultConnectTimeout,
+		StallTimeout:   DefaultStallTimeout,
+		origin:         map[string]string{},
 	}
 }
 
