@@ -247,3 +247,33 @@ func TestCredentialsLegacyLock(t *testing.T) {
 		t.Errorf("show with the old lock: %+v, %v", sh, err)
 	}
 }
+
+// TestQueryCredentials resolves registry URLs with a token in the query
+// and the fragment (GitLab's ?private_token=). Git's smart HTTP appends
+// /info/refs to the URL, so such a URL does not fetch (with git either);
+// what matters is that the failure message, the cache and the project
+// hold the token redacted.
+func TestQueryCredentials(t *testing.T) {
+	w := newWorld(t, baseEntries())
+	srv := regtest.StartHTTP(t, w.root)
+	const secret = "glpat-QUERYSECRET"
+	proj := t.TempDir()
+	lockPath := filepath.Join(proj, "poison.lock")
+	for _, url := range []string{
+		srv.URL("reg.git") + "?private_token=" + secret + "#frag-" + secret,
+		"http://127.0.0.1:1/reg.git?private_token=" + secret,
+		"https://oauth2:" + secret + "@127.0.0.1:1/reg.git#" + secret,
+	} {
+		_, _, err := resolver.Update(context.Background(), resolver.UpdateOptions{Options: w.opts(url), LockPath: lockPath})
+		if err == nil {
+			t.Fatalf("resolve %s succeeded", resolver.RedactURL(url))
+		}
+		if msg := err.Error(); strings.Contains(msg, secret) || !strings.Contains(msg, "***") {
+			t.Errorf("failure message %q", msg)
+		}
+	}
+	noSecret(t, w.cache.Dir, secret)
+	if _, err := os.Stat(lockPath); err == nil {
+		t.Error("a lock was written")
+	}
+}

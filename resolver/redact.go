@@ -28,9 +28,94 @@ import (
 //     replaced by "***", since where a broken URL's userinfo ends cannot
 //     be told and keeping too little is the safe side.
 //
-// Only the userinfo changes: the rest of the string is kept byte for byte
-// (no re-escaping), so a URL without credentials is returned unchanged.
+// A "://" URL also loses the values of its query and its fragment, where
+// hosts accept tokens too (https://h/r.git?private_token=XXXX becomes
+// https://h/r.git?private_token=***; #XXXX becomes #***): the parameter
+// names stay, so the URL still says what it carried.
+//
+// Only the userinfo, query values and fragment change: the rest of the
+// string is kept byte for byte (no re-escaping), so a URL without
+// credentials is returned unchanged.
 func RedactURL(s string) string {
+	return redactQuery(redactUserinfo(s))
+}
+
+// redactQuery replaces every query value and the fragment of a "://" URL
+// by "***".
+func redactQuery(s string) string {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return s
+	}
+	j := strings.IndexAny(s[i+3:], "?#")
+	if j < 0 {
+		return s
+	}
+	j += i + 3
+	var b strings.Builder
+	b.WriteString(s[:j])
+	rest := s[j:]
+	if rest[0] == '?' {
+		q := rest[1:]
+		frag := ""
+		if k := strings.IndexByte(q, '#'); k >= 0 {
+			q, frag = q[:k], q[k:]
+		}
+		b.WriteByte('?')
+		for n, p := range strings.Split(q, "&") {
+			if n > 0 {
+				b.WriteByte('&')
+			}
+			switch name, _, ok := strings.Cut(p, "="); {
+			case ok:
+				b.WriteString(name + "=***")
+			case p != "":
+				b.WriteString("***")
+			}
+		}
+		rest = frag
+	}
+	if rest != "" { // the fragment
+		b.WriteString("#***")
+	}
+	return b.String()
+}
+
+// querySecrets returns the query values and the fragment of a "://" URL.
+func querySecrets(s string) []string {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return nil
+	}
+	j := strings.IndexAny(s[i+3:], "?#")
+	if j < 0 {
+		return nil
+	}
+	rest := s[i+3+j:]
+	var out []string
+	if rest[0] == '?' {
+		q := rest[1:]
+		if k := strings.IndexByte(q, '#'); k >= 0 {
+			q, rest = q[:k], q[k:]
+		} else {
+			rest = ""
+		}
+		for _, p := range strings.Split(q, "&") {
+			if _, v, ok := strings.Cut(p, "="); ok {
+				out = append(out, v)
+			} else {
+				out = append(out, p)
+			}
+		}
+	}
+	if rest != "" {
+		out = append(out, rest[1:])
+	}
+	return out
+}
+
+// redactUserinfo drops the credentials of a URL's userinfo (see RedactURL).
+func redactUserinfo(s string) string {
 	i := strings.Index(s, "://")
 	if i < 0 {
 		return redactSCP(s)
@@ -100,12 +185,17 @@ func redactSCP(s string) string {
 	return s[:m[3]] + s[strings.IndexByte(s, '@'):]
 }
 
-// urlInText finds URLs with a userinfo in a message.
-var urlInText = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>@/]*@[^\s"'<>]*`)
+// urlInText finds URLs with a userinfo in a message; queryURLInText URLs
+// with a query or a fragment.
+var (
+	urlInText      = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>@/]*@[^\s"'<>]*`)
+	queryURLInText = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>?#]*[?#][^\s"'<>]*`)
+)
 
 // secretsOf returns what RedactURL drops from full that is worth looking
 // for on its own in a message: the password and, for http(s), the user
-// name, each as written and percent-decoded.
+// name, the query values and the fragment, each as written and
+// percent-decoded.
 func secretsOf(full string) []string {
 	red := RedactURL(full)
 	if red == full {
@@ -121,6 +211,12 @@ func secretsOf(full string) []string {
 			out = append(out, d)
 		}
 	}
+	for _, q := range querySecrets(full) {
+		if len(q) >= 6 { // shorter values are no tokens, and would garble words
+			add(q)
+		}
+	}
+	red = redactUserinfo(full)
 	i := strings.Index(full, "://")
 	if i < 0 {
 		// user:password@host:path
@@ -169,6 +265,9 @@ func scrub(msg, full string) string {
 		msg = strings.ReplaceAll(msg, full, red)
 	}
 	msg = urlInText.ReplaceAllStringFunc(msg, RedactURL)
+	if strings.ContainsAny(full, "?#") {
+		msg = queryURLInText.ReplaceAllStringFunc(msg, RedactURL)
+	}
 	secrets := secretsOf(full)
 	sort.Slice(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })
 	for _, s := range secrets {

@@ -20,7 +20,7 @@ func TestRedactURL(t *testing.T) {
 		{"https://oauth2:glpat-XXXX@gitlab.example.com/team/registry.git", "https://gitlab.example.com/team/registry.git"},
 		{"https://x-access-token:ghs_XXXX@github.com/o/r", "https://github.com/o/r"},
 		{"https://ghp_XXXX@github.com/o/r", "https://github.com/o/r"},
-		{"http://user:pw@127.0.0.1:8080/reg.git?x=1#f", "http://127.0.0.1:8080/reg.git?x=1#f"},
+		{"http://user:pw@127.0.0.1:8080/reg.git?x=1#f", "http://127.0.0.1:8080/reg.git?x=***#***"},
 		{"HTTPS://tok@Example.COM/r", "HTTPS://Example.COM/r"},
 		{"https://:tok@h/r", "https://h/r"},
 		{"https://u:p%40ss%2Fw@h/r", "https://h/r"},
@@ -29,7 +29,15 @@ func TestRedactURL(t *testing.T) {
 		{"https://github.com/o/r", "https://github.com/o/r"},
 		// '@' outside the userinfo is kept, and the path is not re-escaped.
 		{"https://h/o/r@v1", "https://h/o/r@v1"},
-		{"https://h/r?u=a@b", "https://h/r?u=a@b"},
+		{"https://h/r?u=a@b", "https://h/r?u=***"},
+		// Query values and fragments go: hosts take tokens there too.
+		{"https://gitlab.example.com/r.git?private_token=glpat-XXXX", "https://gitlab.example.com/r.git?private_token=***"},
+		{"https://h/r.git?a=1&b=&c#tok", "https://h/r.git?a=***&b=***&***#***"},
+		{"https://h/r.git#tok", "https://h/r.git#***"},
+		{"https://h/r.git?", "https://h/r.git?"},
+		{"ssh://git:pw@h/r?k=v", "ssh://git@h/r?k=***"},
+		{"git@h:o/r?x=1", "git@h:o/r?x=1"}, // scp-like: a path, not a query
+		{"/srv/reg#1?x=y", "/srv/reg#1?x=y"},
 		{"https://h/a%2Fb/r%20x", "https://h/a%2Fb/r%20x"},
 		{"https://t@h/a%2Fb/x@y", "https://h/a%2Fb/x@y"},
 		// ssh and other schemes: the password goes, the user stays.
@@ -99,6 +107,13 @@ func TestScrub(t *testing.T) {
 	// A token (8 characters or more) wherever it is.
 	if got := scrub("token=glpat-XXXXXXXX&x", "https://oauth2:glpat-XXXXXXXX@h/r"); got != "token=***&x" {
 		t.Errorf("token: %q", got)
+	}
+	// A token in the query, or in the fragment.
+	for _, full := range []string{"https://h/r.git?private_token=glpat-SECRETQ", "https://h/r.git#glpat-SECRETQ"} {
+		got := scrub(`Get "https://h/r.git/info/refs?private_token=glpat-SECRETQ&service=git-upload-pack": 401 for glpat-SECRETQ`, full)
+		if strings.Contains(got, "SECRETQ") {
+			t.Errorf("query token: %q", got)
+		}
 	}
 	// The ssh user is no secret and stays.
 	if got := scrub("ssh: handshake failed for git:pw@h", "ssh://git:pw@h/r"); got != "ssh: handshake failed for git:***@h" {
