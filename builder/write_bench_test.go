@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -90,4 +91,98 @@ func nodeZero(b *testing.B, c *builder.Closure) string {
 	}
 	b.Fatal("no w0.drv in the closure")
 	return ""
+}
+
+// BenchmarkWriteOps compares the two ways of writing on a private daemon
+// (its own nix-daemon process on the system store, so its CPU time is
+// measured alone): one pipelined AddToStore per derivation against
+// QueryValidPaths + one AddMultipleToStore. Each iteration writes a fresh
+// closure of -bench-nodes trivial derivations.
+//
+//	go test ./builder -run '^$' -bench BenchmarkWriteOps -benchtime 3x
+//
+// Metrics: ms/drv is the wall time per derivation; daemon-ms/drv is the
+// CPU time (user + system) of the daemon's worker per derivation.
+func BenchmarkWriteOps(b *testing.B) {
+	nixtest.Need(b)
+	d := daemontest.Start(b)
+	for _, mode := range []string{"AddToStore", "AddMultipleToStore"} {
+		b.Run(mode, func(b *testing.B) {
+			file := filepath.Join(daemontest.RepoRoot(b), "testdata", "daemon", "wide.nix")
+			n := fmt.Sprint(*benchNodes)
+			ctx := context.Background()
+			var wall, cpu time.Duration
+			var written int
+			for i := range b.N {
+				b.StopTimer()
+				nonce := fmt.Sprintf("bench-ops-%s-%d-%d", mode, time.Now().UnixNano(), i)
+				top := nixtest.Output(b, "nix-instantiate", file, "-A", "top", "--arg", "n", n, "--argstr", "nonce", nonce)
+				lk := lock.New(lock.Source{}, lock.DefaultEnv)
+				c, err := builder.LoadClosure(ctx, builder.LoadOptions{}, []string{top})
+				if err != nil {
+					b.Fatal(err)
+				}
+				lk.Derivations[filepath.Base(nodeZero(b, c))] = 1
+				res, err := builder.Rewrite(ctx, c, builder.Options{Lock: lk})
+				if err != nil {
+					b.Fatal(err)
+				}
+				conn, err := daemon.Dial(ctx, d.URI(), offlineOpts())
+				if err != nil {
+					b.Fatal(err)
+				}
+				cpu0 := reapedCPU(b, d.PID())
+				t0 := time.Now()
+				b.StartTimer()
+				if mode == "AddToStore" {
+					err = builder.WriteTexts(ctx, conn, res)
+				} else {
+					err = builder.Write(ctx, conn, res)
+				}
+				b.StopTimer()
+				wall += time.Since(t0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				conn.Close()
+				cpu += waitReapedCPU(b, d.PID(), cpu0)
+				written += len(res.Changed)
+			}
+			b.ReportMetric(float64(wall.Microseconds())/1000/float64(written), "ms/drv")
+			b.ReportMetric(float64(cpu.Microseconds())/1000/float64(written), "daemon-ms/drv")
+		})
+	}
+}
+
+// reapedCPU returns the CPU time of the reaped children of pid (the
+// daemon's finished connection workers): cutime + cstime of /proc/PID/stat.
+func reapedCPU(b *testing.B, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	// Fields after the command: state is f[0]; cutime and cstime are
+	// fields 16 and 17 of the whole line, f[13] and f[14] here.
+	var cu, cs int64
+	fmt.Sscan(f[13], &cu)
+	fmt.Sscan(f[14], &cs)
+	return time.Duration(cu+cs) * time.Second / 100 // USER_HZ
+}
+
+// waitReapedCPU waits until the worker of a closed connection has been
+// reaped (its CPU time shows up) and returns the CPU time added since
+// before.
+func waitReapedCPU(b *testing.B, pid int, before time.Duration) time.Duration {
+	var last time.Duration
+	for range 50 {
+		now := reapedCPU(b, pid)
+		if now > before && now == last {
+			return now - before
+		}
+		last = now
+		time.Sleep(20 * time.Millisecond)
+	}
+	return last - before
 }

@@ -31,6 +31,10 @@ type Daemon struct {
 	done   chan struct{}
 }
 
+// PID returns the process id of the daemon (its CPU time, and that of the
+// connection workers it has reaped, is in /proc/PID/stat).
+func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
 // URI returns the store URI of the daemon: "unix://SOCKET".
 func (d *Daemon) URI() string { return "unix://" + d.Socket }
 

@@ -221,6 +221,28 @@ func (g *Graph) Deep() (node, downstream int) {
 	return node, downstream
 }
 
+// Victim is a node to poison in a benchmark and how many nodes depend on
+// it.
+type Victim struct {
+	Node, Downstream int
+}
+
+// Victims returns up to k input-addressed nodes of the layer Deep looks
+// at, most transitive dependents first (ties by index): different nodes
+// to poison in the runs of one benchmark, each rewriting new .drv files.
+func (g *Graph) Victims(k int) []Victim {
+	layer := g.Params.Depth / 8
+	deps := g.Dependents()
+	var out []Victim
+	for i, n := range g.Nodes {
+		if n.Layer == layer && !n.Kind.FixedOutput() {
+			out = append(out, Victim{i, reach(deps, i)})
+		}
+	}
+	sort.SliceStable(out, func(a, b int) bool { return out[a].Downstream > out[b].Downstream })
+	return out[:min(k, len(out))]
+}
+
 // reach counts the nodes that reach i through references.
 func reach(deps [][]int, i int) int {
 	seen := make([]bool, len(deps))

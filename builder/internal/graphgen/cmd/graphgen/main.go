@@ -2,7 +2,7 @@
 // and measures the benchmark floor of scripts/bench-rewrite.sh.
 //
 //	graphgen gen [-seed N] [-nodes N] [-bench] [-attr NAME] [-notwins] [-list] > graph.nix
-//	graphgen deep [-seed N] [-nodes N] [-bench]   # a node deep in the graph to poison
+//	graphgen deep [-seed N] [-nodes N] [-bench] [-count K]   # node(s) deep in the graph to poison
 //	graphgen floor < drv-paths     # read every file, sha256 its bytes twice
 package main
 
@@ -50,6 +50,7 @@ func gen(args []string, stdout, stderr io.Writer, deep bool) int {
 	list := fs.Bool("list", false, "print node attribute, layer, kind and name instead of the expression")
 	attr := fs.String("attr", "", "poison attribute (default POISON_SERIAL)")
 	noTwins := fs.Bool("notwins", false, "no twin pairs (derivations sharing output paths)")
+	count := fs.Int("count", 1, "deep: print this many nodes, most dependents first")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -65,6 +66,12 @@ func gen(args []string, stdout, stderr io.Writer, deep bool) int {
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	if deep && *count > 1 {
+		for _, v := range g.Victims(*count) {
+			fmt.Fprintf(stdout, "%s %d\n", g.Nodes[v.Node].Attr, v.Downstream)
+		}
+		return 0
 	}
 	if deep {
 		best, bestN := g.Deep()
