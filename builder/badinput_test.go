@@ -2,6 +2,7 @@ package builder_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,5 +132,38 @@ func TestEscapedKeys(t *testing.T) {
 	}
 	if d.Env[0].Key != `k"q` || d.Env[0].Value != newA+"\t\\" || d.Env[len(d.Env)-1].Key != `z\` || d.Env[len(d.Env)-1].Value != "\n" {
 		t.Fatalf("env after rewrite: %q", d.Env)
+	}
+}
+
+// TestDrvTooLarge: a .drv file larger than the limit is refused from its
+// size, before it is read, with one line naming it; a 1 GB (sparse) file
+// under the default limit, a small one under a small limit.
+func TestDrvTooLarge(t *testing.T) {
+	a := hA + "-a.drv"
+	for _, tc := range []struct {
+		name string
+		size int64
+		max  int64
+		want string
+	}{
+		{"1GB-default-limit", 1 << 30, 0, "more than the 64 MiB"},
+		{"small-limit", 3 << 20, 2 << 20, "more than the 2 MiB"},
+		{"under-one-read", 4000, 1000, "more than the 1000 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, a)
+			if err := os.WriteFile(file, []byte(drvText("a", nil, "")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(file, tc.size); err != nil {
+				t.Fatal(err)
+			}
+			_, err := builder.LoadClosure(context.Background(), builder.LoadOptions{RealStoreDir: dir, MaxDrvSize: tc.max}, []string{"/nix/store/" + a})
+			var tl *builder.TooLargeError
+			if !errors.As(err, &tl) || tl.Size != tc.size || !strings.Contains(err.Error(), "/nix/store/"+a) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("LoadClosure of a %d-byte .drv = %v; want one line naming it, %q", tc.size, err, tc.want)
+			}
+		})
 	}
 }

@@ -50,7 +50,15 @@ type LoadOptions struct {
 	// .drv path (a text path over its bytes and references). The check
 	// catches altered files; it costs one SHA-256 pass over the closure.
 	NoVerify bool
+	// MaxDrvSize is the largest .drv file read, DefaultMaxDrvSize when 0.
+	// A larger file is refused before it is read.
+	MaxDrvSize int64
 }
+
+// DefaultMaxDrvSize bounds the size of a .drv file (64 MiB): far above the
+// largest real derivations (a few MiB, with big structured attributes or
+// passAsFile contents), far below what would exhaust memory.
+const DefaultMaxDrvSize = 64 << 20
 
 // Options configures Rewrite.
 type Options struct {

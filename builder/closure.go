@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -181,7 +182,14 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 	}
 	var inputPaths [][]string
 	// One reader per worker: each keeps its own file arena.
+	maxSize := opts.MaxDrvSize
+	if maxSize <= 0 {
+		maxSize = DefaultMaxDrvSize
+	}
 	readers := make([]reader, par)
+	for i := range readers {
+		readers[i].max = maxSize
+	}
 	for len(frontier) > 0 {
 		p := pool.New().WithMaxGoroutines(par).WithContext(ctx).WithCancelOnError().WithFirstError()
 		var claimed atomic.Int64
@@ -324,7 +332,7 @@ func loadOne(rd *reader, storeDir, realDir string, verify bool, l *loaded) error
 		// readFile took one read for the whole file. On a filesystem
 		// that reads short anyway (some network ones), read it again to
 		// the end before calling it malformed.
-		if full, rerr := os.ReadFile(file); rerr == nil && len(full) != len(data) {
+		if full, rerr := rd.readAgain(file); rerr == nil && len(full) != len(data) {
 			data = full
 			raw = unsafe.String(unsafe.SliceData(data), len(data))
 			d, err = aterm.ParseLazy(raw)
@@ -367,6 +375,34 @@ func loadOne(rd *reader, storeDir, realDir string, verify bool, l *loaded) error
 // so the arena is never reused.
 type reader struct {
 	free []byte // unused tail of the current chunk
+	max  int64  // the largest file read
+}
+
+// TooLargeError is the refusal of a .drv file larger than the limit.
+type TooLargeError struct {
+	Size, Max int64
+}
+
+func (e *TooLargeError) Error() string {
+	limit := fmt.Sprintf("%d bytes", e.Max)
+	if e.Max%(1<<20) == 0 {
+		limit = fmt.Sprintf("%d MiB", e.Max>>20)
+	}
+	return fmt.Sprintf(".drv file of %d bytes, more than the %s a derivation may have: not a real derivation (delete it and instantiate it again)", e.Size, limit)
+}
+
+// readAgain reads path whole, to the limit, without the arena.
+func (rd *reader) readAgain(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, rd.max+1))
+	if err == nil && int64(len(b)) > rd.max {
+		return nil, &TooLargeError{Size: int64(len(b)), Max: rd.max}
+	}
+	return b, err
 }
 
 const (
@@ -393,6 +429,9 @@ func (rd *reader) readFile(path string) ([]byte, error) {
 		return nil, &fs.PathError{Op: "read", Path: path, Err: err}
 	}
 	if n < len(rd.free) {
+		if int64(n) > rd.max {
+			return nil, &TooLargeError{Size: int64(n), Max: rd.max}
+		}
 		data := rd.free[:n:n]
 		rd.free = rd.free[n:]
 		return data, nil
@@ -405,6 +444,9 @@ func (rd *reader) readFile(path string) ([]byte, error) {
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		return nil, &fs.PathError{Op: "read", Path: path, Err: errors.New("not a regular file")}
 	}
+	if st.Size > rd.max {
+		return nil, &TooLargeError{Size: st.Size, Max: rd.max}
+	}
 	buf := make([]byte, max(int(st.Size), n)+1)
 	copy(buf, rd.free[:n])
 	for {
@@ -416,8 +458,12 @@ func (rd *reader) readFile(path string) ([]byte, error) {
 			return buf[:n:n], nil
 		}
 		n += m
+		if int64(n) > rd.max {
+			// It grew while being read.
+			return nil, &TooLargeError{Size: int64(n), Max: rd.max}
+		}
 		if n == len(buf) {
-			buf = append(buf, make([]byte, len(buf))...)
+			buf = append(buf, make([]byte, min(len(buf), int(rd.max)+1-n+1))...)
 		}
 	}
 }

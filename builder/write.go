@@ -8,7 +8,6 @@ import (
 	"slices"
 
 	"github.com/poison-nix/poison/builder/daemon"
-	"github.com/sourcegraph/conc/pool"
 )
 
 // WriteError is the daemon's refusal of one rewritten derivation.
@@ -215,47 +214,16 @@ func addTexts(ctx context.Context, c *daemon.Conn, drvs []Drv) error {
 	return first
 }
 
-// WritePool is Write over several connections: derivations of the same
-// depth (no rewritten inputs among each other) are added in parallel, one
-// batch per connection, depth after depth. Each path stays a temporary
-// root while the connection that added it is open, that is until the pool
-// is closed.
+// WritePool is Write on one connection of p, which stays in the pool
+// (and so keeps every written path a temporary root) until p is closed.
+//
+// conns is how many connections the caller would allow; writing uses one
+// whatever it is. The daemon's workers share one SQLite database: two
+// writing at once make Nix retry conflicting transactions after random
+// sleeps of up to 100 ms (measured on Nix 2.8: about one transaction in
+// ten), which costs more than the second core gains. See
+// docs/performance.md.
 func WritePool(ctx context.Context, p *daemon.Pool, res *Result, conns int) error {
-	if conns <= 1 || len(res.Changed) < 64 {
-		return p.Do(ctx, func(c *daemon.Conn) error { return Write(ctx, c, res) })
-	}
-	// Temp roots for the inputs and roots, on one connection kept in the
-	// pool.
-	if err := p.Do(ctx, func(c *daemon.Conn) error { return write(ctx, c, nil, tempRoots(res)) }); err != nil {
-		return err
-	}
-	level := make(map[string]int, len(res.Changed))
-	var levels [][]Drv
-	for _, d := range res.Changed {
-		l := 0
-		for _, r := range d.References {
-			if rl, ok := level[r]; ok && rl+1 > l {
-				l = rl + 1
-			}
-		}
-		level[d.Path] = l
-		for len(levels) <= l {
-			levels = append(levels, nil)
-		}
-		levels[l] = append(levels[l], d)
-	}
-	for _, ds := range levels {
-		n := min(conns, (len(ds)+31)/32)
-		g := pool.New().WithContext(ctx).WithCancelOnError().WithFirstError()
-		for k := range n {
-			part := ds[k*len(ds)/n : (k+1)*len(ds)/n]
-			g.Go(func(ctx context.Context) error {
-				return p.Do(ctx, func(c *daemon.Conn) error { return write(ctx, c, part, nil) })
-			})
-		}
-		if err := g.Wait(); err != nil {
-			return err
-		}
-	}
-	return nil
+	_ = conns
+	return p.Do(ctx, func(c *daemon.Conn) error { return Write(ctx, c, res) })
 }

@@ -186,3 +186,72 @@ func waitReapedCPU(b *testing.B, pid int, before time.Duration) time.Duration {
 	}
 	return last - before
 }
+
+// BenchmarkWriteParallel writes two fresh closures of -bench-nodes
+// derivations on a private daemon: one after the other on one connection,
+// and at the same time on two connections. It shows whether the daemon's
+// workers can write in parallel (they share one SQLite database).
+func BenchmarkWriteParallel(b *testing.B) {
+	nixtest.Need(b)
+	d := daemontest.Start(b)
+	file := filepath.Join(daemontest.RepoRoot(b), "testdata", "daemon", "wide.nix")
+	n := fmt.Sprint(*benchNodes)
+	ctx := context.Background()
+	prepare := func(tag string) *builder.Result {
+		top := nixtest.Output(b, "nix-instantiate", file, "-A", "top", "--arg", "n", n, "--argstr", "nonce", fmt.Sprintf("bench-par-%s-%d", tag, time.Now().UnixNano()))
+		lk := lock.New(lock.Source{}, lock.DefaultEnv)
+		c, err := builder.LoadClosure(ctx, builder.LoadOptions{}, []string{top})
+		if err != nil {
+			b.Fatal(err)
+		}
+		lk.Derivations[filepath.Base(nodeZero(b, c))] = 1
+		res, err := builder.Rewrite(ctx, c, builder.Options{Lock: lk})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return res
+	}
+	for _, conns := range []int{1, 2} {
+		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
+			var wall time.Duration
+			var written int
+			for range b.N {
+				b.StopTimer()
+				r1, r2 := prepare("a"), prepare("b")
+				c1, err := daemon.Dial(ctx, d.URI(), offlineOpts())
+				if err != nil {
+					b.Fatal(err)
+				}
+				c2, err := daemon.Dial(ctx, d.URI(), offlineOpts())
+				if err != nil {
+					b.Fatal(err)
+				}
+				t0 := time.Now()
+				b.StartTimer()
+				if conns == 1 {
+					if err := builder.Write(ctx, c1, r1); err != nil {
+						b.Fatal(err)
+					}
+					if err := builder.Write(ctx, c1, r2); err != nil {
+						b.Fatal(err)
+					}
+				} else {
+					errc := make(chan error, 1)
+					go func() { errc <- builder.Write(ctx, c2, r2) }()
+					if err := builder.Write(ctx, c1, r1); err != nil {
+						b.Fatal(err)
+					}
+					if err := <-errc; err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				wall += time.Since(t0)
+				c1.Close()
+				c2.Close()
+				written += len(r1.Changed) + len(r2.Changed)
+			}
+			b.ReportMetric(float64(wall.Microseconds())/1000/float64(written), "ms/drv")
+		})
+	}
+}
