@@ -375,7 +375,7 @@ func loadOne(rd *reader, storeDir, realDir string, verify bool, l *loaded) error
 // so the arena is never reused.
 type reader struct {
 	free []byte // unused tail of the current chunk
-	max  int64  // the largest file read
+	max  int64  // the largest file read; DefaultMaxDrvSize when 0
 }
 
 // TooLargeError is the refusal of a .drv file larger than the limit.
@@ -421,6 +421,9 @@ func (rd *reader) readFile(path string) ([]byte, error) {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer syscall.Close(fd)
+	if rd.max <= 0 {
+		rd.max = DefaultMaxDrvSize
+	}
 	if len(rd.free) < arenaSlack {
 		rd.free = make([]byte, arenaChunk)
 	}

@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/poison-nix/poison/builder/daemon"
-	"github.com/poison-nix/poison/builder/internal/storepath"
 	"github.com/poison-nix/poison/internal/daemontest"
 	"github.com/poison-nix/poison/internal/nixtest"
+	"github.com/poison-nix/poison/storepath"
 )
 
 // fresh is a graph.nix instantiated into a chroot store of its own, so
