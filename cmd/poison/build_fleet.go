@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -11,24 +10,21 @@ import (
 	"github.com/poison-nix/poison/builder/daemon"
 	"github.com/poison-nix/poison/fleet/dispatch"
 	"github.com/poison-nix/poison/fleet/machines"
+	"github.com/poison-nix/poison/internal/nixconf"
 )
 
-// nixSetting returns a Nix setting as a client reads it: from
-// $NIX_CONF_DIR/nix.conf (/etc/nix by default), then NIX_CONFIG; def when
-// neither sets it.
+// nixSetting returns a Nix setting as a client reads it (nix.conf, the
+// user's files, NIX_CONFIG: see internal/nixconf); def when none sets it
+// or the configuration does not read.
 func nixSetting(e *env, name, def string) string {
-	dir := e.getenv("NIX_CONF_DIR")
-	if dir == "" {
-		dir = "/etc/nix"
+	c, err := nixconf.Load(e.getenv)
+	if err != nil {
+		return def
 	}
-	v := def
-	data, _ := os.ReadFile(filepath.Join(dir, "nix.conf"))
-	for _, cfg := range []string{string(data), e.getenv("NIX_CONFIG")} {
-		if x, ok := nixConfigOverrides(cfg)[name]; ok {
-			v = x
-		}
+	if v, ok := c.Get(name); ok {
+		return v
 	}
-	return v
+	return def
 }
 
 // thisSystem returns Nix's name for this machine's system

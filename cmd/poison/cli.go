@@ -199,9 +199,16 @@ func report(e *env, err error) int {
 		return exitOK
 	}
 	code, hint := exitError, ""
+	var h interface{ Hint() string }
+	if errors.As(err, &h) {
+		hint = h.Hint()
+	}
 	var x *exitErr
 	if errors.As(err, &x) {
-		code, hint = x.code, x.hint
+		code = x.code
+		if x.hint != "" {
+			hint = x.hint
+		}
 		if x.err == nil {
 			return code
 		}
@@ -221,6 +228,10 @@ func report(e *env, err error) int {
 // prints the command's usage on stdout and returns errHelp; a flag error
 // is a usage error whose hint names the nearest flags.
 func parseArgs(e *env, c *command, fs *flag.FlagSet, args []string) ([]string, error) {
+	args, err := joinTwoValues(c, fs, args)
+	if err != nil {
+		return nil, err
+	}
 	var pos []string
 	for {
 		err := fs.Parse(args)
@@ -242,6 +253,38 @@ func parseArgs(e *env, c *command, fs *flag.FlagSet, args []string) ([]string, e
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// twoValued is implemented by flag values that take two arguments
+// (--arg NAME EXPR): joinTwoValues hands them "NAME\x00EXPR".
+type twoValued interface{ TwoValues() bool }
+
+// joinTwoValues rewrites "--arg NAME EXPR" into one argument for the flag
+// package, up to "--".
+func joinTwoValues(c *command, fs *flag.FlagSet, args []string) ([]string, error) {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...), nil
+		}
+		name := strings.TrimLeft(a, "-")
+		if len(a)-len(name) > 0 && len(a)-len(name) <= 2 && !strings.Contains(name, "=") {
+			if f := fs.Lookup(name); f != nil {
+				if tv, ok := f.Value.(twoValued); ok && tv.TwoValues() {
+					if i+2 >= len(args) {
+						return nil, &exitErr{code: exitUsage, err: fmt.Errorf("%s: flag %s needs two arguments", c.name, dashes(name)),
+							hint: fmt.Sprintf("run 'poison %s --help' for its flags", c.name)}
+					}
+					out = append(out, "--"+name+"="+args[i+1]+"\x00"+args[i+2])
+					i += 2
+					continue
+				}
+			}
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // flagError turns a flag package error into a usage error.

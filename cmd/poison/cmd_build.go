@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,9 +9,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -22,6 +18,8 @@ import (
 	"github.com/poison-nix/poison/builder/daemon"
 	"github.com/poison-nix/poison/fleet/dispatch"
 	"github.com/poison-nix/poison/fleet/machines"
+	"github.com/poison-nix/poison/internal/installable"
+	"github.com/poison-nix/poison/internal/nixconf"
 	"github.com/poison-nix/poison/internal/progress"
 	"github.com/poison-nix/poison/internal/settings"
 )
@@ -44,6 +42,11 @@ type buildOptions struct {
 	copyBack      bool
 	logFormat     string
 	attrs         stringsFlag
+	args          nixArgs
+	include       stringsFlag
+	file          string
+	expr          string
+	nixConf       *nixconf.Config
 	installables  []string
 }
 
@@ -78,18 +81,37 @@ func buildCommand() command {
 			for _, n := range []string{"A", "attr"} {
 				fs.Var(&o.attrs, n, "attribute `ATTR` of the Nix file to build (repeatable); the file defaults to ./default.nix")
 			}
+			fs.Var(&nixArg{list: &o.args}, "arg", "pass `NAME EXPR` to the Nix file's function, as nix-build --arg (two values)")
+			fs.Var(&nixArg{list: &o.args, str: true}, "argstr", "pass `NAME STRING` to the Nix file's function, as nix-build --argstr (two values)")
+			fs.Var(&o.include, "I", "add `PATH` to the Nix search path, as nix-build -I (repeatable)")
+			for _, n := range []string{"f", "file"} {
+				fs.StringVar(&o.file, n, "", "build attributes of the Nix `FILE`: the arguments are attribute paths in it, as nix build --file")
+			}
+			for _, n := range []string{"E", "expr"} {
+				fs.StringVar(&o.expr, n, "", "build attributes of the Nix `EXPR`ession: the arguments are attribute paths in it, as nix build --expr")
+			}
 			return func(ctx context.Context, e *env, args []string) error {
 				o.installables = args
-				if len(o.installables) == 0 && len(o.attrs) == 0 {
-					return &exitErr{code: exitUsage, err: errors.New("build: nothing to build"), hint: "pass .drv paths, output paths, or a Nix file with -A ATTR"}
+				if o.file != "" && o.expr != "" {
+					return usageErrorf("build: --file and --expr exclude each other")
+				}
+				if len(args) == 0 && len(o.attrs) == 0 && len(o.args) == 0 && o.file == "" && o.expr == "" && !installable.HasDefault(e.dir) {
+					return &exitErr{code: exitUsage, err: errors.New("build: nothing to build: no default.nix or flake.nix here"),
+						hint: "pass .drv paths, output paths, a Nix file (with -A ATTR) or a flake reference"}
 				}
 				if o.logFormat != "" && o.logFormat != "internal-json" && o.logFormat != "raw" {
 					return usageErrorf("build: --log-format %q: want internal-json or raw", o.logFormat)
 				}
-				if o.jobs == "" {
-					o.jobs = nixMaxJobs(e)
-				}
 				var err error
+				if o.nixConf, err = nixconf.Load(e.getenv); err != nil {
+					return withHint(fmt.Errorf("build: %w", err), "fix the Nix configuration (nix.conf or NIX_CONFIG)")
+				}
+				if o.jobs == "" {
+					o.jobs = "1"
+					if v, ok := o.nixConf.Get("max-jobs"); ok && v != "" {
+						o.jobs = v
+					}
+				}
 				if o.settings, err = loadSettings(e, sf); err != nil {
 					return err
 				}
@@ -97,24 +119,6 @@ func buildCommand() command {
 			}
 		},
 	}
-}
-
-// nixMaxJobs returns the max-jobs a Nix client would send: from
-// $NIX_CONF_DIR/nix.conf (/etc/nix by default), then NIX_CONFIG; "1"
-// when neither sets it.
-func nixMaxJobs(e *env) string {
-	dir := e.getenv("NIX_CONF_DIR")
-	if dir == "" {
-		dir = "/etc/nix"
-	}
-	jobs := "1"
-	data, _ := os.ReadFile(filepath.Join(dir, "nix.conf"))
-	for _, cfg := range []string{string(data), e.getenv("NIX_CONFIG")} {
-		if v, ok := nixConfigOverrides(cfg)["max-jobs"]; ok && v != "" {
-			jobs = v
-		}
-	}
-	return jobs
 }
 
 func (o *buildOptions) maxJobs() (int, error) {
@@ -155,7 +159,7 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 	ds := daemon.DefaultSettings()
 	ds.MaxBuildJobs = jobs
 	ds.KeepGoing = o.keepGoing
-	ds.Overrides = nixConfigOverrides(e.getenv("NIX_CONFIG"))
+	ds.Overrides = o.nixConf.Overrides()
 	dopts := daemon.Options{
 		StoreDir:   storeDir,
 		SocketPath: e.getenv("NIX_DAEMON_SOCKET_PATH"),
@@ -211,10 +215,17 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 	if err != nil {
 		return withHint(fmt.Errorf("build: connect to store %s: %w", o.store, err), connectHint(o.store, "pass --store URI"))
 	}
-	roots, err := resolveInstallables(ctx, e, conn, storeDir, o)
+	iroots, err := installable.Resolve(ctx, conn, installable.Options{
+		Dir: e.dir, StoreDir: storeDir, Attrs: o.attrs, Args: o.args, Include: o.include,
+		File: absOrEmpty(e, o.file), Expr: o.expr, Store: instantiateStore(o.store),
+	}, o.installables)
 	p.Put(conn, err != nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w", err)
+	}
+	roots := make([]string, len(iroots))
+	for i, r := range iroots {
+		roots[i] = r.DrvPath
 	}
 
 	realDir := chrootStoreDir(o.store, storeDir)
@@ -303,165 +314,6 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 		}
 	}
 	return &exitErr{code: code, err: errors.New(strings.Join(failures, "\n"))}
-}
-
-// resolveInstallables turns the arguments into .drv paths: .drv paths,
-// output paths (their deriver), Nix files (nix-instantiate, with -A).
-func resolveInstallables(ctx context.Context, e *env, conn *daemon.Conn, storeDir string, o buildOptions) ([]string, error) {
-	var roots, files []string
-	for _, arg := range o.installables {
-		p := rootPath(e, storeDir, arg)
-		switch {
-		case strings.HasPrefix(p, storeDir+"/") && strings.HasSuffix(p, ".drv"):
-			roots = append(roots, p)
-		case strings.HasPrefix(p, storeDir+"/"):
-			base := p
-			if rest := p[len(storeDir)+1:]; strings.Contains(rest, "/") {
-				base = storeDir + "/" + rest[:strings.IndexByte(rest, '/')]
-			}
-			info, err := conn.QueryPathInfo(ctx, base)
-			if err != nil {
-				return nil, fmt.Errorf("build: installable %s: %w", arg, err)
-			}
-			if info.Deriver == "" {
-				return nil, withHint(fmt.Errorf("build: installable %s: the store does not know which derivation built it", arg), "pass its .drv path instead")
-			}
-			if ok, err := conn.IsValidPath(ctx, info.Deriver); err != nil || !ok {
-				return nil, withHint(fmt.Errorf("build: installable %s: its derivation %s is not in the store", arg, info.Deriver), "instantiate it again (nix-instantiate) and pass the .drv path")
-			}
-			roots = append(roots, info.Deriver)
-		case isFlakeRef(arg):
-			drvs, err := flakeDrvs(ctx, e, arg)
-			if err != nil {
-				return nil, err
-			}
-			roots = append(roots, drvs...)
-		default:
-			files = append(files, arg)
-		}
-	}
-	if len(o.attrs) > 0 && len(files) == 0 {
-		files = append(files, "./default.nix")
-	}
-	for _, f := range files {
-		drvs, err := instantiate(ctx, e, f, o)
-		if err != nil {
-			return nil, err
-		}
-		roots = append(roots, drvs...)
-	}
-	return roots, nil
-}
-
-// isFlakeRef reports whether arg looks like a flake reference
-// ("path:DIR#attr", "github:o/r#x", ".#x") rather than a file.
-func isFlakeRef(arg string) bool {
-	if strings.Contains(arg, "#") {
-		return true
-	}
-	scheme, _, ok := strings.Cut(arg, ":")
-	return ok && scheme != "" && !strings.ContainsAny(scheme, "/.")
-}
-
-// flakeDrvs instantiates a flake output with the installed Nix (flakes
-// are experimental in Nix 2.8) and returns its .drv paths.
-func flakeDrvs(ctx context.Context, e *env, ref string) ([]string, error) {
-	out, err := evaluate(ctx, e, ref, "nix", "--extra-experimental-features", "nix-command flakes", "path-info", "--derivation", ref)
-	if err != nil {
-		return nil, err
-	}
-	var drvs []string
-	for _, l := range strings.Fields(string(out)) {
-		if strings.HasSuffix(l, ".drv") {
-			drvs = append(drvs, l)
-		}
-	}
-	if len(drvs) == 0 {
-		return nil, fmt.Errorf("build: installable %s evaluates to no derivation", ref)
-	}
-	return drvs, nil
-}
-
-// instantiate runs nix-instantiate on a Nix file and returns the .drv
-// paths it printed.
-func instantiate(ctx context.Context, e *env, file string, o buildOptions) ([]string, error) {
-	args := []string{file}
-	for _, a := range o.attrs {
-		args = append(args, "-A", a)
-	}
-	if o.store != "auto" && o.store != "daemon" && !strings.HasPrefix(o.store, "ssh-ng://") {
-		args = append(args, "--store", o.store)
-	}
-	out, err := evaluate(ctx, e, file, "nix-instantiate", args...)
-	if err != nil {
-		return nil, err
-	}
-	var drvs []string
-	for _, l := range strings.Split(string(out), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			drvs = append(drvs, rootPath(e, "/nix/store", l))
-		}
-	}
-	if len(drvs) == 0 {
-		return nil, fmt.Errorf("build: installable %s evaluates to no derivation", file)
-	}
-	return drvs, nil
-}
-
-// evaluate runs a Nix tool that evaluates installable and returns its
-// stdout; a failure becomes one line with Nix's own error and a hint.
-func evaluate(ctx context.Context, e *env, installable, tool string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, tool, args...)
-	cmd.Dir = e.dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		msg := lastErrorLine(stderr.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return nil, withHint(fmt.Errorf("build: installable %s does not evaluate: %s", installable, msg), "check it with: "+tool+" "+strings.Join(args, " "))
-	}
-	return out, nil
-}
-
-// lastErrorLine picks the most telling line of a Nix error output.
-func lastErrorLine(s string) string {
-	s = daemon.StripANSI(s)
-	var last string
-	for _, l := range strings.Split(s, "\n") {
-		l = strings.TrimSpace(l)
-		if strings.HasPrefix(l, "error:") {
-			last = strings.TrimSpace(strings.TrimPrefix(l, "error:"))
-			if last != "" {
-				return last
-			}
-			continue
-		}
-		if last == "" && l != "" && !strings.HasPrefix(l, "warning:") && !strings.HasPrefix(l, "…") && !strings.HasPrefix(l, "at ") {
-			last = l
-		}
-	}
-	return last
-}
-
-// nixConfigOverrides turns NIX_CONFIG's "name = value" lines into the
-// overrides a Nix client sends with SetOptions.
-func nixConfigOverrides(cfg string) map[string]string {
-	out := map[string]string{}
-	for _, l := range strings.Split(cfg, "\n") {
-		l = strings.TrimSpace(l)
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(l, "=")
-		if !ok {
-			continue
-		}
-		out[strings.TrimSpace(k)] = strings.Join(strings.Fields(v), " ")
-	}
-	return out
 }
 
 // dryRun says what a build would do, and why each derivation is rebuilt.
@@ -606,4 +458,52 @@ func connectHint(store, other string) string {
 		return "check that ssh logs in to the host without a prompt (key: ?ssh-key=FILE or NIX_SSHOPTS) and finds nix-daemon there (or pass ?remote-program=PATH), or " + other
 	}
 	return "start the nix-daemon, or " + other
+}
+
+// nixArgs are the --arg and --argstr of a build, in order.
+type nixArgs = []installable.Arg
+
+// nixArg is the flag.Value of --arg and --argstr: NAME and VALUE come as
+// two arguments (parseArgs joins them, see twoValues).
+type nixArg struct {
+	list *nixArgs
+	str  bool
+}
+
+func (a *nixArg) String() string { return "" }
+
+func (a *nixArg) Set(v string) error {
+	name, value, ok := strings.Cut(v, "\x00")
+	if !ok || name == "" {
+		return errors.New("want NAME VALUE (two arguments)")
+	}
+	*a.list = append(*a.list, installable.Arg{Name: name, Value: value, String: a.str})
+	return nil
+}
+
+// TwoValues marks a flag that takes two arguments.
+func (a *nixArg) TwoValues() bool { return true }
+
+// Placeholder names the values in help.
+func (a *nixArg) Placeholder() string {
+	if a.str {
+		return "NAME STRING"
+	}
+	return "NAME EXPR"
+}
+
+// instantiateStore is the --store nix-instantiate gets: chroot and other
+// local stores; the daemon and remote stores evaluate locally.
+func instantiateStore(store string) string {
+	if store == "auto" || store == "daemon" || strings.HasPrefix(store, "ssh-ng://") {
+		return ""
+	}
+	return store
+}
+
+func absOrEmpty(e *env, p string) string {
+	if p == "" {
+		return ""
+	}
+	return absPath(e, p)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/poison-nix/poison/builder/daemon"
 	"github.com/poison-nix/poison/builder/storecopy"
+	"github.com/poison-nix/poison/internal/nixconf"
 )
 
 // copyOptions are the settings of one `poison copy`.
@@ -56,7 +57,7 @@ func runCopy(ctx context.Context, e *env, o copyOptions) error {
 	}
 	dopts := func() daemon.Options {
 		s := daemon.DefaultSettings()
-		s.Overrides = nixConfigOverrides(e.getenv("NIX_CONFIG"))
+		s.Overrides = nixconf.ParseOverrides(e.getenv("NIX_CONFIG"))
 		return daemon.Options{
 			StoreDir:   o.storeDir,
 			SocketPath: e.getenv("NIX_DAEMON_SOCKET_PATH"),
