@@ -75,6 +75,7 @@ func commands() []command {
 		checkCommand(),
 		hooksCommand(),
 		provenanceCommand(),
+		quarantineCommand(),
 		journalHookCommand(),
 		versionCommand(),
 	}

@@ -22,21 +22,26 @@ type checkOptions struct {
 	json     bool
 	byName   bool
 	paths    []string
+	cache    string // --cache: check a binary cache instead (cmd_check_cache.go)
 }
 
 func checkCommand() command {
 	return command{
 		name:    "check",
 		summary: "which store paths in the runtime closure of PATH... are outputs of poisoned derivations",
-		usage:   "[--lock FILE] [--store URI] [--json] [--by-name] PATH...",
+		usage:   "[--lock FILE] [--store URI] [--json] [--by-name] PATH... | --cache URI [--lock FILE] [--json]",
 		setup: func(fs *flag.FlagSet) runFunc {
 			var o checkOptions
 			sf := settings.Register(fs, "lock", "max-age")
 			fs.StringVar(&o.store, "store", "auto", "store `URI` to query (daemon, unix://PATH, auto, ssh-ng://HOST, local?root=DIR)")
 			fs.BoolVar(&o.json, "json", false, "print one JSON document instead of text")
 			fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
+			fs.StringVar(&o.cache, "cache", "", "instead of PATHs: which poisoned outputs the binary cache `URI` serves (file:///DIR, http(s)://HOST/PATH)")
 			return func(ctx context.Context, e *env, args []string) error {
 				o.paths = args
+				if o.cache != "" {
+					return runCheckCache(ctx, e, o, sf)
+				}
 				if len(o.paths) == 0 {
 					return &exitErr{code: exitUsage, err: errors.New("check: no paths given"),
 						hint: "pass store paths (or result symlinks) whose runtime closure to check"}
