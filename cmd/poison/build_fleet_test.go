@@ -45,7 +45,7 @@ type fleetRun struct {
 }
 
 // runPoison runs poison in dir with the test's Nix settings and vars.
-func runFleetPoison(t *testing.T, dir string, vars map[string]string, args ...string) fleetRun {
+func runFleetPoison(t testing.TB, dir string, vars map[string]string, args ...string) fleetRun {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, now: time.Now, dir: dir,
@@ -62,7 +62,7 @@ func runFleetPoison(t *testing.T, dir string, vars map[string]string, args ...st
 	return fleetRun{code, stdout.String(), stderr.String()}
 }
 
-func writeLock(t *testing.T, dir string, drvs ...string) string {
+func writeLock(t testing.TB, dir string, drvs ...string) string {
 	t.Helper()
 	var entries []string
 	for _, d := range drvs {
