@@ -1,13 +1,11 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 
 	"github.com/poison-nix/poison/builder"
@@ -56,13 +54,6 @@ func checkCommand() command {
 	}
 }
 
-// Statuses of a checked path.
-const (
-	statusPoisoned     = "poisoned"     // its derivation gets a serial it was not built with
-	statusDependent    = "dependent"    // its derivation was built against a poisoned input
-	statusUndetermined = "undetermined" // no derivation to judge it by
-)
-
 type checkPath struct {
 	Path       string   `json:"path"`
 	Status     string   `json:"status"`
@@ -75,7 +66,6 @@ type checkPath struct {
 	Causes     []string `json:"causes"`  // poisoned derivations upstream (dependents)
 	Fixed      bool     `json:"fixedOutput"`
 	Rebuilds   bool     `json:"rebuilds"` // its output path changes, so a build under the lock replaces it
-	name       string
 }
 
 type checkUndeterminedPath struct {
@@ -123,7 +113,6 @@ func runCheck(ctx context.Context, e *env, o checkOptions) error {
 		rep.Failures = append(rep.Failures, checkFailure{Path: p, Error: err.Error()})
 	}
 
-	// 1. The runtime closure, each path queried once.
 	var roots []string
 	for _, arg := range o.paths {
 		p := rootPath(e, storeDir, arg)
@@ -136,130 +125,36 @@ func runCheck(ctx context.Context, e *env, o checkOptions) error {
 		}
 		roots = append(roots, p)
 	}
-	infos := map[string]*daemon.PathInfo{}
-	var order []string
-	queue := slices.Clone(roots)
-	seen := map[string]bool{}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		info, err := conn.QueryPathInfo(ctx, p)
-		if err != nil {
-			var pe *daemon.ProtocolError
-			if errors.As(err, &pe) || ctx.Err() != nil {
-				return &exitErr{code: checkFailed, err: fmt.Errorf("check: %w", err)}
-			}
-			if errors.Is(err, daemon.ErrNotValid) {
-				err = errors.New("not valid in the store")
-			}
-			fail(p, err)
-			continue
-		}
-		infos[p] = info
-		order = append(order, p)
-		refs := slices.Clone(info.References)
-		slices.Sort(refs)
-		for _, r := range refs {
-			if !seen[r] {
-				queue = append(queue, r)
-			}
+	audit, err := builder.Audit(ctx, conn, roots, builder.AuditOptions{Lock: lk, ByName: o.byName,
+		StoreDir: storeDir, RealStoreDir: chrootStoreDir(o.store, storeDir)})
+	switch {
+	case errors.Is(err, builder.ErrAuditQuery):
+		return &exitErr{code: checkFailed, err: fmt.Errorf("check: %w", err)}
+	case err != nil:
+		return &exitErr{code: checkUndetermined, err: fmt.Errorf("check: %w", err)}
+	}
+	for _, n := range audit.Notes {
+		fmt.Fprintf(e.stderr, "poison: note: %s\n", n)
+	}
+	for _, w := range audit.Warnings {
+		fmt.Fprintf(e.stderr, "poison: warning: %s\n", w)
+	}
+	rep.Total = audit.Total
+	for _, f := range audit.Failures {
+		fail(f.Path, f.Err)
+	}
+	for _, ap := range audit.Paths {
+		rep.Paths = append(rep.Paths, checkPath{Path: ap.Path, Status: ap.Status, DrvPath: ap.DrvPath, NewDrvPath: ap.NewDrvPath,
+			NewPath: ap.NewPath, Serial: ap.Serial, Built: ap.BuiltSerial, Entries: ap.Entries, Causes: ap.Causes,
+			Fixed: ap.FixedOutput, Rebuilds: ap.Rebuilds})
+		if ap.Status == builder.AuditPoisoned {
+			rep.Poisoned++
+		} else {
+			rep.Dependent++
 		}
 	}
-	rep.Total = len(order)
-
-	// 2. The derivers, and whether the store still has them.
-	undetermined := func(p, drv, reason string) {
-		rep.Unknown = append(rep.Unknown, checkUndeterminedPath{Path: p, DrvPath: drv, Reason: reason})
-	}
-	var derivers []string
-	for _, p := range order {
-		if d := infos[p].Deriver; d != "" {
-			derivers = append(derivers, d)
-		}
-	}
-	slices.Sort(derivers)
-	derivers = slices.Compact(derivers)
-	valid := map[string]bool{}
-	if len(derivers) > 0 {
-		vs, err := conn.QueryValidPaths(ctx, derivers, false)
-		if err != nil {
-			return &exitErr{code: checkFailed, err: fmt.Errorf("check: query the derivations: %w", err)}
-		}
-		for _, v := range vs {
-			valid[v] = true
-		}
-	}
-	var judged []string
-	for _, p := range order {
-		d := infos[p].Deriver
-		switch {
-		case d == "" && strings.HasSuffix(p, ".drv"):
-			undetermined(p, "", "a derivation, not a build output (check its outputs, or see 'poison rewrite --explain')")
-		case d == "":
-			undetermined(p, "", "no deriver recorded: added to the store directly (nix-store --add) or copied without one")
-		case !valid[d]:
-			undetermined(p, d, "its derivation is not in the store (garbage-collected?)")
-		default:
-			judged = append(judged, p)
-		}
-	}
-
-	// 3. One closure of all derivers, rewritten once.
-	var roots2 []string
-	for _, p := range judged {
-		roots2 = append(roots2, infos[p].Deriver)
-	}
-	slices.Sort(roots2)
-	roots2 = slices.Compact(roots2)
-	loadOpts := builder.LoadOptions{StoreDir: storeDir, RealStoreDir: chrootStoreDir(o.store, storeDir)}
-	var c *builder.Closure
-	if len(roots2) > 0 {
-		c, err = builder.LoadClosure(ctx, loadOpts, roots2)
-		if err != nil && ctx.Err() == nil {
-			// Find the derivations that do not load (an input missing,
-			// an unreadable file) and judge the rest.
-			bad := map[string]error{}
-			var good []string
-			for _, r := range roots2 {
-				if _, err := builder.LoadClosure(ctx, loadOpts, []string{r}); err != nil {
-					bad[r] = err
-				} else {
-					good = append(good, r)
-				}
-			}
-			var keep []string
-			for _, p := range judged {
-				if err := bad[infos[p].Deriver]; err != nil {
-					undetermined(p, infos[p].Deriver, "its derivation cannot be read: "+err.Error())
-				} else {
-					keep = append(keep, p)
-				}
-			}
-			judged, c, err = keep, nil, nil
-			if len(good) > 0 {
-				c, err = builder.LoadClosure(ctx, loadOpts, good)
-			}
-		}
-		if err != nil {
-			return &exitErr{code: checkUndetermined, err: fmt.Errorf("check: %w", err)}
-		}
-	}
-	if c != nil {
-		var warnings []builder.Warning
-		res, err := builder.Rewrite(ctx, c, builder.Options{Lock: lk, ByName: o.byName, NoATerm: true,
-			Warn: func(w builder.Warning) { warnings = append(warnings, w) }})
-		if err != nil {
-			return &exitErr{code: checkUndetermined, err: fmt.Errorf("check: %w", err)}
-		}
-		carried, err := c.CarriedSerials(lk.Env)
-		if err != nil {
-			return &exitErr{code: checkUndetermined, err: fmt.Errorf("check: %w", err)}
-		}
-		classify(e, &rep, judged, infos, res, carried, warnings)
+	for _, u := range audit.Undetermined {
+		rep.Unknown = append(rep.Unknown, checkUndeterminedPath{Path: u.Path, DrvPath: u.DrvPath, Reason: u.Reason})
 	}
 
 	rep.Undetermined = len(rep.Unknown)
@@ -276,15 +171,6 @@ func runCheck(ctx context.Context, e *env, o checkOptions) error {
 		code |= checkFailed
 	}
 	rep.ExitStatus = code
-	slices.SortFunc(rep.Paths, func(a, b checkPath) int {
-		if a.Status != b.Status {
-			return cmp.Compare(statusRank(a.Status), statusRank(b.Status))
-		}
-		return cmp.Or(cmp.Compare(a.name, b.name), cmp.Compare(a.Path, b.Path))
-	})
-	slices.SortFunc(rep.Unknown, func(a, b checkUndeterminedPath) int {
-		return cmp.Or(cmp.Compare(storeName(a.Path), storeName(b.Path)), cmp.Compare(a.Path, b.Path))
-	})
 
 	for _, f := range rep.Failures {
 		fmt.Fprintf(e.stderr, "poison: error: check: %s: %s\n", f.Path, f.Error)
@@ -298,107 +184,11 @@ func runCheck(ctx context.Context, e *env, o checkOptions) error {
 	return nil
 }
 
-// classify sorts the judged paths into poisoned, dependent and clean.
-func classify(e *env, rep *checkReport, judged []string, infos map[string]*daemon.PathInfo, res *builder.Result, carried map[string]int, warnings []builder.Warning) {
-	poisons := make(map[string]builder.Poison, len(res.Poisoned))
-	for _, p := range res.Poisoned {
-		poisons[p.DrvPath] = p
-	}
-	// selfPoisoned: the lock gives the derivation a higher serial than it
-	// was written with: its outputs predate the poisoning. (A higher
-	// serial than the lock's, e.g. from the overlay's names or an entry
-	// since removed, means it was rebuilt later: not stale.)
-	selfPoisoned := func(d string) bool {
-		p, ok := poisons[d]
-		return ok && p.Serial > carried[d]
-	}
-	// The causes of every rewritten derivation: the poisoned ones it is
-	// (own) or depends on (upstream). Changed is topological and lists the
-	// new paths of its references.
-	oldOf := make(map[string]string, len(res.Changed))
-	for _, d := range res.Changed {
-		oldOf[d.Path] = d.OldPath
-	}
-	own := map[string]string{}
-	upstream := map[string][]string{}
-	for _, d := range res.Changed {
-		if selfPoisoned(d.OldPath) {
-			own[d.OldPath] = d.Name
-		}
-		var cs []string
-		for _, r := range d.References {
-			if old, ok := oldOf[r]; ok {
-				if c, ok := own[old]; ok {
-					cs = append(cs, c)
-				}
-				cs = append(cs, upstream[old]...)
-			}
-		}
-		slices.Sort(cs)
-		upstream[d.OldPath] = slices.Compact(cs)
-	}
-	warned := map[string]bool{}
-	for _, p := range judged {
-		d := infos[p].Deriver
-		nd := res.DrvPaths[d]
-		if nd == d {
-			continue // clean: built as the lock says
-		}
-		if !selfPoisoned(d) && len(upstream[d]) == 0 {
-			// Rewritten only because it, or something it depends on,
-			// carries a higher serial than the lock gives: built after
-			// the poisoning, so not stale.
-			if carried[d] > poisons[d].Serial && !warned[d] {
-				warned[d] = true
-				fmt.Fprintf(e.stderr, "poison: note: %s was built with serial %d, higher than the lock gives its derivation %s (built through the overlay? then pass --by-name); not stale\n", p, carried[d], d)
-			}
-			continue
-		}
-		cp := checkPath{Path: p, DrvPath: d, NewDrvPath: nd, Built: carried[d], Entries: []string{}, Causes: []string{}, name: storeName(p)}
-		if np, ok := res.OutPaths[p]; ok {
-			cp.NewPath = np
-			cp.Rebuilds = np != p
-		}
-		if pz, ok := poisons[d]; ok && selfPoisoned(d) {
-			cp.Status, cp.Serial, cp.Fixed = statusPoisoned, pz.Serial, pz.FixedOutput
-			cp.Entries = append(cp.Entries, pz.Entries...)
-			rep.Poisoned++
-			for _, w := range warnings {
-				if w.DrvPath == d && !warned[d] {
-					warned[d] = true
-					fmt.Fprintf(e.stderr, "poison: warning: %s\n", w.Message)
-				}
-			}
-		} else {
-			cp.Status = statusDependent
-			cp.Causes = append(cp.Causes, upstream[d]...)
-			rep.Dependent++
-		}
-		rep.Paths = append(rep.Paths, cp)
-	}
-}
-
-func statusRank(s string) int {
-	if s == statusPoisoned {
-		return 0
-	}
-	return 1
-}
-
-// storeName is the name part of a store path ("HASH-NAME").
-func storeName(p string) string {
-	b := p[strings.LastIndexByte(p, '/')+1:]
-	if i := strings.IndexByte(b, '-'); i >= 0 {
-		return b[i+1:]
-	}
-	return b
-}
-
 func writeCheckText(w io.Writer, rep checkReport) {
 	for _, p := range rep.Paths {
 		var det []string
 		det = append(det, "drv "+p.DrvPath)
-		if p.Status == statusPoisoned {
+		if p.Status == builder.AuditPoisoned {
 			how := fmt.Sprintf("serial %d", p.Serial)
 			if p.Built > 0 {
 				how = fmt.Sprintf("serial %d, built with %d", p.Serial, p.Built)
@@ -427,7 +217,7 @@ func writeCheckText(w io.Writer, rep checkReport) {
 		if u.DrvPath != "" {
 			reason = "drv " + u.DrvPath + ": " + reason
 		}
-		fmt.Fprintf(w, "%s  %s  (%s)\n", statusUndetermined, u.Path, reason)
+		fmt.Fprintf(w, "undetermined  %s  (%s)\n", u.Path, reason)
 	}
 	fmt.Fprintf(w, "check: %d of %d paths stale (%d poisoned, %d dependent, %d undetermined)", rep.Stale, rep.Total, rep.Poisoned, rep.Dependent, rep.Undetermined)
 	if rep.Failed > 0 {
