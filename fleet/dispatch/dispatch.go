@@ -117,6 +117,10 @@ func New(opts Options) (*Dispatcher, error) {
 		o := opts.Daemon
 		o.Settings = &settings
 		o.SSHOpts = slices.Clone(o.SSHOpts)
+		// A machine that vanishes without closing the connection would
+		// leave a build waiting forever: ssh gives up after about a
+		// minute of silence (options given earlier take precedence).
+		o.SSHOpts = append(o.SSHOpts, "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4")
 		if key := m.PublicHostKey(); key != "" && strings.HasPrefix(uri, "ssh-ng://") {
 			kh, err := d.knownHosts(uri, key)
 			if err != nil {

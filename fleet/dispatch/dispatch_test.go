@@ -1,6 +1,7 @@
 package dispatch_test
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -236,4 +237,68 @@ func readHome(t *testing.T, _ *daemon.Pool, path string) string {
 		t.Fatalf("read %s at home: %v", path, err)
 	}
 	return string(data)
+}
+
+// TestDispatchHostKey: the eighth column is the only known host key ssh
+// gets: the right key lets the build through; another host's key makes
+// ssh refuse the machine, which is then out of the run.
+func TestDispatchHostKey(t *testing.T) {
+	f := fleettest.Start(t, 2, nil)
+	home := daemontest.Start(t)
+	s := daemon.DefaultSettings()
+	s.Overrides = map[string]string{"substituters": ""}
+	hp := daemon.NewPool(home.URI(), daemon.Options{Settings: &s}, 4)
+	t.Cleanup(func() { hp.Close() })
+	hostKey := func(h *remotetest.Host) string {
+		data, err := os.ReadFile(h.SSH.KnownHosts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fields := strings.Fields(string(data))
+		return base64.StdEncoding.EncodeToString([]byte(fields[1] + " " + fields[2]))
+	}
+	h1 := f.Host("h1")
+	// No known_hosts but the machine's column, strict checking.
+	sshOpts := []string{"-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+		"-o", "StrictHostKeyChecking=yes", "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5"}
+	for _, tc := range []struct {
+		name, key string
+		ok        bool
+	}{
+		{"right key", hostKey(h1), true},
+		{"another host's key", hostKey(f.Host("h2")), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := fmt.Sprintf("%s %s %s 1 1 - - %s", h1.URI("ssh-ng"), fleettest.System(), h1.SSH.Key, tc.key)
+			ms, err := machines.Parse(spec, machines.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dp, err := dispatch.New(dispatch.Options{Machines: ms.Machines, Home: hp, Copy: dispatch.StoreCopier,
+				Daemon: daemon.Options{SSHOpts: sshOpts, Settings: &s, HandshakeTimeout: 20 * time.Second}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dp.Close()
+			drvs := graph(t)
+			ctx := daemontest.Context(t, time.Minute)
+			rep, err := builder.Build(ctx, builder.DaemonStore(hp), []string{drvs["a"]}, builder.BuildOptions{PerDerivation: true, Executor: dp, Jobs: 1})
+			if tc.ok {
+				if err != nil || rep.Failed() {
+					t.Fatalf("build with the right host key: %+v, %v", rep, err)
+				}
+				return
+			}
+			if err == nil && !rep.Failed() {
+				t.Fatalf("build went through with a wrong host key: %+v", rep)
+			}
+			msg := fmt.Sprint(err)
+			if rep != nil && len(rep.Roots) > 0 {
+				msg += rep.Roots[0].Error
+			}
+			if !strings.Contains(msg, "Host key verification failed") && !strings.Contains(msg, "REMOTE HOST IDENTIFICATION HAS CHANGED") {
+				t.Errorf("wrong host key: %s", msg)
+			}
+		})
+	}
 }
