@@ -37,15 +37,22 @@ func thisSystem(e *env) string {
 	return nixSetting(e, "system", arch+"-"+runtime.GOOS)
 }
 
-// parseBuilders reads the machines of a builders value (SPEC or @FILE);
-// relative @FILEs are read from the working directory, as Nix does.
-func parseBuilders(e *env, spec string) ([]machines.Machine, error) {
+// absBuilders makes a relative "@FILE" builders value absolute, so that
+// the daemon, whose working directory is not ours, reads the same file.
+func absBuilders(e *env, spec string) string {
 	spec = strings.TrimSpace(spec)
 	if strings.HasPrefix(spec, "@") {
 		if p := strings.TrimSpace(spec[1:]); !filepath.IsAbs(p) {
 			spec = "@" + filepath.Join(e.dir, p)
 		}
 	}
+	return spec
+}
+
+// parseBuilders reads the machines of a builders value (SPEC or @FILE);
+// relative @FILEs are read from the working directory, as Nix does.
+func parseBuilders(e *env, spec string) ([]machines.Machine, error) {
+	spec = absBuilders(e, spec)
 	s, err := machines.Parse(spec, machines.Options{DefaultSystem: thisSystem(e)})
 	if err != nil {
 		return nil, withHint(fmt.Errorf("build: --builders: %w", err), "each machine is: URI SYSTEMS SSH-KEY MAX-JOBS SPEED-FACTOR SUPPORTED-FEATURES MANDATORY-FEATURES HOST-KEY ('-' for a default); see docs/fleet.md")

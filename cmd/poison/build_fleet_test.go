@@ -221,3 +221,25 @@ func TestBuildUnit(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildBuildersDefaultMode: in the default mode --builders @FILE (a
+// relative path) goes to the daemon as its builders setting, made
+// absolute; with -j 0 the daemon's own build hook builds on the host.
+func TestBuildBuildersDefaultMode(t *testing.T) {
+	f := fleettest.Start(t, 1, nil)
+	d := f.StartNixDaemon(t, "", "")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "machines"), []byte(f.Machine("ssh-ng", "h1", 1, 1, "", "")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	drvs := fleetGraph(t)
+	lockFile := writeLock(t, dir, drvs["a"])
+	r := runFleetPoison(t, dir, map[string]string{"NIX_CONF_DIR": dir}, "build", "--lock", lockFile, "--store", d.URI(), "-j", "0", "--builders", "@machines", "--print-out-paths", drvs["b"])
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	out := strings.TrimSpace(r.stdout)
+	if valid, marker := f.BuiltOn(t, out); marker != "h1" || !slices.Contains(valid, "h1") {
+		t.Errorf("%s valid on %v, marker %q; want built on h1 by Nix's build hook", out, valid, marker)
+	}
+}

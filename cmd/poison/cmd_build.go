@@ -189,7 +189,7 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 		if ds.Overrides == nil {
 			ds.Overrides = map[string]string{}
 		}
-		ds.Overrides["builders"] = o.builders
+		ds.Overrides["builders"] = absBuilders(e, o.builders)
 	}
 	poolSize := max(jobs, 1) + 1
 	var ms []machines.Machine

@@ -271,13 +271,15 @@ func (d *Dispatcher) buildOn(ctx context.Context, i int, job builder.Job) (res b
 	start := time.Now()
 
 	// Inputs: what the machine lacks of their closure, from home.
-	if err := d.withHome(ctx, func(home *daemon.Conn) error {
-		return d.opts.Copy.CopyClosure(ctx, home, c, job.Derivation.InputSrcs)
-	}); err != nil {
-		return res, c.Broken() != nil, fmt.Errorf("copy the inputs of %s to %s: %w", job.DrvPath, m.URI, err)
-	}
-	if err := c.AddTempRoots(ctx, job.Derivation.InputSrcs); err != nil {
-		return res, c.Broken() != nil, fmt.Errorf("protect the inputs of %s on %s: %w", job.DrvPath, m.URI, err)
+	if ins := job.Derivation.InputSrcs; len(ins) > 0 {
+		if err := d.withHome(ctx, func(home *daemon.Conn) error {
+			return d.opts.Copy.CopyClosure(ctx, home, c, ins)
+		}); err != nil {
+			return res, c.Broken() != nil, fmt.Errorf("copy the inputs of %s to %s: %w", job.DrvPath, m.URI, err)
+		}
+		if err := c.AddTempRoots(ctx, ins); err != nil {
+			return res, c.Broken() != nil, fmt.Errorf("protect the inputs of %s on %s: %w", job.DrvPath, m.URI, err)
+		}
 	}
 	br, err := c.BuildDerivation(ctx, job.DrvPath, job.Derivation, daemon.BuildNormal)
 	if err != nil {
