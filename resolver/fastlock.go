@@ -67,6 +67,10 @@ func encodeLock(l *lock.File) ([]byte, error) {
 	str(l.Registry.Ref)
 	b.WriteString(",\n    \"commit\": ")
 	str(l.Registry.Commit)
+	if l.Registry.VerifiedBy != "" {
+		b.WriteString(",\n    \"verifiedBy\": ")
+		str(l.Registry.VerifiedBy)
+	}
 	b.WriteString("\n  },\n  \"env\": ")
 	str(l.Env)
 	if l.StoreDir != "" {
@@ -129,9 +133,7 @@ func fastDecode(data []byte) (*lock.File, error) {
 		return nil, errLayout
 	}
 	p.expect(`  "registry": {`)
-	l.Registry.URL = p.str("    ", "url", ",")
-	l.Registry.Ref = p.str("    ", "ref", ",")
-	l.Registry.Commit = p.str("    ", "commit", "")
+	l.Registry = p.source()
 	p.expect("  },")
 	line := p.peek()
 	if bytes.HasSuffix(line, []byte(",")) {
@@ -197,6 +199,20 @@ func (p *lineParser) field(indent, name, suffix string) (string, bool) {
 		return "", false
 	}
 	return string(line[len(pre) : len(line)-len(suffix)]), true
+}
+
+// source parses the fields of the registry object.
+func (p *lineParser) source() lock.Source {
+	var s lock.Source
+	s.URL = p.str("    ", "url", ",")
+	s.Ref = p.str("    ", "ref", ",")
+	if bytes.HasSuffix(p.peek(), []byte(",")) {
+		s.Commit = p.str("    ", "commit", ",")
+		s.VerifiedBy = p.str("    ", "verifiedBy", "")
+	} else {
+		s.Commit = p.str("    ", "commit", "")
+	}
+	return s
 }
 
 func (p *lineParser) str(indent, name, suffix string) string {
@@ -269,10 +285,7 @@ func decodeSource(data []byte) (lock.Source, bool) {
 	p.expect("{")
 	p.field("  ", "version", ",")
 	p.expect(`  "registry": {`)
-	var src lock.Source
-	src.URL = p.str("    ", "url", ",")
-	src.Ref = p.str("    ", "ref", ",")
-	src.Commit = p.str("    ", "commit", "")
+	src := p.source()
 	if !p.bad {
 		return src, true
 	}
@@ -301,9 +314,7 @@ func extendEncoded(base []byte, src lock.Source, add *lock.File) ([]byte, bool) 
 	p.expect("{")
 	v, _ := p.field("  ", "version", ",")
 	p.expect(`  "registry": {`)
-	p.str("    ", "url", ",")
-	p.str("    ", "ref", ",")
-	p.str("    ", "commit", "")
+	p.source()
 	p.expect("  },")
 	env := p.str("  ", "env", ",")
 	storeDir := ""

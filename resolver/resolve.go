@@ -389,18 +389,19 @@ func (res *Result) fromRepo(ctx context.Context, r *repo, remote bool, head stri
 		}
 		return err
 	}
+	verifiedBy := ""
 	if o.TrustedKeys != nil {
-		signer, err := o.TrustedKeys.VerifyCommit(c)
+		id, signer, err := o.TrustedKeys.verify(c)
 		if err != nil {
 			return fmt.Errorf("verify registry commit: %w", err)
 		}
-		res.Signer = signer
+		res.Signer, verifiedBy = signer, id
 	}
 	tree, err := c.Tree()
 	if err != nil {
 		return &corruptError{fmt.Errorf("read commit %s: %w", c.Hash, err)}
 	}
-	src := lock.Source{URL: res.Source.URL, Ref: recorded, Commit: c.Hash.String()}
+	src := lock.Source{URL: res.Source.URL, Ref: recorded, Commit: c.Hash.String(), VerifiedBy: verifiedBy}
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -11,19 +11,26 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/poison-nix/poison/registry/lock"
 )
 
 // TrustedKeys is a set of public keys a registry commit must be signed
-// with: OpenPGP keys (armored blocks) and SSH keys (authorized_keys lines,
-// or allowed_signers lines "PRINCIPALS KEYTYPE KEY").
+// with: OpenPGP keys (armored blocks) and SSH keys, as the lines of an
+// OpenSSH allowed_signers file (what git's gpg.ssh.allowedSignersFile
+// holds: principals, options, key; see sshSigner) or plain authorized_keys
+// lines. SSH signatures are accepted exactly when `git verify-commit`
+// would accept them with the same file; a line this package does not
+// understand makes the whole file an error (fail closed).
 type TrustedKeys struct {
 	pgp []openpgp.EntityList
-	ssh []ssh.PublicKey
+	ssh []*sshSigner
 }
 
 // ReadTrustedKeys reads a trusted keys file.
@@ -64,11 +71,11 @@ func ParseTrustedKeys(data []byte) (*TrustedKeys, error) {
 			}
 			k.pgp = append(k.pgp, el)
 		default:
-			pub, err := parseSSHLine(line)
+			sg, err := parseSSHSigner(line, i+1)
 			if err != nil {
 				return nil, fmt.Errorf("line %d: %w", i+1, err)
 			}
-			k.ssh = append(k.ssh, pub)
+			k.ssh = append(k.ssh, sg)
 		}
 	}
 	if len(k.pgp) == 0 && len(k.ssh) == 0 {
@@ -77,66 +84,85 @@ func ParseTrustedKeys(data []byte) (*TrustedKeys, error) {
 	return k, nil
 }
 
-func parseSSHLine(line string) (ssh.PublicKey, error) {
-	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
-	if err == nil {
-		return pub, nil
-	}
-	// allowed_signers: principals first, then options maybe, then the key.
-	fields := strings.Fields(line)
-	for j := 1; j < len(fields); j++ {
-		if pub, _, _, _, err2 := ssh.ParseAuthorizedKey([]byte(strings.Join(fields[j:], " "))); err2 == nil {
-			return pub, nil
-		}
-	}
-	return nil, fmt.Errorf("not an OpenPGP key block or an SSH public key: %v", err)
-}
-
 // Len returns the number of trusted keys (an OpenPGP block counts once).
 func (k *TrustedKeys) Len() int { return len(k.pgp) + len(k.ssh) }
+
+// KeyIDs lists the identifiers (as VerifyCommit returns them) of the keys
+// that may sign: "ssh:SHA256:..." for SSH keys (not cert-authority lines),
+// "openpgp:FINGERPRINT" for the primary OpenPGP keys.
+func (k *TrustedKeys) KeyIDs() []string {
+	var out []string
+	for _, s := range k.ssh {
+		if !s.certAuthority {
+			out = append(out, sshKeyID(s.key))
+		}
+	}
+	for _, el := range k.pgp {
+		for _, e := range el {
+			out = append(out, pgpKeyID(e))
+		}
+	}
+	return out
+}
+
+func sshKeyID(k ssh.PublicKey) string { return "ssh:" + ssh.FingerprintSHA256(k) }
+func pgpKeyID(e *openpgp.Entity) string {
+	return fmt.Sprintf("openpgp:%X", e.PrimaryKey.Fingerprint)
+}
 
 // VerifyCommit checks that c carries a valid signature by one of the keys.
 // It returns a description of the signer.
 func (k *TrustedKeys) VerifyCommit(c *object.Commit) (string, error) {
+	_, desc, err := k.verify(c)
+	return desc, err
+}
+
+// verify checks c's signature and returns the identifier of the key that
+// made it (see KeyIDs) and a description for messages.
+func (k *TrustedKeys) verify(c *object.Commit) (id, desc string, err error) {
 	sig := strings.TrimSpace(c.PGPSignature)
 	switch {
 	case sig == "":
-		return "", fmt.Errorf("commit %s is not signed", c.Hash)
+		return "", "", fmt.Errorf("commit %s is not signed", c.Hash)
 	case strings.HasPrefix(sig, "-----BEGIN PGP SIGNATURE-----"):
 		if len(k.pgp) == 0 {
-			return "", fmt.Errorf("commit %s has an OpenPGP signature but no OpenPGP key is trusted", c.Hash)
+			return "", "", fmt.Errorf("commit %s has an OpenPGP signature but no OpenPGP key is trusted", c.Hash)
 		}
 		payload, err := signedPayload(c)
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		var last error
 		for _, el := range k.pgp {
 			ent, err := openpgp.CheckArmoredDetachedSignature(el, bytes.NewReader(payload), strings.NewReader(c.PGPSignature), nil)
 			if err == nil {
 				for name := range ent.Identities {
-					return "OpenPGP key " + name, nil
+					return pgpKeyID(ent), fmt.Sprintf("OpenPGP key %X (%s)", ent.PrimaryKey.Fingerprint, name), nil
 				}
-				return fmt.Sprintf("OpenPGP key %X", ent.PrimaryKey.Fingerprint), nil
+				return pgpKeyID(ent), fmt.Sprintf("OpenPGP key %X", ent.PrimaryKey.Fingerprint), nil
 			}
 			last = err
 		}
-		return "", fmt.Errorf("commit %s: OpenPGP signature not made by a trusted key: %v", c.Hash, last)
+		return "", "", fmt.Errorf("commit %s: OpenPGP signature not made by a trusted key: %v", c.Hash, last)
 	case strings.HasPrefix(sig, "-----BEGIN SSH SIGNATURE-----"):
 		if len(k.ssh) == 0 {
-			return "", fmt.Errorf("commit %s has an SSH signature but no SSH key is trusted", c.Hash)
+			return "", "", fmt.Errorf("commit %s has an SSH signature but no SSH key is trusted", c.Hash)
 		}
 		payload, err := signedPayload(c)
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
-		pub, err := verifySSHSig(sig, payload, "git", k.ssh)
+		sg, err := verifySSHSig(sig, payload, "git", c.Committer.When, k.ssh)
 		if err != nil {
-			return "", fmt.Errorf("commit %s: %w", c.Hash, err)
+			return "", "", fmt.Errorf("commit %s: %w", c.Hash, err)
 		}
-		return "SSH key " + ssh.FingerprintSHA256(pub), nil
+		desc := "SSH key " + ssh.FingerprintSHA256(sg.key)
+		if sg.principals != "" {
+			desc += " (" + sg.principals + ")"
+		}
+		return sshKeyID(sg.key), desc, nil
 	default:
-		return "", fmt.Errorf("commit %s has a signature of an unsupported kind (X.509?)", c.Hash)
+		return "", "", fmt.Errorf("commit %s has a signature of an unsupported kind (X.509?)", c.Hash)
 	}
 }
 
@@ -155,9 +181,10 @@ func signedPayload(c *object.Commit) ([]byte, error) {
 }
 
 // verifySSHSig checks an armored SSHSIG signature (the format of
-// ssh-keygen -Y sign, PROTOCOL.sshsig) over msg in namespace, made by one of
-// keys. It returns the key that made it.
-func verifySSHSig(armored string, msg []byte, namespace string, keys []ssh.PublicKey) (ssh.PublicKey, error) {
+// ssh-keygen -Y sign) over msg in namespace, made at time when by the key
+// of one of the allowed signers whose options permit it, as ssh-keygen -Y
+// verify does for git. It returns that signer.
+func verifySSHSig(armored string, msg []byte, namespace string, when time.Time, signers []*sshSigner) (*sshSigner, error) {
 	const begin, end = "-----BEGIN SSH SIGNATURE-----", "-----END SSH SIGNATURE-----"
 	s := strings.TrimSpace(armored)
 	if !strings.HasPrefix(s, begin) || !strings.HasSuffix(s, end) {
@@ -192,14 +219,34 @@ func verifySSHSig(armored string, msg []byte, namespace string, keys []ssh.Publi
 	if err != nil {
 		return nil, fmt.Errorf("SSH signature: public key: %w", err)
 	}
-	trusted := false
-	for _, k := range keys {
-		if bytes.Equal(k.Marshal(), pub.Marshal()) {
-			trusted = true
+	if _, ok := pub.(*ssh.Certificate); ok {
+		return nil, errors.New("SSH signature made with a certificate: certificates are not supported; list the signing key itself in the trusted keys")
+	}
+	var signer *sshSigner
+	var refusals []string
+	// As git: ssh-keygen -Y find-principals picks the first line with
+	// the key that is valid at the commit's time (cert-authority lines
+	// only match certificates), and that line's options then decide.
+	for _, sg := range signers {
+		if !bytes.Equal(sg.key.Marshal(), pub.Marshal()) {
+			continue
+		}
+		why := sg.refusal(namespace, when)
+		if sg.certAuthority || !sg.validAt(when) {
+			refusals = append(refusals, fmt.Sprintf("line %d %s", sg.line, why))
+			continue
+		}
+		if why != "" {
+			refusals = append(refusals, fmt.Sprintf("line %d %s", sg.line, why))
 			break
 		}
+		signer = sg
+		break
 	}
-	if !trusted {
+	if signer == nil {
+		if len(refusals) > 0 {
+			return nil, fmt.Errorf("SSH signature made by %s, which the trusted keys do not allow here: %s", ssh.FingerprintSHA256(pub), strings.Join(refusals, "; "))
+		}
 		return nil, fmt.Errorf("SSH signature made by %s, which is not a trusted key", ssh.FingerprintSHA256(pub))
 	}
 	var h hash.Hash
@@ -226,5 +273,42 @@ func verifySSHSig(armored string, msg []byte, namespace string, keys []ssh.Publi
 	if err := pub.Verify(signed, &sig); err != nil {
 		return nil, fmt.Errorf("SSH signature does not verify: %w", err)
 	}
-	return pub, nil
+	return signer, nil
+}
+
+// UnverifiedLockError is a lock that trusted keys do not vouch for: it
+// was resolved without verifying its commit, or by a key that is not (or
+// no longer) among the trusted keys.
+type UnverifiedLockError struct {
+	Commit     string
+	VerifiedBy string // "" when the lock records no verification
+}
+
+func (e *UnverifiedLockError) Error() string {
+	c := e.Commit
+	if len(c) > 12 {
+		c = c[:12]
+	}
+	if e.VerifiedBy == "" {
+		return fmt.Sprintf("the lock pins registry commit %s without a verified signature, but trusted keys are configured", c)
+	}
+	return fmt.Sprintf("the lock pins registry commit %s as verified by %s, which is not among the trusted keys", c, e.VerifiedBy)
+}
+
+// CheckVerified refuses a lock that the trusted keys do not vouch for:
+// when keys are configured, the lock must record that its commit was
+// verified, by one of them. A lock resolved before the keys were switched
+// on is refused until it is resolved again (which verifies the commit).
+func CheckVerified(l *lock.File, keys *TrustedKeys) error {
+	if keys == nil {
+		return nil
+	}
+	if l.Registry.VerifiedBy != "" {
+		for _, id := range keys.KeyIDs() {
+			if id == l.Registry.VerifiedBy {
+				return nil
+			}
+		}
+	}
+	return &UnverifiedLockError{Commit: l.Registry.Commit, VerifiedBy: l.Registry.VerifiedBy}
 }

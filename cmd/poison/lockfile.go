@@ -48,6 +48,9 @@ func readLockAs(e *env, cmd, what, hint string, s settings.Settings) (*lock.File
 	}
 	l.Registry.URL = resolver.RedactURL(l.Registry.URL)
 	describeLock(e, s, l)
+	if err := checkVerified(e, cmd, s, l); err != nil {
+		return nil, err
+	}
 	return l, nil
 }
 
@@ -60,4 +63,21 @@ func describeLock(e *env, s settings.Settings, l *lock.File) {
 	if w := f.Warning(); w != "" {
 		fmt.Fprintf(e.stderr, "poison: warning: %s\n", w)
 	}
+}
+
+// checkVerified refuses a lock the configured trusted keys do not vouch
+// for (resolved without verification, or by another key).
+func checkVerified(e *env, cmd string, s settings.Settings, l *lock.File) error {
+	if s.TrustedKeys == "" {
+		return nil
+	}
+	keys, err := resolver.ReadTrustedKeys(s.TrustedKeys)
+	if err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	if err := resolver.CheckVerified(l, keys); err != nil {
+		return withHint(fmt.Errorf("%s: %s: %w (trusted keys from %s)", cmd, displayPath(e, s.Lock), err, displayPath(e, s.Origin("trusted-keys"))),
+			"run 'poison resolve' to verify the registry commit against the trusted keys")
+	}
+	return nil
 }

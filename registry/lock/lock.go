@@ -38,6 +38,10 @@ type Source struct {
 	URL    string `json:"url"`
 	Ref    string `json:"ref"`
 	Commit string `json:"commit"`
+	// VerifiedBy names the trusted key whose signature on Commit was
+	// verified when the lock was resolved ("ssh:SHA256:..." or
+	// "openpgp:FINGERPRINT"); empty when the commit was not verified.
+	VerifiedBy string `json:"verifiedBy,omitempty"`
 }
 
 // File is the content of poison.lock.
@@ -69,6 +73,7 @@ func New(src Source, env string) *File {
 
 var (
 	commitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	keyIDRE  = regexp.MustCompile(`^(ssh:SHA256:[A-Za-z0-9+/]{43}|openpgp:[0-9A-F]{40,64})$`)
 	envRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
@@ -83,6 +88,9 @@ func (f *File) Validate() error {
 	}
 	if f.Registry.Commit != "" && !commitRE.MatchString(f.Registry.Commit) {
 		return fmt.Errorf("lock registry commit %q is not a 40-digit hex commit id", f.Registry.Commit)
+	}
+	if f.Registry.VerifiedBy != "" && (!keyIDRE.MatchString(f.Registry.VerifiedBy) || f.Registry.Commit == "") {
+		return fmt.Errorf("lock registry verifiedBy %q is not a key id (ssh:SHA256:... or openpgp:FINGERPRINT) of a verified commit", f.Registry.VerifiedBy)
 	}
 	if f.StoreDir != "" && (!strings.HasPrefix(f.StoreDir, "/") || strings.HasSuffix(f.StoreDir, "/")) {
 		return fmt.Errorf("lock storeDir %q must be an absolute path without a trailing slash", f.StoreDir)
