@@ -16,7 +16,16 @@
 #
 # Usage: scripts/bench-rewrite.sh [NODES] [SEED]
 # Env: BENCH_DIR (work directory, default /tmp/poison-bench), REPEAT (runs of
-# (a) and (c), best taken and medians shown, default 3).
+# (a) and (c), best taken and medians shown, default 3), SHAPE (the graph's
+# shape, default bench):
+#   bench       depth 40, 3-15 inputs, 1.5-5.5 KB padding, the default mix
+#               (35% plain, 20% multi-output, 17% structured, 10% structured
+#               multi-output, 18% fixed-output)
+#   wide        depth 8, 10-40 inputs (high fan-in), 0.3-1.5 KB padding
+#   deep        depth 400, 1-4 inputs, 2-8 KB padding, 60% multi-output,
+#               45% structured
+#   structured  the bench shape with 75% structured derivations
+# GRAPH_ARGS adds graphgen gen flags of your own (-depth, -inputs, -pad, -kinds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,10 +46,21 @@ echo "bench: building poison and graphgen"
 go build -o "$dir/poison" ./cmd/poison
 go build -o "$dir/graphgen" ./builder/internal/graphgen/cmd/graphgen
 
-graph=$dir/graph-$seed-$nodes.nix
-"$dir/graphgen" gen -bench -seed "$seed" -nodes "$nodes" >"$graph"
-read -r victim downstream < <("$dir/graphgen" deep -bench -seed "$seed" -nodes "$nodes")
-echo "bench: $nodes derivations (seed $seed, $(du -h "$graph" | cut -f1) of Nix), poisoning $victim ($downstream nodes downstream)"
+shape=${SHAPE:-bench}
+case $shape in
+  bench) shape_args=() ;;
+  wide) shape_args=(-depth 8 -inputs 10-40 -pad 300-1500) ;;
+  deep) shape_args=(-depth 400 -inputs 1-4 -pad 2000-8000
+    -kinds plain=10,multi=35,structured=20,structured-multi=25,fixed-flat=5,fixed-recursive=5) ;;
+  structured) shape_args=(-kinds plain=5,multi=5,structured=45,structured-multi=30,fixed-flat=8,fixed-recursive=7) ;;
+  *) echo "bench: unknown SHAPE $shape (bench, wide, deep, structured)" >&2; exit 1 ;;
+esac
+# shellcheck disable=SC2206
+gen_args=(-bench -seed "$seed" -nodes "$nodes" "${shape_args[@]}" ${GRAPH_ARGS:-})
+graph=$dir/graph-$shape-$seed-$nodes$(printf '%s' "${GRAPH_ARGS:-}" | tr -c 'A-Za-z0-9=,-' '_').nix
+"$dir/graphgen" gen "${gen_args[@]}" >"$graph"
+read -r victim downstream < <("$dir/graphgen" deep "${gen_args[@]}")
+echo "bench: $nodes derivations (shape $shape, seed $seed, $(du -h "$graph" | cut -f1) of Nix), poisoning $victim ($downstream nodes downstream)"
 
 # Instantiate once, writing the clean closure (cold the first time).
 /usr/bin/time -f "%e" -o "$dir/inst.time" nix-instantiate "$graph" >"$dir/clean.out" 2>"$dir/inst.err" ||

@@ -56,8 +56,10 @@ go build -o "$dir/graphgen" ./builder/internal/graphgen/cmd/graphgen
 
 graph=$dir/graph-$seed-$nodes.nix
 "$dir/graphgen" gen -bench -seed "$seed" -nodes "$nodes" >"$graph"
-"$dir/graphgen" deep -bench -seed "$seed" -nodes "$nodes" -count $((2 * rounds)) >"$dir/victims"
-[ "$(wc -l <"$dir/victims")" -eq $((2 * rounds)) ] || { echo "bench: graph has fewer than $((2 * rounds)) nodes to poison" >&2; exit 1; }
+# Candidates to poison, most dependents first; the loop below takes those
+# whose rewritten .drv files are not in the store yet (earlier runs wrote
+# some).
+"$dir/graphgen" deep -bench -seed "$seed" -nodes "$nodes" -count $((4 * rounds + 40)) >"$dir/victims"
 
 echo "bench: instantiating the clean closure of $nodes derivations" >&2
 nix-instantiate "$graph" >"$dir/clean.out" 2>"$dir/inst.err" || { cat "$dir/inst.err" >&2; exit 1; }
@@ -70,8 +72,6 @@ lockfor() { # attr -> lock file poisoning it
 		"$(basename "$drv")" >"$dir/$1.lock"
 }
 
-# A fresh graph file per run keeps Nix's evaluation cache honest: the
-# same expression, with another node poisoned.
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
 : >"$dir/poison.ms"
@@ -79,19 +79,35 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] :
 : >"$dir/poison.cpu"
 : >"$dir/nix.cpu"
 : >"$dir/daemon.cpu"
-mapfile -t victims < <(cut -d' ' -f1 "$dir/victims")
-status=0
-for r in $(seq 0 $((rounds - 1))); do
-	pv=${victims[$((2 * r))]}
-	nv=${victims[$((2 * r + 1))]}
-	for v in "$pv" "$nv"; do
+mapfile -t candidates < <(cut -d' ' -f1 "$dir/victims")
+next_candidate=0
+# pick: the next candidate whose rewrite is new to the store; sets $v and
+# writes $dir/$v.paths and $dir/$v.count.
+pick() {
+	local first n
+	while [ "$next_candidate" -lt "${#candidates[@]}" ]; do
+		v=${candidates[$next_candidate]}
+		next_candidate=$((next_candidate + 1))
 		lockfor "$v"
 		"$dir/poison" rewrite --lock "$dir/$v.lock" --no-write --explain --stdin <"$dir/roots" >"$dir/$v.paths" 2>"$dir/$v.explain" ||
 			{ cat "$dir/$v.explain" >&2; exit 1; }
+		first=$(paste -d' ' "$dir/roots" "$dir/$v.paths" | awk '$1 != $2 { print $2; exit }')
+		[ -n "$first" ] || continue
+		nix-store --check-validity "$first" 2>/dev/null && continue
 		n=$(sed -n 's/^poison: \([0-9]*\) of .* rewritten.*/\1/p' "$dir/$v.explain")
 		[ -n "$n" ] || { echo "bench: no rewrite count for $v" >&2; cat "$dir/$v.explain" >&2; exit 1; }
 		echo "$n" >"$dir/$v.count"
+		return 0
 	done
+	echo "bench: no node left whose rewrite is new to the store; use another SEED" >&2
+	exit 1
+}
+status=0
+for r in $(seq 0 $((rounds - 1))); do
+	pick
+	pv=$v
+	pick
+	nv=$v
 	order="poison nix"
 	[ $((r % 2)) -eq 1 ] && order="nix poison"
 	for m in $order; do

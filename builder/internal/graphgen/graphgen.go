@@ -60,7 +60,15 @@ type Params struct {
 	// one twin is the one case where a hash-part substitution over the
 	// closure is ambiguous; graphs without twins isolate other failures.
 	NoTwins bool
+	// Kinds weighs the kinds of the nodes that are not twins, indexed by
+	// Kind (plain, multi, structured, structured-multi, fixed-flat,
+	// fixed-recursive); all zero means DefaultKinds.
+	Kinds [numKinds]int
 }
+
+// DefaultKinds is the mix of kinds when Params.Kinds is all zero, in
+// percent.
+var DefaultKinds = [numKinds]int{35, 20, 17, 10, 9, 9}
 
 // Default returns parameters for a test graph of n nodes.
 func Default(seed uint64, n int) Params {
@@ -99,7 +107,18 @@ const (
 	StructuredMulti             // __structuredAttrs, several outputs
 	FixedFlat                   // fixed-output, flat
 	FixedRecursive              // fixed-output, recursive
+	numKinds
 )
+
+// ParseKind returns the kind named s ("plain", "structured-multi", ...).
+func ParseKind(s string) (Kind, error) {
+	for i, n := range kindNames {
+		if n == s {
+			return Kind(i), nil
+		}
+	}
+	return 0, fmt.Errorf("graphgen: unknown kind %q (want one of %s)", s, strings.Join(kindNames[:], ", "))
+}
 
 var kindNames = [...]string{"plain", "multi", "structured", "structured-multi", "fixed-flat", "fixed-recursive"}
 
@@ -275,6 +294,11 @@ func (p *Params) validate() error {
 	case p.PadMin < 0 || p.PadMax < p.PadMin:
 		return fmt.Errorf("graphgen: padding %d..%d, want 0 <= PadMin <= PadMax", p.PadMin, p.PadMax)
 	}
+	for k, w := range p.Kinds {
+		if w < 0 {
+			return fmt.Errorf("graphgen: weight %d of kind %s, want >= 0", w, Kind(k))
+		}
+	}
 	if p.Attr == "" {
 		p.Attr = "POISON_SERIAL"
 	}
@@ -392,20 +416,20 @@ func (g *gen) twinNodes(i, layer, gi int, nodes []Node) (Node, Node) {
 
 func (g *gen) node(i, layer int, nodes []Node) Node {
 	nd := Node{Attr: "n" + strconv.Itoa(i), Layer: layer, Group: -1, Twin: -1}
-	w := g.intn(100)
-	switch {
-	case w < 35:
-		nd.Kind = Plain
-	case w < 55:
-		nd.Kind = Multi
-	case w < 72:
-		nd.Kind = Structured
-	case w < 82:
-		nd.Kind = StructuredMulti
-	case w < 91:
-		nd.Kind = FixedFlat
-	default:
-		nd.Kind = FixedRecursive
+	weights, total := g.p.Kinds, 0
+	for _, w := range weights {
+		total += w
+	}
+	if total == 0 {
+		weights, total = DefaultKinds, 100
+	}
+	w := g.intn(total)
+	for k, kw := range weights {
+		if w < kw {
+			nd.Kind = Kind(k)
+			break
+		}
+		w -= kw
 	}
 	// every character a store path name may hold: [A-Za-z0-9+-._?=]
 	nd.Name = fmt.Sprintf("%s-%d.%d%s", words[g.intn(len(words))], i%7, i, []string{"", "", "", "+", "_x", "?q=1", "-1.0rc2"}[g.intn(7)])

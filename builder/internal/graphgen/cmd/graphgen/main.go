@@ -1,7 +1,7 @@
 // Command graphgen writes a generated derivation graph (package graphgen)
 // and measures the benchmark floor of scripts/bench-rewrite.sh.
 //
-//	graphgen gen [-seed N] [-nodes N] [-bench] [-attr NAME] [-notwins] [-list] > graph.nix
+//	graphgen gen [-seed N] [-nodes N] [-bench] [-depth N] [-inputs MIN-MAX] [-pad MIN-MAX] [-kinds K=W,...] [-attr NAME] [-notwins] [-list] > graph.nix
 //	graphgen deep [-seed N] [-nodes N] [-bench] [-count K]   # node(s) deep in the graph to poison
 //	graphgen floor < drv-paths     # read every file, sha256 its bytes twice
 package main
@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -51,12 +52,40 @@ func gen(args []string, stdout, stderr io.Writer, deep bool) int {
 	attr := fs.String("attr", "", "poison attribute (default POISON_SERIAL)")
 	noTwins := fs.Bool("notwins", false, "no twin pairs (derivations sharing output paths)")
 	count := fs.Int("count", 1, "deep: print this many nodes, most dependents first")
+	depth := fs.Int("depth", 0, "number of layers (default: the shape's)")
+	inputs := fs.String("inputs", "", "MIN-MAX references of a node (fan-in; default: the shape's)")
+	pad := fs.String("pad", "", "MIN-MAX bytes of padding of a node (default: the shape's)")
+	kinds := fs.String("kinds", "", "weights of the kinds, e.g. plain=35,multi=20,structured=17,structured-multi=10,fixed-flat=9,fixed-recursive=9 (unnamed kinds weigh 0)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	p := graphgen.Default(*seed, *nodes)
 	if *bench {
 		p = graphgen.Bench(*seed, *nodes)
+	}
+	if *depth > 0 {
+		p.Depth = *depth
+	}
+	if err := parseRange(*inputs, &p.MinInputs, &p.MaxInputs); err != nil {
+		fmt.Fprintln(stderr, "graphgen: -inputs:", err)
+		return 2
+	}
+	if err := parseRange(*pad, &p.PadMin, &p.PadMax); err != nil {
+		fmt.Fprintln(stderr, "graphgen: -pad:", err)
+		return 2
+	}
+	if *kinds != "" {
+		p.Kinds = [len(p.Kinds)]int{}
+		for _, kv := range strings.Split(*kinds, ",") {
+			name, w, ok := strings.Cut(kv, "=")
+			k, err := graphgen.ParseKind(strings.TrimSpace(name))
+			n, nerr := strconv.Atoi(w)
+			if !ok || err != nil || nerr != nil {
+				fmt.Fprintf(stderr, "graphgen: -kinds: %q is not KIND=WEIGHT (%v)\n", kv, err)
+				return 2
+			}
+			p.Kinds[k] = n
+		}
 	}
 	if *attr != "" {
 		p.Attr = *attr
@@ -207,4 +236,19 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// parseRange parses "MIN-MAX" into lo and hi; "" leaves them.
+func parseRange(s string, lo, hi *int) error {
+	if s == "" {
+		return nil
+	}
+	a, b, ok := strings.Cut(s, "-")
+	x, err1 := strconv.Atoi(a)
+	y, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil {
+		return fmt.Errorf("%q is not MIN-MAX", s)
+	}
+	*lo, *hi = x, y
+	return nil
 }
