@@ -143,6 +143,16 @@ func Build(ctx context.Context, s Store, roots []string, opts BuildOptions) (*Bu
 	if opts.OnPlan != nil {
 		opts.OnPlan(rep.Missing)
 	}
+	// Nothing to build or substitute: when every output of every root is
+	// valid, the store would only answer AlreadyValid, and a nix-daemon
+	// 2.8 first computes each root's hash modulo over its whole closure
+	// (65-200 ms for 1,000 derivations on a new connection). Answer here.
+	if m := rep.Missing; len(m.WillBuild) == 0 && len(m.WillSubstitute) == 0 && len(m.Unknown) == 0 {
+		done, err := allRootsValid(ctx, s, roots, rep)
+		if err != nil || done {
+			return rep, err
+		}
+	}
 	if opts.PerDerivation {
 		if opts.Executor == nil {
 			ex, ok := s.(Executor)
@@ -210,6 +220,38 @@ func Build(ctx context.Context, s Store, roots []string, opts BuildOptions) (*Bu
 		rep.Roots = append(rep.Roots, dr)
 	}
 	return rep, nil
+}
+
+// allRootsValid reports whether every output of every root is valid and
+// then fills rep.Roots with AlreadyValid results.
+func allRootsValid(ctx context.Context, s Store, roots []string, rep *BuildReport) (bool, error) {
+	results := make([]DrvResult, 0, len(roots))
+	for _, r := range roots {
+		outs, err := s.QueryDerivationOutputMap(ctx, r)
+		if err != nil {
+			return false, fmt.Errorf("build: outputs of %s: %w", r, err)
+		}
+		paths := make([]string, 0, len(outs))
+		for _, p := range outs {
+			if p == "" { // not known before it is built (content-addressed)
+				return false, nil
+			}
+			paths = append(paths, p)
+		}
+		if len(paths) == 0 {
+			return false, nil
+		}
+		valid, err := s.QueryValidPaths(ctx, paths)
+		if err != nil {
+			return false, fmt.Errorf("build: outputs of %s: %w", r, err)
+		}
+		if len(valid) != len(paths) {
+			return false, nil
+		}
+		results = append(results, DrvResult{DrvPath: r, Status: daemon.AlreadyValid, Outputs: outs})
+	}
+	rep.Roots = results
+	return true, nil
 }
 
 // rootValid returns the outputs of drv and whether all are valid.

@@ -259,3 +259,54 @@ func TestBuildExecutor(t *testing.T) {
 		t.Errorf("root result names no machine")
 	}
 }
+
+// countingStore is a real daemon store that counts BuildPaths calls.
+type countingStore struct {
+	builder.Store
+	builds int
+}
+
+func (s *countingStore) BuildPaths(ctx context.Context, targets []string) ([]daemon.BuildResult, error) {
+	s.builds++
+	return s.Store.BuildPaths(ctx, targets)
+}
+
+// TestBuildAlreadyValid: building roots whose outputs are all valid asks
+// the store nothing to build (a nix-daemon would load the whole closure
+// to say so) and reports AlreadyValid with the outputs the first build
+// gave.
+func TestBuildAlreadyValid(t *testing.T) {
+	d := daemontest.Start(t)
+	g := daemontest.Instantiate(t, daemontest.WorldDir(t), daemontest.GraphArgs{})
+	ctx := daemontest.Context(t, time.Minute)
+	p := daemon.NewPool(d.URI(), offlineOpts(), 2)
+	defer p.Close()
+	s := &countingStore{Store: builder.DaemonStore(p)}
+	roots := []string{g.Drvs["top"], g.Drvs["d"]}
+	first, err := builder.Build(ctx, s, roots, builder.BuildOptions{})
+	if err != nil || first.Failed() || s.builds != 1 {
+		t.Fatalf("first build: %+v, %v, %d BuildPaths calls", first, err, s.builds)
+	}
+	again, err := builder.Build(ctx, s, roots, builder.BuildOptions{})
+	if err != nil || s.builds != 1 {
+		t.Fatalf("second build: %v, %d BuildPaths calls, want still 1", err, s.builds)
+	}
+	for i, r := range again.Roots {
+		if r.DrvPath != roots[i] || r.Status != daemon.AlreadyValid || r.Outputs["out"] == "" || r.Outputs["out"] != first.Roots[i].Outputs["out"] {
+			t.Errorf("second build root %d: %+v, first %+v", i, r, first.Roots[i])
+		}
+	}
+	// One output missing again: the store is asked.
+	if got := sorted(g.Ran(t)); !slices.Equal(got, []string{"a", "b", "c", "d", "top"}) {
+		t.Fatalf("builders ran %v", got)
+	}
+	p.Close() // its connections hold the outputs as temporary roots
+	nixtest.Output(t, "nix-store", "--delete", first.Roots[0].Outputs["out"])
+	p2 := daemon.NewPool(d.URI(), offlineOpts(), 2)
+	defer p2.Close()
+	s.Store = builder.DaemonStore(p2)
+	third, err := builder.Build(ctx, s, roots, builder.BuildOptions{})
+	if err != nil || third.Failed() || s.builds != 2 || third.Roots[0].Status != daemon.Built {
+		t.Fatalf("third build: %+v, %v, %d BuildPaths calls, want 2 and top built", third, err, s.builds)
+	}
+}

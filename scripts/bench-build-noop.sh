@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# bench-build-noop.sh: `poison build` of an already-built closure with
+# nothing in it poisoned, against `nix-build` of the same expression, in
+# one run (issue 14). What a user pays for poison on every build that has
+# nothing to rebuild.
+#
+# The closure is testdata/daemon/wide.nix with N trivial derivations (and
+# its top), built once first. The lock poisons one derivation that is not
+# in the closure (a registry always holds something). Then, in alternating
+# order, ROUNDS times each:
+#   nix      nix-build --no-out-link -A top (evaluate, write nothing new,
+#            build nothing)
+#   poison   poison build -f wide.nix -A top (evaluate through
+#            nix-instantiate, load and check the closure, write nothing,
+#            ask the daemon to build: all valid)
+#
+# Usage: scripts/bench-build-noop.sh [N]     (default 1000)
+# Env: ROUNDS (default 7), BENCH_DIR (default /tmp/poison-bench-noop).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+n=${1:-1000}
+rounds=${ROUNDS:-7}
+dir=${BENCH_DIR:-/tmp/poison-bench-noop}
+mkdir -p "$dir"
+export NIX_CONFIG="substituters =
+${NIX_CONFIG:-}"
+file=$PWD/testdata/daemon/wide.nix
+nonce=noop-$n
+go build -o "$dir/poison" ./cmd/poison
+
+echo "bench: building the closure of $((n + 1)) derivations once" >&2
+nix-build --no-out-link "$file" -A top --arg n "$n" --argstr nonce "$nonce" >"$dir/built" 2>"$dir/build.err" ||
+	{ cat "$dir/build.err" >&2; exit 1; }
+cat >"$dir/poison.lock" <<'EOF'
+{"version":1,"registry":{"url":"file:///bench","ref":"main","commit":""},"env":"POISON_SERIAL","derivations":{"00000000000000000000000000000000-elsewhere.drv":1},"outputs":{},"names":{}}
+EOF
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+: >"$dir/nix.s"
+: >"$dir/poison.s"
+for r in $(seq 0 $((rounds - 1))); do
+	order="nix poison"
+	[ $((r % 2)) -eq 1 ] && order="poison nix"
+	for m in $order; do
+		if [ "$m" = nix ]; then
+			cmd=(nix-build --no-out-link "$file" -A top --arg n "$n" --argstr nonce "$nonce")
+		else
+			cmd=("$dir/poison" build --lock "$dir/poison.lock" --max-age 0 --print-out-paths -f "$file" -A top --arg n "$n" --argstr nonce "$nonce")
+		fi
+		/usr/bin/time -f "%e" -o "$dir/run.time" "${cmd[@]}" >"$dir/run.out" 2>"$dir/run.err" || { cat "$dir/run.err" >&2; exit 1; }
+		if ! cmp -s "$dir/run.out" "$dir/built"; then
+			echo "bench: $m printed $(cat "$dir/run.out"), want $(cat "$dir/built")" >&2
+			exit 1
+		fi
+		t=$(cat "$dir/run.time")
+		echo "$t" >>"$dir/$m.s"
+		printf 'round %d: %-6s %6.3f s  load %s\n' "$r" "$m" "$t" "$(cut -d' ' -f1 /proc/loadavg)"
+	done
+done
+awk -v p="$(median <"$dir/poison.s")" -v x="$(median <"$dir/nix.s")" -v n="$n" -v rounds="$rounds" \
+	-v load="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
+	printf "closure        %d derivations, all built, nothing poisoned; %d rounds, medians\n", n + 1, rounds
+	printf "nix-build      %.3f s\n", x
+	printf "poison build   %.3f s\n", p
+	printf "poison/nix     %.2f  (target <= 1.1)\n", p / x
+	printf "load average   %s (2 shared cores: wall times are noisy when it is high)\n", load
+}'
