@@ -93,6 +93,11 @@ func (c *command) flagSet() (*flag.FlagSet, runFunc) {
 func run(args []string, e *env) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	go func() {
+		// After the first Ctrl-C, a second one kills at once.
+		<-ctx.Done()
+		stop()
+	}()
 	if len(args) == 0 {
 		printHelp(e.stderr)
 		return exitUsage
@@ -116,7 +121,13 @@ func run(args []string, e *env) int {
 	if err != nil {
 		return report(e, err)
 	}
-	return report(e, c.exec(ctx, e, args[1:]))
+	err = c.exec(ctx, e, args[1:])
+	if err != nil && ctx.Err() != nil {
+		// Ctrl-C: the command stopped (builds end when their daemon
+		// connections close); say so as Nix does.
+		err = &exitErr{code: exitInterrupted, err: errors.New("interrupted by the user")}
+	}
+	return report(e, err)
 }
 
 // findCommand returns the command called name, or a usage error with the

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -47,6 +48,8 @@ type buildOptions struct {
 	file          string
 	expr          string
 	nixConf       *nixconf.Config
+	outLink       string
+	noLink        bool
 	installables  []string
 }
 
@@ -72,6 +75,10 @@ func buildCommand() command {
 			fs.BoolVar(&o.dryRun, "dry-run", false, "write the rewritten .drv files and say what would be built, substituted or is valid, and why; build nothing")
 			fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout (drvPath, outputs, startTime, stopTime)")
 			fs.BoolVar(&o.printOutPaths, "print-out-paths", false, "print the output paths on stdout")
+			for _, n := range []string{"o", "out-link"} {
+				fs.StringVar(&o.outLink, n, "result", "name the symlinks to the outputs `PATH`, PATH-OUT, PATH-2, ... (each a garbage collector root), as nix-build")
+			}
+			fs.BoolVar(&o.noLink, "no-link", false, "make no result symlinks (and no garbage collector roots)")
 			fs.StringVar(&o.logFormat, "log-format", "", "`FORMAT` of the log on stderr: 'internal-json' passes the daemon's activity messages through as Nix's @nix lines (for nom --json); 'raw' (the default) plain lines")
 			fs.BoolVar(&o.perDrv, "per-derivation", false, "send each derivation with BuildDerivation in topological order (needs a trusted user)")
 			fs.StringVar(&o.builders, "builders", "", "remote build machines, `SPEC|@FILE` in Nix's machines format (default: builders of nix.conf and NIX_CONFIG); with --per-derivation poison sends each derivation to one of them itself")
@@ -255,7 +262,7 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 		return fmt.Errorf("build: %w", err)
 	}
 	if o.dryRun {
-		return dryRun(ctx, e, p, res)
+		return dryRun(ctx, e, o, p, roots, res)
 	}
 
 	rep, err := builder.Build(ctx, builder.DaemonStore(p), res.Roots, builder.BuildOptions{
@@ -288,6 +295,11 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 			return err
 		}
 	}
+	if !o.noLink && !o.dryRun {
+		if err := resultLinks(ctx, e, o, p, rep); err != nil {
+			return err
+		}
+	}
 	if err := printBuildResults(e.stdout, o, roots, rep); err != nil {
 		return err
 	}
@@ -317,7 +329,7 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 }
 
 // dryRun says what a build would do, and why each derivation is rebuilt.
-func dryRun(ctx context.Context, e *env, p *daemon.Pool, res *builder.Result) error {
+func dryRun(ctx context.Context, e *env, o buildOptions, p *daemon.Pool, roots []string, res *builder.Result) error {
 	targets := make([]string, len(res.Roots))
 	for i, r := range res.Roots {
 		targets[i] = r + "!*"
@@ -329,6 +341,11 @@ func dryRun(ctx context.Context, e *env, p *daemon.Pool, res *builder.Result) er
 	})
 	if err != nil {
 		return fmt.Errorf("build: %w", err)
+	}
+	if o.json {
+		if err := dryRunJSON(e.stdout, roots, res, m); err != nil {
+			return err
+		}
 	}
 	why := reasons(res)
 	w := bufio.NewWriter(e.stderr)
@@ -392,9 +409,11 @@ func reasons(res *builder.Result) map[string]string {
 	return out
 }
 
+// buildResultJSON is one root of `poison build --json` (docs/json.md):
+// drvPath as given, newDrvPath as rewritten under the lock and built.
 type buildResultJSON struct {
-	DrvPath         string            `json:"drvPath"`
-	OriginalDrvPath string            `json:"originalDrvPath"`
+	DrvPath         string            `json:"newDrvPath"`
+	OriginalDrvPath string            `json:"drvPath"`
 	Outputs         map[string]string `json:"outputs"`
 	StartTime       int64             `json:"startTime"`
 	StopTime        int64             `json:"stopTime"`
@@ -408,7 +427,7 @@ type buildResultJSON struct {
 
 // buildJSON is one derivation built by --per-derivation.
 type buildJSON struct {
-	DrvPath   string `json:"drvPath"`
+	DrvPath   string `json:"newDrvPath"`
 	Machine   string `json:"machine"`
 	Status    string `json:"status"`
 	StartTime int64  `json:"startTime"`
@@ -506,4 +525,98 @@ func absOrEmpty(e *env, p string) string {
 		return ""
 	}
 	return absPath(e, p)
+}
+
+// dryRunJSON prints what `nix build --dry-run --json` prints, the roots
+// with their outputs, in poison's keys (docs/json.md): each root as given
+// (drvPath), rewritten (newDrvPath), its outputs under the lock, and
+// whether it will be built.
+func dryRunJSON(w io.Writer, roots []string, res *builder.Result, m *daemon.Missing) error {
+	type rootJSON struct {
+		DrvPath    string            `json:"drvPath"`
+		NewDrvPath string            `json:"newDrvPath"`
+		Outputs    map[string]string `json:"outputs"`
+		WillBuild  bool              `json:"willBuild"`
+	}
+	outs := map[string]map[string]string{}
+	for _, d := range res.Changed {
+		outs[d.Path] = d.Outputs
+	}
+	doc := []rootJSON{}
+	for i, r := range res.Roots {
+		j := rootJSON{DrvPath: roots[i], NewDrvPath: r, Outputs: outs[r], WillBuild: slices.Contains(m.WillBuild, r)}
+		if j.Outputs == nil {
+			j.Outputs = map[string]string{}
+		}
+		doc = append(doc, j)
+	}
+	return writeReport(w, true, doc, nil)
+}
+
+// resultLinks makes nix-build's result symlinks to the outputs of the
+// roots, each a garbage collector root: OUTLINK for the first root's out,
+// OUTLINK-OUT for its other outputs, OUTLINK-2, OUTLINK-2-OUT for the
+// second root, and so on. A link is replaced atomically; the daemon is
+// told of it with AddIndirectRoot. Outputs in a remote store get no link
+// (they are not on this machine unless --copy-back brought them).
+func resultLinks(ctx context.Context, e *env, o buildOptions, p *daemon.Pool, rep *builder.BuildReport) error {
+	if remoteStore(o.store) && !o.copyBack {
+		if len(rep.Roots) > 0 {
+			fmt.Fprintf(e.stderr, "poison: note: no result link: the outputs are in %s (pass --copy-back to bring them here)\n", o.store)
+		}
+		return nil
+	}
+	base := absPath(e, o.outLink)
+	var links []string
+	var targets []string
+	for i, r := range rep.Roots {
+		if !r.Status.Success() {
+			continue
+		}
+		for _, name := range slices.Sorted(maps.Keys(r.Outputs)) {
+			l := base
+			if i > 0 {
+				l += fmt.Sprintf("-%d", i+1)
+			}
+			if name != "out" {
+				l += "-" + name
+			}
+			links = append(links, l)
+			targets = append(targets, r.Outputs[name])
+		}
+	}
+	if len(links) == 0 {
+		return nil
+	}
+	return p.Do(ctx, func(c *daemon.Conn) error {
+		for i, l := range links {
+			if err := replaceSymlink(targets[i], l); err != nil {
+				return withHint(fmt.Errorf("build: result link: %w", err), "pass --out-link PATH elsewhere, or --no-link")
+			}
+			if err := c.AddIndirectRoot(ctx, l); err != nil {
+				return withHint(fmt.Errorf("build: register %s as a garbage collector root: %w", displayPath(e, l), err),
+					"the link exists but is no root; pass --no-link to build without one")
+			}
+		}
+		return nil
+	})
+}
+
+// replaceSymlink makes link point to target, replacing an existing
+// symlink atomically (temporary link + rename); a directory or file there
+// is an error.
+func replaceSymlink(target, link string) error {
+	if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
+		return fmt.Errorf("%s exists and is not a symlink", link)
+	}
+	tmp := fmt.Sprintf("%s.tmp-%d", link, os.Getpid())
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }

@@ -13,9 +13,9 @@ const (
 	checkUndetermined = 2 // a path's provenance could not be determined
 	checkFailed       = 4 // a query failed
 
-	// exitInterrupted is the status after Ctrl-C (SIGINT), as Nix's tools
-	// and shells report it: 128 + 2.
-	exitInterrupted = 130
+	// exitInterrupted is the status after Ctrl-C (SIGINT): 1 with
+	// "interrupted by the user", as nix-build 2.8 does.
+	exitInterrupted = 1
 )
 
 // exitCode documents one exit status.
@@ -32,5 +32,5 @@ var exitCodes = []exitCode{
 	{"2", "all", "a usage error: unknown command or flag, missing or extra arguments, a bad flag value"},
 	{"100-111", "build", "Nix's build failure mask, passed through: 0x60 ORed with 4 (a build failed), 1 (timed out), 2 (fixed-output hash mismatch), 8 (not deterministic)"},
 	{"1, 2, 4 (summed)", "check", "1 stale outputs present, 2 a path of unknown origin, 4 a query failed (as nix store verify sums them)"},
-	{"130", "build, resolve, all", "interrupted (Ctrl-C): builds are stopped and poison says \"interrupted\""},
+	{"1", "all", "interrupted (Ctrl-C): builds are stopped, poison says \"interrupted by the user\" (as nix-build); a second Ctrl-C kills at once"},
 }
