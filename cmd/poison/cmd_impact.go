@@ -72,15 +72,15 @@ const (
 
 // impactDrv is one derivation whose rewritten .drv path differs.
 type impactDrv struct {
-	Drv        string   `json:"drv"` // original .drv path, as in the closure
+	Drv        string   `json:"drvPath"` // original .drv path, as in the closure
 	Name       string   `json:"name"`
 	Reason     string   `json:"reason"`
 	Entries    []string `json:"entries"` // lock keys carrying the serial (poisoned: the new lock's; unpoisoned: the base lock's)
 	Files      []string `json:"files"`   // registry entry files naming those keys
 	BaseSerial int      `json:"baseSerial"`
 	Serial     int      `json:"serial"`
-	BaseDrv    string   `json:"baseDrv"` // rewritten with the base lock
-	NewDrv     string   `json:"newDrv"`  // rewritten with the registry's lock
+	BaseDrv    string   `json:"baseDrvPath"` // rewritten with the base lock
+	NewDrv     string   `json:"newDrvPath"`  // rewritten with the registry's lock
 }
 
 type impactReport struct {

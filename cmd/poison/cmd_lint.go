@@ -25,7 +25,7 @@ func lintCommand() command {
 	return command{
 		name:    "lint",
 		summary: "validate a registry: every entry, registry.toml and (with --base) append-only history",
-		usage:   "[--registry DIR] [--rev REV] [--base REV [--fast-forward]] [--format text|json]",
+		usage:   "[--registry DIR] [--rev REV] [--base REV [--fast-forward]] [--json | --format text|json]",
 		setup: func(fs *flag.FlagSet) runFunc {
 			var o lintOptions
 			sf := settings.Register(fs, "registry")
@@ -33,12 +33,16 @@ func lintCommand() command {
 			fs.BoolVar(&o.ff, "fast-forward", false, "with --base: also require REV to be an ancestor (for pushes to a protected branch)")
 			fs.StringVar(&o.rev, "rev", "", "lint the tree of commit `REV` instead of the work tree (works in a bare repository)")
 			fs.StringVar(&o.format, "format", "text", "output `FORMAT`: text (one line per problem) or json (one object per line)")
+			asJSON := fs.Bool("json", false, "print the problems as JSON, one object per line on stdout (the same as --format json)")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) > 0 {
 					return usageErrorf("lint takes no arguments, got %q", args[0])
 				}
 				if o.ff && o.base == "" {
 					return usageErrorf("--fast-forward needs --base REV")
+				}
+				if *asJSON {
+					o.format = "json"
 				}
 				if o.format != "text" && o.format != "json" {
 					return usageErrorf("--format %q: want text or json", o.format)

@@ -26,6 +26,7 @@ func resolveCommand() command {
 				"ssh-key", "connect-timeout", "stall-timeout")
 			skip := fs.Bool("skip-invalid", false, "resolve the valid entries when some are invalid (warns, naming the skipped files)")
 			allowDecrease := fs.Bool("allow-serial-decrease", false, "accept a registry state that lowers serials of the previous lock")
+			asJSON := fs.Bool("json", false, "print the result as one JSON document on stdout (warnings stay on stderr)")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) > 0 {
 					return usageErrorf("resolve takes no arguments, got %q", args[0])
@@ -34,13 +35,13 @@ func resolveCommand() command {
 				if err != nil {
 					return err
 				}
-				return runResolve(ctx, e, s, *skip, *allowDecrease)
+				return runResolve(ctx, e, s, *skip, *allowDecrease, *asJSON)
 			}
 		},
 	}
 }
 
-func runResolve(ctx context.Context, e *env, s settings.Settings, skip, allowDecrease bool) error {
+func runResolve(ctx context.Context, e *env, s settings.Settings, skip, allowDecrease, asJSON bool) error {
 	if s.Registry == "" {
 		return withHint(errors.New("resolve: no registry configured"),
 			"pass --registry URL|DIR, set POISON_REGISTRY, or put registry = \"URL\" in poison.toml")
@@ -135,6 +136,27 @@ func runResolve(ctx context.Context, e *env, s settings.Settings, skip, allowDec
 	if pin.Ref != "" {
 		ref = " (" + pin.Ref + ")"
 	}
+	if asJSON {
+		j := resolveJSON{Lock: lockName, Registry: registryJSON{URL: pin.URL, Ref: pin.Ref, Commit: pin.Commit},
+			Unchanged: res.Unchanged, Signer: res.Signer, Nix: "", Skipped: []string{}}
+		if prev != nil {
+			j.PreviousCommit = prev.Registry.Commit
+		}
+		l := res.Lock
+		if l == nil && res.Unchanged {
+			l, _ = lock.ReadFile(s.Lock) // unchanged: decoded lazily, read it for the counts
+		}
+		if l != nil {
+			j.Derivations, j.Outputs, j.Names = len(l.Derivations), len(l.Outputs), len(l.Names)
+		}
+		if s.Nix != "" {
+			j.Nix = displayPath(e, s.Nix)
+		}
+		if len(res.Skipped) > 0 {
+			j.Skipped = res.SkippedFiles()
+		}
+		return writeReport(e.stdout, true, j, nil)
+	}
 	counts := ""
 	if l := res.Lock; l != nil {
 		counts = fmt.Sprintf(": %d derivations, %d outputs, %d names", len(l.Derivations), len(l.Outputs), len(l.Names))
@@ -144,6 +166,26 @@ func runResolve(ctx context.Context, e *env, s settings.Settings, skip, allowDec
 		fmt.Fprintf(e.stdout, "%s: written from the same lock\n", displayPath(e, s.Nix))
 	}
 	return nil
+}
+
+// resolveJSON is `poison resolve --json` (docs/json.md).
+type resolveJSON struct {
+	Lock           string       `json:"lock"`
+	Registry       registryJSON `json:"registry"`
+	PreviousCommit string       `json:"previousCommit"` // "" for a new lock
+	Unchanged      bool         `json:"unchanged"`
+	Derivations    int          `json:"derivations"` // keys in the lock
+	Outputs        int          `json:"outputs"`
+	Names          int          `json:"names"`
+	Signer         string       `json:"signer"`  // "" when no trusted keys are configured
+	Nix            string       `json:"nix"`     // poison.nix written too, or ""
+	Skipped        []string     `json:"skipped"` // entry files left out by --skip-invalid
+}
+
+type registryJSON struct {
+	URL    string `json:"url"`
+	Ref    string `json:"ref"`
+	Commit string `json:"commit"`
 }
 
 func shortCommit(c string) string {

@@ -213,8 +213,8 @@ type rewriteJSON struct {
 }
 
 type rootJSON struct {
-	DrvPath  string `json:"drvPath"`
-	Original string `json:"original"`
+	DrvPath    string `json:"drvPath"`    // as given
+	NewDrvPath string `json:"newDrvPath"` // rewritten under the lock
 }
 
 type poisonJSON struct {
@@ -229,15 +229,15 @@ type poisonJSON struct {
 }
 
 type changedJSON struct {
-	DrvPath  string            `json:"drvPath"`
-	Original string            `json:"original"`
-	Outputs  map[string]string `json:"outputs"`
+	DrvPath    string            `json:"drvPath"`    // as in the closure
+	NewDrvPath string            `json:"newDrvPath"` // rewritten under the lock
+	Outputs    map[string]string `json:"outputs"`    // of the rewritten derivation
 }
 
 func writeRewriteJSON(w io.Writer, roots []string, res *builder.Result) error {
 	doc := rewriteJSON{Roots: []rootJSON{}, Poisoned: []poisonJSON{}, Changed: []changedJSON{}}
 	for i, r := range res.Roots {
-		doc.Roots = append(doc.Roots, rootJSON{DrvPath: r, Original: roots[i]})
+		doc.Roots = append(doc.Roots, rootJSON{DrvPath: roots[i], NewDrvPath: r})
 	}
 	for _, p := range res.Poisoned {
 		doc.Poisoned = append(doc.Poisoned, poisonJSON{
@@ -246,7 +246,7 @@ func writeRewriteJSON(w io.Writer, roots []string, res *builder.Result) error {
 		})
 	}
 	for _, d := range res.Changed {
-		doc.Changed = append(doc.Changed, changedJSON{DrvPath: d.Path, Original: d.OldPath, Outputs: d.Outputs})
+		doc.Changed = append(doc.Changed, changedJSON{DrvPath: d.OldPath, NewDrvPath: d.Path, Outputs: d.Outputs})
 	}
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
