@@ -125,8 +125,11 @@ func Fetch(ctx context.Context, st storer.Storer, url string, c Config) (res *Re
 		// Transports rewrap (or swallow) the error of a stalled read:
 		// the watch knows.
 		if err != nil && ctx.Err() == nil {
-			if te := w.stalledErr(); te != nil {
-				err = &RemoteError{te}
+			var te *TimeoutError
+			if st := w.stalledErr(); st != nil {
+				err = &RemoteError{st}
+			} else if errors.As(err, &te) {
+				err = &RemoteError{te} // without the transport's wrapping ("Get URL: ...")
 			} else if strings.Contains(err.Error(), "TLS handshake timeout") {
 				err = &RemoteError{&TimeoutError{After: connect, Addr: ep.Host}}
 			}

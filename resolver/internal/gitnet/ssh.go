@@ -99,6 +99,11 @@ func (s *SSH) target(ep *transport.Endpoint) (*sshTarget, error) {
 			return nil, fmt.Errorf("ssh configuration: %w", err)
 		}
 	}
+	return s.targetFrom(ep, cfg), nil
+}
+
+// targetFrom applies the configuration cfg to the endpoint.
+func (s *SSH) targetFrom(ep *transport.Endpoint, cfg *sshConfig) *sshTarget {
 	t := &sshTarget{alias: ep.Host, host: ep.Host, cfg: cfg}
 	if h := cfg.get(ep.Host, "hostname"); h != "" {
 		t.host = expandTokens(h, map[byte]string{'h': ep.Host, '%': "%"})
@@ -121,7 +126,17 @@ func (s *SSH) target(ep *transport.Endpoint) (*sshTarget, error) {
 		t.keyAlias = a
 	}
 	t.tokens = map[byte]string{'d': s.Home, 'h': t.host, 'p': t.port, 'r': t.user, 'u': s.LocalUser, '%': "%"}
-	return t, nil
+	return t
+}
+
+// identityFiles lists the key files the configuration names for the
+// target, expanded (none: ssh's defaults apply).
+func (t *sshTarget) identityFiles(home string) []string {
+	var out []string
+	for _, f := range t.cfg.getAll(t.alias, "identityfile") {
+		out = append(out, expandTokens(expandTilde(f, home), t.tokens))
+	}
+	return out
 }
 
 func (t *sshTarget) addr() string { return net.JoinHostPort(t.host, t.port) }
@@ -252,15 +267,14 @@ func (s *SSH) signers(t *sshTarget) ([]ssh.Signer, func(), error) {
 			out = append(out, ks...)
 		}
 	}
-	files := t.cfg.getAll(t.alias, "identityfile")
+	files := t.identityFiles(s.Home)
 	explicit := len(files) > 0
 	if !explicit && s.Home != "" {
 		for _, n := range defaultIdentities {
 			files = append(files, filepath.Join(s.Home, ".ssh", n))
 		}
 	}
-	for _, f := range files {
-		p := expandTokens(expandTilde(f, s.Home), t.tokens)
+	for _, p := range files {
 		if _, err := os.Stat(p); err != nil {
 			if explicit {
 				tried = append(tried, fmt.Sprintf("IdentityFile %s: %v", p, unwrapPath(err)))
