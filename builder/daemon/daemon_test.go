@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/poison-nix/poison/builder/daemon"
-	"github.com/poison-nix/poison/internal/daemontest"
 	"github.com/poison-nix/poison/builder/internal/aterm"
+	"github.com/poison-nix/poison/internal/daemontest"
 	"github.com/poison-nix/poison/internal/nixtest"
 )
 
