@@ -11,6 +11,7 @@ import (
 	"github.com/poison-nix/poison/builder/daemon"
 	"github.com/poison-nix/poison/builder/storecopy"
 	"github.com/poison-nix/poison/internal/nixconf"
+	"github.com/poison-nix/poison/storepath"
 )
 
 // copyOptions are the settings of one `poison copy`.
@@ -115,39 +116,14 @@ func copyError(err error) error {
 // symlink to one such as ./result) into a store path.
 func storePathArg(e *env, storeDir, arg string) (string, error) {
 	p := rootPath(e, storeDir, arg)
-	rest, ok := strings.CutPrefix(p, storeDir+"/")
-	if !ok {
+	if !strings.HasPrefix(p, storeDir+"/") {
 		return "", withHint(fmt.Errorf("copy: %s is not in the store %s", arg, storeDir), "pass store paths, or symlinks to them such as ./result")
 	}
-	base, _, _ := strings.Cut(rest, "/")
-	if !validStoreBase(base) {
-		return "", withHint(fmt.Errorf("copy: %s is not a store path (want %s/HASH-NAME)", arg, storeDir), "pass store paths, or symlinks to them such as ./result")
+	root, err := storepath.Root(storeDir, p)
+	if err != nil {
+		return "", withHint(fmt.Errorf("copy: %s is not a store path: %w", arg, err), "pass store paths, or symlinks to them such as ./result")
 	}
-	return storeDir + "/" + base, nil
-}
-
-// validStoreBase reports whether base is HASH-NAME with a 32-character
-// Nix base-32 hash and a name Nix accepts.
-func validStoreBase(base string) bool {
-	const alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
-	if len(base) < 34 || base[32] != '-' {
-		return false
-	}
-	for _, c := range base[:32] {
-		if !strings.ContainsRune(alphabet, c) {
-			return false
-		}
-	}
-	name := base[33:]
-	if strings.HasPrefix(name, ".") || len(name) > 211 {
-		return false
-	}
-	for _, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("+-._?=", c)) {
-			return false
-		}
-	}
-	return true
+	return root, nil
 }
 
 // mib renders a byte count for people.
