@@ -157,6 +157,8 @@ type Conn struct {
 	log      func(Message)
 
 	broken error
+
+	narBuf []byte // the frame buffer of NAR uploads, reused
 }
 
 // Version returns the negotiated protocol version (major<<8 | minor).

@@ -232,7 +232,10 @@ func (c *Conn) writeValidPathInfo(info *PathInfo) {
 // stream (unpadded frames, then an empty frame). A failing or wrong-sized
 // NAR is a *sourceError: the stream cannot be completed.
 func (c *Conn) writeFramedNAR(info *PathInfo, nar io.Reader) error {
-	buf := make([]byte, narChunk)
+	if c.narBuf == nil {
+		c.narBuf = make([]byte, narChunk)
+	}
+	buf := c.narBuf
 	left := info.NarSize
 	for left > 0 {
 		k, err := io.ReadFull(nar, buf[:min(uint64(len(buf)), left)])

@@ -75,7 +75,7 @@ func copyInputs(ctx context.Context, e *env, build *daemon.Pool, store string, d
 	}
 	defer home.Pool.Close()
 	start := time.Now()
-	r, err := storecopy.CopyClosure(ctx, home, storecopy.Daemon{Pool: build}, need, storecopy.Options{})
+	r, err := storecopy.CopyClosure(ctx, localSource(home, homeStore, dopts.StoreDir), storecopy.Daemon{Pool: build}, need, storecopy.Options{})
 	if err != nil {
 		return copyError(fmt.Errorf("build: copy the inputs the store %s lacks: %w", store, err))
 	}

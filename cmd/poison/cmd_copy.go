@@ -78,7 +78,7 @@ func runCopy(ctx context.Context, e *env, o copyOptions) error {
 	defer dst.Pool.Close()
 
 	start := time.Now()
-	res, err := storecopy.CopyClosure(ctx, src, dst, paths, storecopy.Options{AddOptions: storecopy.AddOptions{NoCheckSigs: o.noCheckSigs}})
+	res, err := storecopy.CopyClosure(ctx, localSource(src, o.from, o.storeDir), dst, paths, storecopy.Options{AddOptions: storecopy.AddOptions{NoCheckSigs: o.noCheckSigs}})
 	if err != nil {
 		return copyError(fmt.Errorf("copy to %s: %w", o.to, err))
 	}
@@ -98,6 +98,19 @@ func openStore(ctx context.Context, uri string, opts daemon.Options, flagName st
 	}
 	p.Put(c, false)
 	return storecopy.Daemon{Pool: p}, nil
+}
+
+// localSource reads the NARs of a store on this machine from its files
+// (the daemon still gives the path infos), which spares the daemon
+// copying every byte through its socket; other stores stream NARs.
+func localSource(d storecopy.Daemon, uri, storeDir string) storecopy.Source {
+	switch {
+	case uri == "auto" || uri == "daemon" || uri == "" || uri == "local":
+		return storecopy.Local{Infos: d, StoreDir: storeDir}
+	case chrootStoreDir(uri, storeDir) != "":
+		return storecopy.Local{Infos: d, StoreDir: storeDir, RealDir: chrootStoreDir(uri, storeDir)}
+	}
+	return d
 }
 
 // copyError adds what to do when a destination refuses paths.
