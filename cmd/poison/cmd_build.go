@@ -222,6 +222,12 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 	if err != nil {
 		return withHint(fmt.Errorf("build: connect to store %s: %w", o.store, err), connectHint(o.store, "pass --store URI"))
 	}
+	if o.builders != "" && !fleet {
+		if err := checkBuilders(ctx, o.store, dopts); err != nil {
+			p.Put(conn, false)
+			return err
+		}
+	}
 	iroots, err := installable.Resolve(ctx, conn, installable.Options{
 		Dir: e.dir, StoreDir: storeDir, Attrs: o.attrs, Args: o.args, Include: o.include,
 		File: absOrEmpty(e, o.file), Expr: o.expr, Store: instantiateStore(o.store),
