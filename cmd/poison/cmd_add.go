@@ -94,6 +94,25 @@ func runAdd(ctx context.Context, e *env, o addOptions) error {
 		return withHint(fmt.Errorf("add: %w", err), "pass --registry DIR of a registry work tree (poison init creates one)")
 	}
 	cfg, _ := registry.DecodeConfig(cfgData) // Add reports its problems
+	// Relative paths and result links name store paths; absolute paths
+	// go as given (Add says what is wrong with them).
+	storeDir := cfg.StoreDir
+	if storeDir == "" {
+		storeDir = lock.DefaultStoreDir
+	}
+	for i, p := range o.add.Paths {
+		if fi, err := os.Lstat(p); filepath.IsAbs(p) && (err != nil || fi.Mode()&os.ModeSymlink == 0) {
+			continue
+		}
+		sa, err := parseStoreArg(e, storeDir, p)
+		if err != nil {
+			return withHint(fmt.Errorf("add: %w", err), "pass .drv or output paths (result links work), and names with --name")
+		}
+		if sa.Name != "" {
+			return withHint(fmt.Errorf("add: %q is a derivation name, not a path", p), "poison a name with --name "+p)
+		}
+		o.add.Paths[i] = sa.Path
+	}
 	o.add.Now = e.now()
 	if !o.add.NoVerify {
 		in := &nixInspector{env: e, storeDir: cfg.StoreDir, serialEnv: cfg.Env}

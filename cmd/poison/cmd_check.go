@@ -115,15 +115,15 @@ func runCheck(ctx context.Context, e *env, o checkOptions) error {
 
 	var roots []string
 	for _, arg := range o.paths {
-		p := rootPath(e, storeDir, arg)
-		if !strings.HasPrefix(p, storeDir+"/") || len(p) == len(storeDir)+1 {
+		sa, err := parseStoreArg(e, storeDir, arg)
+		switch {
+		case err != nil && !strings.ContainsRune(arg, '/'):
+			fail(arg, err)
+		case err != nil || sa.Name != "":
 			fail(arg, fmt.Errorf("not a path in the store %s", storeDir))
-			continue
+		default:
+			roots = append(roots, sa.Path)
 		}
-		if rest := p[len(storeDir)+1:]; strings.Contains(rest, "/") {
-			p = storeDir + "/" + rest[:strings.IndexByte(rest, '/')]
-		}
-		roots = append(roots, p)
 	}
 	audit, err := builder.Audit(ctx, conn, roots, builder.AuditOptions{Lock: lk, ByName: o.byName,
 		StoreDir: storeDir, RealStoreDir: chrootStoreDir(o.store, storeDir)})
