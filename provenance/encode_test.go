@@ -47,7 +47,7 @@ func TestAppendLineMatchesEncodingJSON(t *testing.T) {
 				t.Errorf("host %q:\n got %s\nwant %s", h, got, want.Bytes())
 			}
 			var back Record
-			err := newDecoder().decode(bytes.TrimRight(got, "\n"), &back)
+			_, err := newDecoder().decode(bytes.TrimRight(got, "\n"), &back, nil)
 			if h == "tab\tnl\nret\r" {
 				if err == nil {
 					t.Errorf("host %q read back without error", h)
@@ -73,12 +73,12 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"v":1,"host":"a\u00e9\"","outputs":[]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r Record
-		if newDecoder().decode(data, &r) != nil {
+		if _, err := newDecoder().decode(data, &r, nil); err != nil {
 			return
 		}
 		line := AppendLine(nil, &r)
 		var back Record
-		if err := newDecoder().decode(bytes.TrimRight(line, "\n"), &back); err != nil {
+		if _, err := newDecoder().decode(bytes.TrimRight(line, "\n"), &back, nil); err != nil {
 			t.Fatalf("re-encoded line %s does not decode: %v", line, err)
 		}
 		if again := AppendLine(nil, &back); !bytes.Equal(again, line) {

@@ -157,12 +157,14 @@ var nixVersionRE = regexp.MustCompile(`^nix[a-z-]* \(Nix\) ([0-9][0-9A-Za-z.+_-]
 // ParentNixVersion returns the version of the Nix that ran this process
 // (the executable of the parent process, asked with --version), caching
 // it in cacheFile keyed by that executable's path, size and mtime: asking
-// costs ~20 ms, reading the cache well under one. It returns "" when the
-// parent is not Nix or anything fails.
+// costs ~20 ms, reading the cache well under one. Only an executable
+// whose name starts with "nix" is asked. It returns "" when the parent is
+// not Nix (or is Nix started through the dynamic loader, as a relocated
+// Nix is) or anything fails.
 func ParentNixVersion(ctx context.Context, cacheFile string) string {
 	exe, err := os.Readlink("/proc/" + strconv.Itoa(os.Getppid()) + "/exe")
-	if err != nil || strings.HasSuffix(exe, " (deleted)") {
-		return ""
+	if err != nil || strings.HasSuffix(exe, " (deleted)") || !strings.HasPrefix(filepath.Base(exe), "nix") {
+		return "" // not Nix (a shell running the hook by hand): never run it
 	}
 	fi, err := os.Stat(exe)
 	if err != nil {

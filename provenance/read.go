@@ -27,6 +27,10 @@ type Entry struct {
 	Record
 	File string
 	Line int
+	// Raw is the line as read, without its newline: a valid journal line
+	// (unknown fields of a newer poison kept). It is valid only until the
+	// callback returns.
+	Raw []byte
 }
 
 // Filter selects records. Zero fields select everything.
@@ -75,7 +79,10 @@ type ReadOptions struct {
 }
 
 // Read streams the journal r (named name in errors) and calls fn for each
-// record that passes opts.Filter, in file order. Lines longer than MaxLine
+// record that passes opts.Filter, in file order. Every line must be a JSON
+// object of a known format version; a line that fails the host filter is
+// not checked further, one that passes it is validated whole, so a bad
+// line of the host asked about is always reported. Lines longer than MaxLine
 // are never buffered whole: they are reported and skipped. Empty lines are
 // ignored. A final line without its newline is read like any other.
 func Read(ctx context.Context, r io.Reader, name string, opts ReadOptions, fn func(*Entry) error) error {
@@ -116,12 +123,13 @@ func Read(ctx context.Context, r io.Reader, name string, opts ReadOptions, fn fu
 		text := bytes.TrimRight(raw, "\r\n")
 		if len(bytes.TrimSpace(text)) > 0 {
 			ent.Record = Record{}
-			if perr := dec.decode(text, &ent.Record); perr != nil {
+			if ok, perr := dec.decode(text, &ent.Record, &opts.Filter); perr != nil {
 				if e := onErr(&LineError{File: name, Line: n, Err: perr}); e != nil {
 					return e
 				}
-			} else if opts.Filter.Match(&ent.Record) {
+			} else if ok {
 				ent.Line = n
+				ent.Raw = text
 				if err := fn(&ent); err != nil {
 					return err
 				}

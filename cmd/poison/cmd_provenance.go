@@ -39,7 +39,7 @@ func provenanceCommand() command {
 			fs.StringVar(&since, "since", "", "only builds that ended at or after `T`: RFC 3339, a date, or an age (7d, 36h)")
 			fs.StringVar(&until, "until", "", "only builds that ended before `T`")
 			fs.StringVar(&o.filter.Drv, "drv", "", "only builds of this .drv `PATH` (or producing this output path)")
-			fs.BoolVar(&o.json, "json", false, "print JSON lines, one journal record each (a journal itself)")
+			fs.BoolVar(&o.json, "json", false, "print the matching journal lines as they are (JSON lines: a journal itself)")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) > 0 {
 					return usageErrorf("provenance takes no arguments, got %q; filter with --host, --since, --until, --drv", args[0])
@@ -143,7 +143,7 @@ func runProvenance(ctx context.Context, e *env, o provenanceOptions) error {
 		n++
 		buf = buf[:0]
 		if o.json {
-			buf = provenance.AppendLine(buf, &en.Record)
+			buf = append(append(buf, en.Raw...), '\n')
 		} else {
 			buf = en.End.UTC().AppendFormat(buf, time.RFC3339)
 			buf = append(buf, ' ')

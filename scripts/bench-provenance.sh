@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# bench-provenance.sh: the figures of the build journal and the cache
+# quarantine (issue 13), each measured in one run.
+#
+#   hook        N trivial builds (default 200, -j 1) through a private
+#               nix-daemon without a post-build-hook and through one with
+#               poison's hook, alternating, twice: total wall time with vs
+#               without, and the ratio. Then N more builds through a daemon
+#               whose hook is timed around the poison process (bash
+#               $EPOCHREALTIME, no extra fork): per-build cost, median and p99.
+#   provenance  a 1,000,000-line journal (awk-generated, 7 hosts):
+#               'poison provenance' filtered (--host --since), full text
+#               listing and full --json listing, to /dev/null.
+#   quarantine  a 10,000-narinfo file cache with 500 poisoned outputs (250
+#               by output path, 250 by Deriver): 'poison quarantine', then
+#               '--restore'; a tree hash (paths, modes, contents) before and
+#               after must be equal.
+#
+# Usage: scripts/bench-provenance.sh [hook|provenance|quarantine]... (default: all)
+# Env: N (hook builds, default 200), BENCH_DIR (default /tmp/poison-bench-prov).
+# Needs root (private nix-daemons on the system store) for 'hook'.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+dir=${BENCH_DIR:-/tmp/poison-bench-prov}
+n=${N:-200}
+mkdir -p "$dir"
+go build -o "$dir/poison" ./cmd/poison
+poison=$dir/poison
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=(hook provenance quarantine)
+
+now_ms() { local t=$EPOCHREALTIME; echo $(( ${t/./} / 1000 )); }
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# start_daemon NAME HOOK: a nix-daemon on $dir/NAME.socket (HOOK "" = none).
+start_daemon() {
+	local sock=$dir/$1.socket conf="substituters ="
+	[ -z "$2" ] || conf="$conf
+post-build-hook = $2"
+	rm -f "$sock"
+	NIX_CONFIG=$conf NIX_DAEMON_SOCKET_PATH=$sock setsid nix-daemon >"$dir/$1.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+	sleep 0.2
+}
+
+# build NAME: instantiate N fresh trivial derivations, build them -j 1
+# through daemon NAME, print the milliseconds.
+build() {
+	local drvs t0 t1
+	drvs=$(NIX_CONFIG="substituters =" nix-instantiate testdata/provenance/wide.nix --argstr nonce "$1-$RANDOM-$(date +%s%N)" --arg n "$n" --argstr sleep 0 2>/dev/null)
+	t0=$(now_ms)
+	NIX_REMOTE=unix://$dir/$1.socket NIX_CONFIG="substituters =" nix-store --realise -j 1 $drvs >/dev/null 2>"$dir/$1.build.log"
+	t1=$(now_ms)
+	echo $((t1 - t0))
+}
+
+hook() {
+	echo "== post-build-hook: $n trivial builds per run, -j 1 (Nix $(nix --version | awk '{print $3}'))"
+	rm -f "$dir/journal.jsonl" "$dir/journal.jsonl.nix-version" "$dir/timed.jsonl"*
+	"$poison" hooks install --post-build "$dir/hook" --poison "$poison" --journal "$dir/journal.jsonl" --force >/dev/null
+	cat >"$dir/timed-hook" <<-EOS
+	#!/bin/bash
+	t0=\$EPOCHREALTIME
+	'$poison' journal-hook --journal '$dir/timed.jsonl'
+	t1=\$EPOCHREALTIME
+	echo "\${t0/./} \${t1/./}" >>'$dir/hook-times'
+	EOS
+	chmod +x "$dir/timed-hook"
+	start_daemon plain ""
+	start_daemon hooked "$dir/hook"
+	start_daemon timed "$dir/timed-hook"
+	local without=0 with=0 a b
+	for round in 1 2; do
+		a=$(build plain); b=$(build hooked)
+		echo "round $round: without hook ${a} ms, with hook ${b} ms"
+		without=$((without + a)); with=$((with + b))
+	done
+	lines=$(wc -l <"$dir/journal.jsonl")
+	echo "total: without ${without} ms, with ${with} ms, ratio $(awk -v a="$with" -v b="$without" 'BEGIN{printf "%.3f", a/b}')x; journal lines: $lines (want $((2 * (n + 1))))"
+	rm -f "$dir/hook-times"
+	build timed >/dev/null
+	sort -n <(awk '{printf "%.3f\n", ($2-$1)/1000}' "$dir/hook-times") >"$dir/hook-ms"
+	awk '{v[NR]=$1} END{m=v[int((NR+1)/2)]; p=v[int(NR*0.99+0.999)]; printf "hook (poison journal-hook process, %d builds): median %.2f ms, p99 %.2f ms, max %.2f ms\n", NR, m, p, v[NR]}' "$dir/hook-ms"
+	echo "per build, end to end (with - without) / builds: $(awk -v a="$with" -v b="$without" -v n="$n" 'BEGIN{printf "%.2f", (a-b)/(2*(n+1))}') ms"
+}
+
+provenance() {
+	local j=$dir/big.jsonl
+	if [ ! -s "$j" ] || [ "$(wc -l <"$j")" -ne 1000000 ]; then
+		awk 'BEGIN{
+			a="0123456789abcdfghijklmnpqrsvwxyz"
+			for (i = 0; i < 1000000; i++) {
+				h = ""; x = i
+				for (k = 0; k < 32; k++) { h = h substr(a, x % 32 + 1, 1); x = int(x / 32) + k }
+				t = 1764576000 + i * 2
+				printf "{\"v\":1,\"drv\":\"/nix/store/%s-pkg-%d.drv\",\"outputs\":[\"/nix/store/%s-pkg-%d\"],\"host\":\"board%d\",\"machineId\":\"0123456789abcdef0123456789abcde%d\",\"system\":\"aarch64-linux\",\"start\":\"%s\",\"startSource\":\"build-log\",\"end\":\"%s\",\"nix\":\"2.8.0\"}\n", h, i, h, i, i % 7, i % 7, strftime("%Y-%m-%dT%H:%M:%SZ", t - 1, 1), strftime("%Y-%m-%dT%H:%M:%SZ", t, 1)
+			}
+		}' >"$j"
+	fi
+	echo "== poison provenance over $(wc -l <"$j") lines ($(du -m "$j" | cut -f1) MB)"
+	for args in "--host board3 --since 2025-12-10T00:00:00Z --until 2025-12-20T00:00:00Z" "" "--json"; do
+		t0=$(now_ms)
+		"$poison" provenance --journal "$j" $args >"$dir/out" 
+		t1=$(now_ms)
+		echo "provenance ${args:-(everything, text)}: $((t1 - t0)) ms, $(wc -l <"$dir/out") builds listed"
+	done
+}
+
+treehash() { (cd "$1" && find . -printf '%p %M\n' | sort && find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16; }
+
+quarantine() {
+	local c=$dir/cache
+	rm -rf "$c" && mkdir -p "$c/nar"
+	printf 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n' >"$c/nix-cache-info"
+	awk -v dir="$c" -v lockf="$dir/poison.lock" 'BEGIN{
+		a="0123456789abcdfghijklmnpqrsvwxyz"
+		for (i = 0; i < 10000; i++) {
+			h = "1"; d = "2"; x = i
+			for (k = 1; k < 32; k++) { c = substr(a, x % 32 + 1, 1); h = h c; d = d c; x = int(x / 32) }
+			f = dir "/" h ".narinfo"
+			printf "StorePath: /nix/store/%s-pkg-%d\nURL: nar/%s.nar.xz\nCompression: xz\nNarHash: sha256:0000000000000000000000000000000000000000000000000000\nNarSize: 120\nReferences: \nDeriver: %s-pkg-%d.drv\nSig: cache-1:abc==\n", h, i, h, d, i > f
+			close(f)
+			if (i % 20 == 0) { if (i % 40 == 0) outs = outs sprintf("%s\"%s-pkg-%d\": 1", (outs == "" ? "" : ", "), h, i); else drvs = drvs sprintf("%s\"%s-pkg-%d.drv\": 1", (drvs == "" ? "" : ", "), d, i) }
+		}
+		printf "{\"version\": 1, \"registry\": {\"url\": \"file:///registry\", \"ref\": \"main\", \"commit\": \"%s\"}, \"env\": \"POISON_SERIAL\", \"derivations\": {%s}, \"outputs\": {%s}, \"names\": {}}\n", "cccccccccccccccccccccccccccccccccccccccc", drvs, outs > lockf
+	}'
+	echo "== poison quarantine: $(ls "$c" | grep -c narinfo) narinfos"
+	before=$(treehash "$c")
+	t0=$(now_ms)
+	"$poison" quarantine --cache "file://$c" --lock "$dir/poison.lock" --max-age 0 >"$dir/moved" 2>"$dir/q.err"
+	t1=$(now_ms)
+	echo "quarantine: $((t1 - t0)) ms, $(wc -l <"$dir/moved") narinfos moved ($(grep -c ': output' "$dir/moved") by output path, $(grep -c ': deriver' "$dir/moved") by deriver)"
+	t0=$(now_ms)
+	"$poison" quarantine --cache "file://$c" --restore >"$dir/restored" 2>>"$dir/q.err"
+	t1=$(now_ms)
+	after=$(treehash "$c")
+	echo "restore: $((t1 - t0)) ms, $(wc -l <"$dir/restored") narinfos restored; tree hash before $before, after $after: $([ "$before" = "$after" ] && echo identical || echo DIFFERENT)"
+	[ "$before" = "$after" ]
+}
+
+for p in "${parts[@]}"; do "$p"; done
