@@ -15,7 +15,7 @@ buildGoModule {
   # flake.nix passes the current value.
   inherit vendorHash;
 
-  subPackages = [ "cmd/poison" ];
+  subPackages = [ "cmd/poison" "cmd/poison-journal-hook" ];
 
   # The test suite needs a real Nix store and nix-daemon, which the build
   # sandbox does not have: run it with scripts/test.sh instead.

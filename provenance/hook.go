@@ -222,3 +222,28 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	}
 	return k, nil
 }
+
+// RunHook is the whole post-build-hook: it builds the record of the build
+// Nix just finished (HookRecord) and appends it to journal, creating the
+// journal's directory if needed. Warnings are things left out of the
+// record; an error means nothing was journalled. Either way the caller
+// exits 0: Nix halts its build loop when the hook fails.
+func RunHook(ctx context.Context, journal string, o HookOptions) (warnings []string, err error) {
+	if !filepath.IsAbs(journal) {
+		return nil, fmt.Errorf("journal %q: want an absolute path (Nix runs the hook from its own working directory)", journal)
+	}
+	if o.NixVersion == nil {
+		o.NixVersion = func(ctx context.Context) string { return ParentNixVersion(ctx, journal+".nix-version") }
+	}
+	rec, warnings, err := HookRecord(ctx, o)
+	if err != nil {
+		return warnings, err
+	}
+	if len(rec.Outputs) == 0 {
+		warnings = append(warnings, rec.Drv+": no output paths known (OUT_PATHS empty and none in the .drv)")
+	}
+	if err := os.MkdirAll(filepath.Dir(journal), 0o755); err != nil {
+		return warnings, fmt.Errorf("journal: %w", err)
+	}
+	return warnings, Append(journal, rec)
+}

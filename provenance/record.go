@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/poison-nix/poison/registry"
+	"github.com/poison-nix/poison/storepath"
 )
 
 // Version is the journal line format this package writes.
@@ -92,7 +92,7 @@ func checkStorePath(p string) error {
 	if i <= 0 && !strings.HasPrefix(p, "/") {
 		return fmt.Errorf("%q is not an absolute store path", truncate(p))
 	}
-	if err := registry.ValidateBaseName(p[i+1:]); err != nil {
+	if err := storepath.CheckBase(p[i+1:]); err != nil {
 		return fmt.Errorf("%q: %w", truncate(p), err)
 	}
 	return nil

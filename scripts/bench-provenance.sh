@@ -2,12 +2,15 @@
 # bench-provenance.sh: the figures of the build journal and the cache
 # quarantine (issue 13), each measured in one run.
 #
-#   hook        N trivial builds (default 200, -j 1) through a private
-#               nix-daemon without a post-build-hook and through one with
-#               poison's hook, alternating, twice: total wall time with vs
-#               without, and the ratio. Then N more builds through a daemon
+#   hook        N trivial builds (default 200, -j 1) through each of three
+#               private nix-daemons: no post-build-hook, /bin/true as the
+#               hook (what Nix's running of any hook costs), poison's hook;
+#               in 4 interleaved rounds: total wall time and the ratios.
+#               Then N more builds through a daemon
 #               whose hook is timed around the poison process (bash
 #               $EPOCHREALTIME, no extra fork): per-build cost, median and p99.
+#               The hook is the script 'poison hooks install --post-build'
+#               writes, running the small poison-journal-hook binary.
 #   provenance  a 1,000,000-line journal (awk-generated, 7 hosts):
 #               'poison provenance' filtered (--host --since), full text
 #               listing and full --json listing, to /dev/null.
@@ -26,6 +29,7 @@ dir=${BENCH_DIR:-/tmp/poison-bench-prov}
 n=${N:-200}
 mkdir -p "$dir"
 go build -o "$dir/poison" ./cmd/poison
+go build -o "$dir/poison-journal-hook" ./cmd/poison-journal-hook
 poison=$dir/poison
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(hook provenance quarantine)
@@ -38,7 +42,7 @@ trap cleanup EXIT
 
 # start_daemon NAME HOOK: a nix-daemon on $dir/NAME.socket (HOOK "" = none).
 start_daemon() {
-	local sock=$dir/$1.socket conf="substituters ="
+	local sock=$dir/$1.socket conf="substituters =" # POISON_JOURNAL passes through to the hook
 	[ -z "$2" ] || conf="$conf
 post-build-hook = $2"
 	rm -f "$sock"
@@ -60,33 +64,51 @@ build() {
 }
 
 hook() {
-	echo "== post-build-hook: $n trivial builds per run, -j 1 (Nix $(nix --version | awk '{print $3}'))"
-	rm -f "$dir/journal.jsonl" "$dir/journal.jsonl.nix-version" "$dir/timed.jsonl"*
+	local rounds=4 per=$((n / 4))
+	echo "== post-build-hook: $((rounds * per)) trivial builds per configuration, -j 1, in $rounds interleaved rounds (Nix $(nix --version | awk '{print $3}'))"
+	rm -f "$dir/journal.jsonl"* "$dir/direct.jsonl"* "$dir/timed.jsonl"*
 	"$poison" hooks install --post-build "$dir/hook" --poison "$poison" --journal "$dir/journal.jsonl" --force >/dev/null
+	grep -q poison-journal-hook "$dir/hook" || { echo "the hook script does not run poison-journal-hook"; exit 1; }
 	cat >"$dir/timed-hook" <<-EOS
 	#!/bin/bash
 	t0=\$EPOCHREALTIME
-	'$poison' journal-hook --journal '$dir/timed.jsonl'
+	'$dir/poison-journal-hook' --journal '$dir/timed.jsonl'
 	t1=\$EPOCHREALTIME
 	echo "\${t0/./} \${t1/./}" >>'$dir/hook-times'
 	EOS
 	chmod +x "$dir/timed-hook"
 	start_daemon plain ""
+	start_daemon noop /bin/true
 	start_daemon hooked "$dir/hook"
+	POISON_JOURNAL=$dir/direct.jsonl start_daemon direct "$dir/poison-journal-hook"
 	start_daemon timed "$dir/timed-hook"
-	local without=0 with=0 a b
-	for round in 1 2; do
-		a=$(build plain); b=$(build hooked)
-		echo "round $round: without hook ${a} ms, with hook ${b} ms"
-		without=$((without + a)); with=$((with + b))
+	local plain=0 noop=0 hooked=0 direct=0 a b c d saved=$n
+	n=$per
+	for round in $(seq $rounds); do
+		case $((round % 3)) in
+		1) a=$(build plain); b=$(build noop); c=$(build hooked); d=$(build direct) ;;
+		2) d=$(build direct); c=$(build hooked); a=$(build plain); b=$(build noop) ;;
+		3) b=$(build noop); d=$(build direct); c=$(build hooked); a=$(build plain) ;;
+		0) c=$(build hooked); a=$(build plain); d=$(build direct); b=$(build noop) ;;
+		esac
+		echo "round $round ($per builds each): no hook ${a} ms, hook /bin/true ${b} ms, poison's hook script ${c} ms, poison-journal-hook direct ${d} ms"
+		plain=$((plain + a)); noop=$((noop + b)); hooked=$((hooked + c)); direct=$((direct + d))
 	done
-	lines=$(wc -l <"$dir/journal.jsonl")
-	echo "total: without ${without} ms, with ${with} ms, ratio $(awk -v a="$with" -v b="$without" 'BEGIN{printf "%.3f", a/b}')x; journal lines: $lines (want $((2 * (n + 1))))"
+	local builds=$((rounds * (per + 1)))
+	echo "total ($builds builds each): no hook ${plain} ms, /bin/true hook ${noop} ms, poison's hook script ${hooked} ms, poison-journal-hook direct ${direct} ms"
+	echo "ratio direct / no hook: $(awk -v a="$direct" -v b="$plain" 'BEGIN{printf "%.3f", a/b}')x; direct / /bin/true hook: $(awk -v a="$direct" -v b="$noop" 'BEGIN{printf "%.3f", a/b}')x"
+	echo "ratio poison's hook / no hook: $(awk -v a="$hooked" -v b="$plain" 'BEGIN{printf "%.3f", a/b}')x; /bin/true hook / no hook: $(awk -v a="$noop" -v b="$plain" 'BEGIN{printf "%.3f", a/b}')x; poison's hook / /bin/true hook: $(awk -v a="$hooked" -v b="$noop" 'BEGIN{printf "%.3f", a/b}')x"
+	echo "per build: Nix running any hook $(awk -v a="$noop" -v b="$plain" -v k="$builds" 'BEGIN{printf "%.2f", (a-b)/k}') ms, poison's hook over /bin/true $(awk -v a="$hooked" -v b="$noop" -v k="$builds" 'BEGIN{printf "%.2f", (a-b)/k}') ms"
+	echo "journal lines: script $(wc -l <"$dir/journal.jsonl"), direct $(wc -l <"$dir/direct.jsonl") (want $builds each)"
+	n=$saved
 	rm -f "$dir/hook-times"
 	build timed >/dev/null
 	sort -n <(awk '{printf "%.3f\n", ($2-$1)/1000}' "$dir/hook-times") >"$dir/hook-ms"
-	awk '{v[NR]=$1} END{m=v[int((NR+1)/2)]; p=v[int(NR*0.99+0.999)]; printf "hook (poison journal-hook process, %d builds): median %.2f ms, p99 %.2f ms, max %.2f ms\n", NR, m, p, v[NR]}' "$dir/hook-ms"
-	echo "per build, end to end (with - without) / builds: $(awk -v a="$with" -v b="$without" -v n="$n" 'BEGIN{printf "%.2f", (a-b)/(2*(n+1))}') ms"
+	awk '{v[NR]=$1} END{m=v[int((NR+1)/2)]; p=v[int(NR*0.99+0.999)]; printf "hook process (poison-journal-hook, %d builds): median %.2f ms, p99 %.2f ms, max %.2f ms\n", NR, m, p, v[NR]}' "$dir/hook-ms"
+	# For scale: what starting any process costs on this machine right now.
+	local t0 t1
+	t0=$(now_ms); for _ in $(seq 100); do /bin/true; done; t1=$(now_ms)
+	echo "process start baseline: /bin/true $(awk -v d=$((t1 - t0)) 'BEGIN{printf "%.2f", d/100}') ms each; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 provenance() {

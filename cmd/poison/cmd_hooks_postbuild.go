@@ -38,7 +38,12 @@ func runHooksInstallPostBuild(e *env, o postBuildOptions, poison string, force b
 	if journal != "" && !filepath.IsAbs(journal) {
 		journal = filepath.Join(e.dir, journal)
 	}
-	r, err := hooks.InstallPostBuild(path, hooks.PostBuildOptions{Poison: poison, Journal: journal, Host: o.host, Force: force})
+	// poison-journal-hook, installed beside poison, starts faster.
+	hook := filepath.Join(filepath.Dir(poison), "poison-journal-hook")
+	if fi, err := os.Stat(hook); err != nil || !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
+		hook = ""
+	}
+	r, err := hooks.InstallPostBuild(path, hooks.PostBuildOptions{Poison: poison, Hook: hook, Journal: journal, Host: o.host, Force: force})
 	var conflict *hooks.ConflictError
 	switch {
 	case errors.As(err, &conflict):

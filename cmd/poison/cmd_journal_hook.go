@@ -4,11 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 
-	"github.com/poison-nix/poison/builder"
+	"github.com/poison-nix/poison/builder/drvread"
 	"github.com/poison-nix/poison/internal/settings"
 	"github.com/poison-nix/poison/provenance"
 )
@@ -65,35 +62,17 @@ func runJournalHook(ctx context.Context, e *env, o journalHookOptions) error {
 	if o.journal == "" {
 		o.journal = defaultJournal
 	}
-	if !filepath.IsAbs(o.journal) {
-		return fmt.Errorf("journal %q: want an absolute path (Nix runs the hook from its own working directory)", o.journal)
-	}
 	if o.host == "" {
 		o.host = e.getenv("POISON_HOST")
 	}
-	rec, warnings, err := provenance.HookRecord(ctx, provenance.HookOptions{
+	warnings, err := provenance.RunHook(ctx, o.journal, provenance.HookOptions{
 		Getenv:  e.getenv,
 		Now:     e.now,
 		Host:    o.host,
-		ReadDrv: builder.DerivationOutputs,
-		NixVersion: func(ctx context.Context) string {
-			return provenance.ParentNixVersion(ctx, o.journal+".nix-version")
-		},
+		ReadDrv: drvread.Outputs,
 	})
 	for _, w := range warnings {
 		fmt.Fprintf(e.stderr, "poison journal-hook: warning: %s\n", w)
 	}
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(o.journal), 0o755); err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-	if err := provenance.Append(o.journal, rec); err != nil {
-		return err
-	}
-	if len(rec.Outputs) == 0 {
-		fmt.Fprintf(e.stderr, "poison journal-hook: warning: %s: no output paths known (OUT_PATHS empty and none in the .drv)\n", strings.TrimSpace(rec.Drv))
-	}
-	return nil
+	return err
 }

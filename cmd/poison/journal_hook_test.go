@@ -26,6 +26,12 @@ type hookFixture struct {
 }
 
 func startHookDaemon(t *testing.T, journal, host string) *hookFixture {
+	return startHookDaemonWith(t, journal, host, "")
+}
+
+// startHookDaemonWith is startHookDaemon with the hook script running the
+// poison-journal-hook binary hookBin (when not "").
+func startHookDaemonWith(t *testing.T, journal, host, hookBin string) *hookFixture {
 	t.Helper()
 	nixtest.Need(t)
 	dir := daemontest.WorldDir(t)
@@ -41,7 +47,7 @@ func startHookDaemon(t *testing.T, journal, host string) *hookFixture {
 		journal = filepath.Join(dir, "journal.jsonl")
 	}
 	script := filepath.Join(dir, "post-build-hook")
-	if _, err := hooks.InstallPostBuild(script, hooks.PostBuildOptions{Poison: poison, Journal: journal, Host: host}); err != nil {
+	if _, err := hooks.InstallPostBuild(script, hooks.PostBuildOptions{Poison: poison, Hook: hookBin, Journal: journal, Host: host}); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("NIX_CONFIG", "post-build-hook = "+script+"\n"+os.Getenv("NIX_CONFIG"))
@@ -208,5 +214,40 @@ func TestJournalHookOutsideNix(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "j")); err == nil {
 		t.Error("a journal was written without a build")
+	}
+}
+
+// TestJournalHookBinary runs the post-build-hook through the small
+// poison-journal-hook binary (built here) with four builds at once.
+func TestJournalHookBinary(t *testing.T) {
+	nixtest.Need(t)
+	bin := filepath.Join(daemontest.WorldDir(t), "poison-journal-hook")
+	build := exec.Command("go", "build", "-o", bin, "github.com/poison-nix/poison/cmd/poison-journal-hook")
+	build.Dir = daemontest.RepoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build poison-journal-hook: %v\n%s", err, out)
+	}
+	f := startHookDaemonWith(t, "", "", bin)
+	script, err := os.ReadFile(filepath.Join(f.dir, "post-build-hook"))
+	if err != nil || !strings.Contains(string(script), "exec '"+bin+"' --journal") {
+		t.Fatalf("hook script does not run the binary: %v\n%s", err, script)
+	}
+	drvs := f.build(t, 3, 4)
+	got := readJournal(t, f.journal)
+	hostname, _ := os.Hostname()
+	if len(got) != len(drvs) {
+		t.Fatalf("journal has %d lines, want %d", len(got), len(drvs))
+	}
+	seen := map[string]bool{}
+	for _, e := range got {
+		seen[e.Drv] = true
+		if e.Host != hostname || len(e.Outputs) == 0 {
+			t.Errorf("%s: host %q (want %q), outputs %q", e.Drv, e.Host, hostname, e.Outputs)
+		}
+	}
+	for _, d := range drvs {
+		if !seen[d] {
+			t.Errorf("%s not journalled", d)
+		}
 	}
 }

@@ -1,4 +1,7 @@
-package builder
+// Package drvread reads what a post-build-hook needs of a .drv file, with
+// the project's ATerm parser and nothing else: the hook binary stays small
+// and starts fast.
+package drvread
 
 import (
 	"fmt"
@@ -9,14 +12,14 @@ import (
 	"github.com/poison-nix/poison/builder/internal/aterm"
 )
 
-// maxDrvInfoSize bounds the .drv files DerivationOutputs reads.
+// maxDrvInfoSize bounds the .drv files Outputs reads.
 const maxDrvInfoSize = 64 << 20
 
-// DerivationOutputs reads the .drv file at path and returns its output
+// Outputs reads the .drv file at path and returns its output
 // paths, sorted (floating and deferred outputs have none yet), and its
 // platform. It is what Nix's post-build-hook needs when Nix does not pass
 // the outputs (Nix 2.8 leaves OUT_PATHS empty).
-func DerivationOutputs(path string) (outputs []string, system string, err error) {
+func Outputs(path string) (outputs []string, system string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, "", err
