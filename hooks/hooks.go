@@ -101,6 +101,7 @@ const (
 	Installed Action = iota // written: no hook was there, or poison's without execute permission
 	Unchanged               // the same hook was already there: nothing written
 	Replaced                // a different hook was there: replaced (Options.Force)
+	Updated                 // poison's hook with another poison binary was there: rewritten
 )
 
 func (a Action) String() string {
@@ -111,6 +112,8 @@ func (a Action) String() string {
 		return "unchanged"
 	case Replaced:
 		return "replaced"
+	case Updated:
+		return "updated"
 	}
 	return fmt.Sprintf("Action(%d)", int(a))
 }
@@ -258,6 +261,27 @@ func locate(ctx context.Context, dir string) (location, error) {
 	return loc, nil
 }
 
+// poisonLineStart begins the line Script rewrites.
+const poisonLineStart = "poison=${POISON:-"
+
+// isPoisonHook reports whether old is poison's hook name with any poison
+// binary line: the same script once that line is the default.
+func isPoisonHook(name string, old []byte) bool {
+	def, err := Script(name, "")
+	if err != nil {
+		return false
+	}
+	lines := bytes.SplitAfter(old, []byte("\n"))
+	n := 0
+	for i, l := range lines {
+		if bytes.HasPrefix(l, []byte(poisonLineStart)) {
+			lines[i] = []byte(poisonLine)
+			n++
+		}
+	}
+	return n == 1 && bytes.Equal(bytes.Join(lines, nil), def)
+}
+
 // write puts script at dir/name unless an identical executable file is
 // there already.
 func write(dir, name string, script []byte, force bool) (Result, error) {
@@ -276,6 +300,10 @@ func write(dir, name string, script []byte, force bool) (Result, error) {
 			}
 			// The right script, but git would not run it: rewrite it
 			// with its mode.
+		} else if isPoisonHook(name, old) {
+			// poison's hook naming another binary (or $PATH's): not a
+			// foreign hook, so rewriting it needs no --force.
+			r.Action = Updated
 		} else if !force {
 			return r, &ConflictError{Name: name, Path: r.Path}
 		} else {

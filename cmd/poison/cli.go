@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"runtime/debug"
@@ -28,6 +30,9 @@ type env struct {
 	getenv func(string) string
 	now    func() time.Time
 	dir    string // working directory
+	// exe is the absolute path of the running poison binary as the user
+	// invoked it ("" when unknown): what hooks install writes into hooks.
+	exe string
 }
 
 func newEnv() *env {
@@ -39,7 +44,28 @@ func newEnv() *env {
 		getenv: os.Getenv,
 		now:    time.Now,
 		dir:    dir,
+		exe:    executable(dir),
 	}
+}
+
+// executable is the path the user ran poison by, made absolute but not
+// resolved (a Nix profile's bin/poison stays valid across upgrades, the
+// store path it points to does not); else the resolved binary.
+func executable(dir string) string {
+	arg0 := os.Args[0]
+	if strings.ContainsRune(arg0, '/') {
+		if !filepath.IsAbs(arg0) {
+			arg0 = filepath.Join(dir, arg0)
+		}
+		return arg0
+	}
+	if p, err := exec.LookPath(arg0); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
+	}
+	p, _ := os.Executable()
+	return p
 }
 
 // runFunc runs a command with its positional arguments (flags parsed).

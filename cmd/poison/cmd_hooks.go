@@ -5,25 +5,28 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/poison-nix/poison/hooks"
 	"github.com/poison-nix/poison/internal/settings"
 )
 
 type hooksInstallOptions struct {
-	registry string // as shown
-	dir      string
-	force    bool
-	poison   string
+	pathLookup bool
+	registry   string // as shown
+	dir        string
+	force      bool
+	poison     string
 }
 
 func hooksCommand() command {
 	return command{
 		name:    "hooks",
 		summary: "install the git hooks: pre-commit in a registry work tree, pre-receive in a bare repository",
-		usage:   "install [--registry DIR] [--force] [--poison PATH]",
+		usage:   "install [--registry DIR] [--force] [--poison PATH | --path-lookup]",
 		setup: func(fs *flag.FlagSet) runFunc {
 			var o hooksInstallOptions
 			var pb postBuildOptions
@@ -32,7 +35,8 @@ func hooksCommand() command {
 			fs.StringVar(&pb.host, "host", "", "with --post-build: record this host `NAME` instead of the hostname")
 			sf := settings.Register(fs, "registry")
 			fs.BoolVar(&o.force, "force", false, "replace an existing hook that differs from poison's")
-			fs.StringVar(&o.poison, "poison", "", "write this poison binary `PATH` into the hook (default: $POISON, else poison from the hook's $PATH)")
+			fs.StringVar(&o.poison, "poison", "", "write this poison binary `PATH` into the hook (default: the running poison's absolute path; $POISON still overrides it when the hook runs)")
+			fs.BoolVar(&o.pathLookup, "path-lookup", false, "write plain 'poison' into the hook: it runs whatever poison git's $PATH has")
 			return func(ctx context.Context, e *env, args []string) error {
 				switch {
 				case len(args) == 0:
@@ -59,9 +63,9 @@ func hooksCommand() command {
 
 func runHooksInstall(ctx context.Context, e *env, o hooksInstallOptions) error {
 	dir := o.dir
-	poison := o.poison
-	if poison != "" && !filepath.IsAbs(poison) {
-		poison = filepath.Join(e.dir, poison)
+	poison, err := hookBinary(ctx, e, o)
+	if err != nil {
+		return err
 	}
 	results, err := hooks.Install(ctx, dir, hooks.Options{Force: o.force, Poison: poison})
 	var conflict *hooks.ConflictError
@@ -87,6 +91,44 @@ func runHooksInstall(ctx context.Context, e *env, o hooksInstallOptions) error {
 		}
 	}
 	return nil
+}
+
+// hookBinary picks the poison binary the hook runs and checks that it
+// runs: --poison, else (unless --path-lookup) the running binary. A binary
+// that does not run is refused; with $PATH lookup, a $PATH without poison
+// is a warning (git's $PATH may differ from this shell's).
+func hookBinary(ctx context.Context, e *env, o hooksInstallOptions) (string, error) {
+	if o.pathLookup && o.poison != "" {
+		return "", usageErrorf("hooks install: --poison and --path-lookup exclude each other")
+	}
+	poison := o.poison
+	switch {
+	case poison != "":
+		poison = absPath(e, poison)
+	case o.pathLookup:
+	case e.exe != "":
+		poison = e.exe
+	default:
+		fmt.Fprintf(e.stderr, "poison: warning: hooks install: cannot tell where this poison binary is; the hook runs poison from git's $PATH\n")
+	}
+	if poison == "" {
+		if _, err := exec.LookPath("poison"); err != nil {
+			fmt.Fprintf(e.stderr, "poison: warning: hooks install: no poison in this $PATH: the hook fails (and refuses every commit or push) until git's $PATH has one; or pass --poison PATH\n")
+		}
+		return "", nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(cctx, poison, "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "poison ") {
+		msg := strings.TrimSpace(string(out))
+		if err != nil {
+			msg = err.Error()
+		}
+		return "", withHint(fmt.Errorf("hooks install: %s does not run as poison (%s): the hook would refuse every commit", poison, firstLine(msg)),
+			"pass --poison PATH of a working poison binary, or --path-lookup")
+	}
+	return poison, nil
 }
 
 // hooksRel returns path relative to the working directory where it lies below

@@ -191,7 +191,7 @@ func TestHooksInstallPoison(t *testing.T) {
 
 	// The plain hook, with the same $PATH, does not find poison: the
 	// commits above ran the binary written into the hook.
-	if code, stdout, stderr := runPoison(t, dir, "hooks", "install", "--registry", "reg", "--force"); code != 0 || stdout != "replaced reg/.git/hooks/pre-commit\n" {
+	if code, stdout, stderr := runPoison(t, dir, "hooks", "install", "--registry", "reg", "--path-lookup"); code != 0 || stdout != "updated reg/.git/hooks/pre-commit\n" {
 		t.Fatalf("hooks install --force: exit %d\n%s%s", code, stdout, stderr)
 	}
 	if out := g.run(work, false, "commit", "-q", "--allow-empty", "-m", "no poison"); !strings.Contains(out, "poison: not found") && !strings.Contains(out, "poison: command not found") {
