@@ -31,7 +31,10 @@ type InitOptions struct {
 	Committer string
 	// Branch is the initial branch, "main" when empty.
 	Branch string
-	Now    time.Time
+	// CI lists the CI systems to write a pull-request workflow for
+	// (CIGitHub, CIGitLab); nil writes none.
+	CI  []string
+	Now time.Time
 }
 
 // Init creates a registry in dir (which must not exist or be empty):
@@ -68,6 +71,16 @@ func Init(ctx context.Context, dir string, opts InitOptions) error {
 		EntriesDir + "/.gitkeep": "",
 		"CODEOWNERS":             codeownersTemplate,
 		"README.md":              readmeTemplate,
+	}
+	ci, err := ciFiles(opts.CI)
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	for name, content := range ci {
+		files[name] = content
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(filepath.FromSlash(name))), 0o755); err != nil {
+			return fmt.Errorf("init: %w", err)
+		}
 	}
 	if err := os.MkdirAll(filepath.Join(dir, EntriesDir), 0o755); err != nil {
 		return fmt.Errorf("init: %w", err)

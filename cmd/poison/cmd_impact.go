@@ -23,6 +23,7 @@ type impactOptions struct {
 	settings settings.Settings
 	registry string // as given, for messages
 	json     bool
+	format   string
 	stdin    bool
 	byName   bool
 	max      int
@@ -33,15 +34,22 @@ func impactCommand() command {
 	return command{
 		name:    "impact",
 		summary: "how many derivations of a closure a pending registry change rebuilds (its blast radius)",
-		usage:   "[--registry DIR] [--lock FILE] [--json] [--stdin] [--by-name] [--max N] DRV...",
+		usage:   "[--registry DIR] [--lock FILE] [--json | --format text|json|markdown] [--stdin] [--by-name] [--max N] DRV...",
 		setup: func(fs *flag.FlagSet) runFunc {
 			var o impactOptions
 			sf := settings.Register(fs, "registry", "lock", "max-age")
-			fs.BoolVar(&o.json, "json", false, "print one JSON document instead of text")
+			fs.BoolVar(&o.json, "json", false, "print one JSON document instead of text (the same as --format json)")
+			fs.StringVar(&o.format, "format", "text", "report `FORMAT`: text, json, or markdown (for a pull-request comment)")
 			fs.BoolVar(&o.stdin, "stdin", false, "read the .drv paths from standard input, one per line")
 			fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
 			fs.IntVar(&o.max, "max", -1, "exit 1 when more than `N` derivations rebuild (after the report); negative disables")
 			return func(ctx context.Context, e *env, args []string) error {
+				if o.json {
+					o.format = "json"
+				}
+				if o.format != "text" && o.format != "json" && o.format != "markdown" {
+					return usageErrorf("impact: --format %q: want text, json or markdown", o.format)
+				}
 				var err error
 				if o.drvs, err = argsAndStdin(e, args, o.stdin); err != nil {
 					return err
@@ -170,7 +178,11 @@ func runImpact(ctx context.Context, e *env, o impactOptions) error {
 		}
 	}
 
-	if err := writeReport(e.stdout, o.json, rep, func(w io.Writer) { writeImpactText(w, rep) }); err != nil {
+	text := func(w io.Writer) { writeImpactText(w, rep) }
+	if o.format == "markdown" {
+		text = func(w io.Writer) { writeImpactMarkdown(w, rep, o.max) }
+	}
+	if err := writeReport(e.stdout, o.format == "json", rep, text); err != nil {
 		return err
 	}
 	if o.max >= 0 && rep.Rebuilt > o.max {
@@ -275,4 +287,64 @@ func writeImpactText(w io.Writer, rep impactReport) {
 		fmt.Fprintln(tw)
 	}
 	tw.Flush()
+}
+
+// markdownRows bounds the table of a Markdown report (a PR comment).
+const markdownRows = 50
+
+// writeImpactMarkdown writes the report as a pull-request comment: a
+// summary line, lowered serials as a warning, and a table of the
+// derivations that rebuild (poisoned and unpoisoned first).
+func writeImpactMarkdown(w io.Writer, rep impactReport, max int) {
+	fmt.Fprintf(w, "### poison impact\n\n")
+	verdict := ""
+	if max >= 0 && rep.Rebuilt > max {
+		verdict = fmt.Sprintf(" — **more than the limit of %d**", max)
+	}
+	fmt.Fprintf(w, "**%d of %d derivations rebuild**%s: %d newly poisoned, %d dependent", rep.Rebuilt, rep.Total, verdict, rep.Poisoned, rep.Dependent)
+	if rep.Unpoisoned > 0 {
+		fmt.Fprintf(w, ", **%d unpoisoned**", rep.Unpoisoned)
+	}
+	fmt.Fprintf(w, ".\n\nBase: lock `%s` (registry commit `%s`).\n", rep.Lock, shortCommit(rep.BaseCommit))
+	if len(rep.SerialDecreases) > 0 {
+		fmt.Fprintf(w, "\n> [!WARNING]\n> This change lowers %d serial(s) of the base lock; entries are append-only, and a lowered serial brings a bad output back: %s\n",
+			len(rep.SerialDecreases), mdCode(rep.SerialDecreases))
+	}
+	if len(rep.Derivations) == 0 {
+		fmt.Fprintf(w, "\nNothing in the measured closure rebuilds.\n")
+		return
+	}
+	rows := slices.Clone(rep.Derivations)
+	rank := map[string]int{reasonPoisoned: 0, reasonUnpoisoned: 1, reasonDependent: 2}
+	slices.SortStableFunc(rows, func(a, b impactDrv) int { return rank[a.Reason] - rank[b.Reason] })
+	fmt.Fprintf(w, "\n| | derivation | serial | entries |\n|---|---|---|---|\n")
+	for i, d := range rows {
+		if i == markdownRows {
+			fmt.Fprintf(w, "\n… and %d more (run `poison impact` for the full list).\n", len(rows)-markdownRows)
+			break
+		}
+		serial, files := "", ""
+		if d.Reason != reasonDependent {
+			serial = fmt.Sprintf("%d → %d", d.BaseSerial, d.Serial)
+			files = mdCode(d.Files)
+			if files == "" {
+				files = mdCode(d.Entries)
+			}
+		}
+		fmt.Fprintf(w, "| %s | `%s` | %s | %s |\n", d.Reason, mdEscape(d.Name), serial, files)
+	}
+}
+
+// mdCode writes items as `a`, `b`.
+func mdCode(items []string) string {
+	var parts []string
+	for _, it := range items {
+		parts = append(parts, "`"+mdEscape(it)+"`")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// mdEscape keeps a value from breaking a table cell or a code span.
+func mdEscape(s string) string {
+	return strings.NewReplacer("|", "\\|", "`", "'", "\n", " ").Replace(s)
 }
