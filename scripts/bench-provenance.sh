@@ -36,6 +36,14 @@ parts=("$@")
 
 now_ms() { local t=$EPOCHREALTIME; echo $(( ${t/./} / 1000 )); }
 
+# timed CMD...: runs CMD (stdout, stderr as given) and sets $took to its
+# wall and CPU time: on a loaded machine the CPU time is the steadier figure.
+timed() {
+	local TIMEFORMAT='%R %U %S'
+	{ time "$@" 2>&5; } 5>&2 2>"$dir/time.out"
+	took=$(awk '{printf "%.2f s wall, %.2f CPU-s", $1, $2 + $3}' "$dir/time.out")
+}
+
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -126,11 +134,10 @@ provenance() {
 	fi
 	echo "== poison provenance over $(wc -l <"$j") lines ($(du -m "$j" | cut -f1) MB)"
 	for args in "--host board3 --since 2025-12-10T00:00:00Z --until 2025-12-20T00:00:00Z" "" "--json"; do
-		t0=$(now_ms)
-		"$poison" provenance --journal "$j" $args >"$dir/out" 
-		t1=$(now_ms)
-		echo "provenance ${args:-(everything, text)}: $((t1 - t0)) ms, $(wc -l <"$dir/out") builds listed"
+		timed "$poison" provenance --journal "$j" $args >"$dir/out"
+		echo "provenance ${args:-(everything, text)}: $took, $(wc -l <"$dir/out") builds listed"
 	done
+	echo "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 treehash() { (cd "$1" && find . -printf '%p %M\n' | sort && find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16; }
@@ -153,15 +160,12 @@ quarantine() {
 	}'
 	echo "== poison quarantine: $(ls "$c" | grep -c narinfo) narinfos"
 	before=$(treehash "$c")
-	t0=$(now_ms)
-	"$poison" quarantine --cache "file://$c" --lock "$dir/poison.lock" --max-age 0 >"$dir/moved" 2>"$dir/q.err"
-	t1=$(now_ms)
-	echo "quarantine: $((t1 - t0)) ms, $(wc -l <"$dir/moved") narinfos moved ($(grep -c ': output' "$dir/moved") by output path, $(grep -c ': deriver' "$dir/moved") by deriver)"
-	t0=$(now_ms)
-	"$poison" quarantine --cache "file://$c" --restore >"$dir/restored" 2>>"$dir/q.err"
-	t1=$(now_ms)
+	timed "$poison" quarantine --cache "file://$c" --lock "$dir/poison.lock" --max-age 0 >"$dir/moved" 2>"$dir/q.err"
+	echo "quarantine: $took, $(wc -l <"$dir/moved") narinfos moved ($(grep -c ': output' "$dir/moved") by output path, $(grep -c ': deriver' "$dir/moved") by deriver)"
+	timed "$poison" quarantine --cache "file://$c" --restore >"$dir/restored" 2>>"$dir/q.err"
 	after=$(treehash "$c")
-	echo "restore: $((t1 - t0)) ms, $(wc -l <"$dir/restored") narinfos restored; tree hash before $before, after $after: $([ "$before" = "$after" ] && echo identical || echo DIFFERENT)"
+	echo "restore: $took, $(wc -l <"$dir/restored") narinfos restored; tree hash before $before, after $after: $([ "$before" = "$after" ] && echo identical || echo DIFFERENT)"
+	echo "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 	[ "$before" = "$after" ]
 }
 
