@@ -104,6 +104,8 @@ func commands() []command {
 		quarantineCommand(),
 		journalHookCommand(),
 		versionCommand(),
+		completionCommand(),
+		manCommand(),
 	}
 }
 
