@@ -1,0 +1,542 @@
+// Package gittree is a read-only file system over one git tree that
+// validates every tree as git fsck does before anything can walk it, and
+// bounds every read (Limits): the one way poison reads a registry commit,
+// in resolve, lint --rev and the pre-receive hook alike.
+//
+// Trees are decoded lazily, on first use, and remembered; decoding a tree
+// checks its size from the object header first, then every entry (names
+// ".", "..", ".git" and its aliases, "/" in a name, duplicates, git's
+// order, modes), the depth and the running count of entries. A file's size
+// is read from its object header before any of it is inflated. Errors name
+// the object by path and id (*Error).
+//
+// Symbolic links are reported with fs.ModeSymlink and submodules
+// (gitlinks) with fs.ModeIrregular, and neither can be opened. The FS is
+// safe for concurrent use: go-git, which is not, is used under a mutex.
+package gittree
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+)
+
+// FS is a read-only fs.FS over a git tree. It implements fs.ReadDirFS,
+// fs.ReadFileFS and fs.StatFS.
+type FS struct {
+	mu      sync.Mutex
+	s       storer.EncodedObjectStorer
+	lim     Limits
+	root    node
+	when    time.Time
+	gitDir  string // when set, objects are read from its packs directly
+	entries int64  // tree entries decoded so far
+	bytes   int64  // bytes of trees and files read so far
+
+	packsOpened bool
+	packs       []*pack
+	readers     []*packfile.Packfile // one per pack, used under mu
+	sizer       *sizer               // used under mu
+}
+
+// New returns the file system of tree in s, bounded by lim (zero fields
+// take their defaults). Nothing is read until it is used.
+func New(s storer.EncodedObjectStorer, tree plumbing.Hash, lim Limits) *FS {
+	return &FS{s: s, lim: lim.WithDefaults(), root: node{name: ".", mode: filemode.Dir, hash: tree}}
+}
+
+// Options configures Open.
+type Options struct {
+	Limits Limits
+	// GitDir is the repository's git directory. When set, ReadFiles reads
+	// the pack files there directly, in parallel and in pack order.
+	GitDir string
+}
+
+// Open resolves rev (a commit, branch or tag) in repo and returns the file
+// system of its tree and the full commit id. File times are the commit's
+// committer time.
+func Open(repo *git.Repository, rev string, o Options) (*FS, string, error) {
+	h, err := repo.ResolveRevision(plumbing.Revision(rev))
+	if err != nil {
+		return nil, "", fmt.Errorf("resolve %q: %w", rev, err)
+	}
+	c, err := repo.CommitObject(*h)
+	if err != nil {
+		return nil, "", fmt.Errorf("resolve %q: %w", rev, err)
+	}
+	f := New(repo.Storer, c.TreeHash, o.Limits)
+	f.when = c.Committer.When
+	f.gitDir = o.GitDir
+	return f, c.Hash.String(), nil
+}
+
+// SetGitDir makes the FS read objects from the pack files of gitDir
+// directly (in parallel and in pack order for ReadFiles). Call it before
+// any use.
+func (f *FS) SetGitDir(gitDir string) { f.gitDir = gitDir }
+
+// Close releases the pack files mapped into memory. The FS must not be
+// used afterwards.
+func (f *FS) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range f.packs {
+		p.unmap()
+	}
+	f.packs, f.readers, f.sizer, f.packsOpened = nil, nil, nil, true
+	return nil
+}
+
+// openPacks maps the packs of gitDir on first use. Caller holds mu.
+func (f *FS) openPacks() {
+	if f.packsOpened {
+		return
+	}
+	f.packsOpened = true
+	if f.gitDir == "" {
+		return
+	}
+	f.packs = openPacks(f.gitDir)
+	f.readers = make([]*packfile.Packfile, len(f.packs))
+}
+
+// object reads object h of the given kind ("tree" or "blob") at path p,
+// refusing it before inflating anything when it (or a delta base it needs)
+// is larger than limit or would bring the bytes read over TotalBytes.
+// Caller holds mu.
+func (f *FS) object(p, kind string, h plumbing.Hash, limit int64, what string) ([]byte, error) {
+	f.openPacks()
+	tooBig := func(sz int64, base bool) error {
+		e := &Error{Path: p, Kind: kind, ID: h.String(), Err: ErrLimit}
+		if kind == "blob" {
+			e.Err = ErrFileTooLarge
+		}
+		if base {
+			e.Msg = fmt.Sprintf("is stored as a delta of an object of %s, more than the limit of %s for %s", size(sz), size(limit), what)
+		} else {
+			e.Msg = fmt.Sprintf("is %s, more than the limit of %s for %s", size(sz), size(limit), what)
+		}
+		return e
+	}
+	if i, off, ok := findPacked(f.packs, h); ok {
+		if f.sizer == nil {
+			f.sizer = newSizer(f.packs)
+		}
+		sz, err := f.sizer.check(i, off, limit)
+		var big *tooLarge
+		if errors.As(err, &big) {
+			return nil, tooBig(big.size, big.base)
+		}
+		if err == nil {
+			if err := f.count(p, kind, h, sz); err != nil {
+				return nil, err
+			}
+			if f.readers[i] == nil {
+				f.readers[i] = f.packs[i].reader()
+			}
+			b, err := readPacked(f.readers[i], h, off, sz)
+			if err == nil {
+				return b, nil
+			}
+			f.bytes -= sz // read again below
+		}
+		// Fall back on go-git (a delta base in another pack, say).
+	}
+	sz, err := f.s.EncodedObjectSize(h)
+	if err != nil {
+		return nil, fmt.Errorf("read git %s %s at %s: %w", kind, h, QuotePath(p), err)
+	}
+	if sz > limit {
+		return nil, tooBig(sz, false)
+	}
+	if err := f.count(p, kind, h, sz); err != nil {
+		return nil, err
+	}
+	typ := plumbing.BlobObject
+	if kind == "tree" {
+		typ = plumbing.TreeObject
+	}
+	o, err := f.s.EncodedObject(typ, h)
+	if err != nil {
+		return nil, fmt.Errorf("read git %s %s at %s: %w", kind, h, QuotePath(p), err)
+	}
+	b, err := readBounded(o, sz)
+	if err != nil {
+		return nil, fmt.Errorf("read git %s %s at %s: %w", kind, h, QuotePath(p), err)
+	}
+	return b, nil
+}
+
+// count adds sz to the bytes read, refusing to pass TotalBytes. Caller
+// holds mu.
+func (f *FS) count(p, kind string, h plumbing.Hash, sz int64) error {
+	if f.bytes+sz > f.lim.TotalBytes {
+		return &Error{Path: p, Kind: kind, ID: h.String(), Err: ErrLimit,
+			Msg: fmt.Sprintf("reading it would bring the bytes read to more than the limit of %s", size(f.lim.TotalBytes))}
+	}
+	f.bytes += sz
+	return nil
+}
+
+// readPacked reads the object at off, which sizer.check found to be sz
+// bytes.
+func readPacked(pf *packfile.Packfile, h plumbing.Hash, off, sz int64) ([]byte, error) {
+	o, err := pf.GetByOffset(off)
+	if err != nil {
+		return nil, err
+	}
+	if o.Hash() != h && !o.Hash().IsZero() {
+		return nil, fmt.Errorf("pack object at %d is %s, not %s", off, o.Hash(), h)
+	}
+	return readBounded(o, sz)
+}
+
+// Limits returns the limits in force.
+func (f *FS) Limits() Limits { return f.lim }
+
+// load decodes and validates the tree of directory n at path p. Caller
+// holds mu.
+func (f *FS) load(n *node, p string, depth int) (*dir, error) {
+	if n.dir != nil {
+		return n.dir, nil
+	}
+	bad := badf(p, n.hash)
+	limit := func(format string, a ...any) error {
+		return &Error{Path: p, Kind: "tree", ID: n.hash.String(), Msg: fmt.Sprintf(format, a...), Err: ErrLimit}
+	}
+	if depth > f.lim.Depth {
+		return nil, limit("is nested %d directories deep, more than the limit of %d", depth, f.lim.Depth)
+	}
+	raw, err := f.object(p, "tree", n.hash, f.lim.TreeSize, "one tree")
+	if err != nil {
+		return nil, err
+	}
+	children, err := parseTree(raw, bad, func() error {
+		f.entries++
+		if f.entries > f.lim.Entries {
+			return limit("brings the tree entries read to more than the limit of %d", f.lim.Entries)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.dir = &dir{children: children, depth: depth}
+	return n.dir, nil
+}
+
+// readBounded reads an object's content, which must be exactly size bytes.
+func readBounded(o plumbing.EncodedObject, size int64) ([]byte, error) {
+	r, err := o.Reader()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	b := make([]byte, 0, size)
+	b, err = readAtMost(r, b, size)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) != size {
+		return nil, fmt.Errorf("object %s holds %d bytes, not the %d its header says", o.Hash(), len(b), size)
+	}
+	return b, nil
+}
+
+// readAtMost appends r's content to b, failing when it exceeds max bytes.
+func readAtMost(r io.Reader, b []byte, max int64) ([]byte, error) {
+	lr := io.LimitReader(r, max+1)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := lr.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if int64(len(b)) > max {
+			return nil, fmt.Errorf("object is larger than its header says (%d bytes)", max)
+		}
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// lookup finds the node of a valid fs path without following symlinks,
+// decoding (and so validating) every tree on the way. Caller holds mu.
+func (f *FS) lookup(op, name string) (*node, error) {
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
+	}
+	n := &f.root
+	if name == "." {
+		return n, nil
+	}
+	depth := 0
+	p := "."
+	for _, part := range strings.Split(name, "/") {
+		if !n.isDir() {
+			return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+		}
+		d, err := f.load(n, p, depth)
+		if err != nil {
+			return nil, err
+		}
+		if n = d.child(part); n == nil {
+			return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+		}
+		p = path.Join(p, part)
+		depth++
+	}
+	return n, nil
+}
+
+// loadDir is lookup of a directory and its decoded tree. Caller holds mu.
+func (f *FS) loadDir(op, name string) (*dir, error) {
+	n, err := f.lookup(op, name)
+	if err != nil {
+		return nil, err
+	}
+	if !n.isDir() {
+		return nil, &fs.PathError{Op: op, Path: name, Err: errors.New("not a directory")}
+	}
+	return f.load(n, name, strings.Count(name, "/")+boolInt(name != "."))
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+var (
+	errSymlink   = errors.New("is a symbolic link (not followed)")
+	errSubmodule = errors.New("is a git submodule (gitlink)")
+	errIsDir     = errors.New("is a directory")
+)
+
+// fileNode is lookup of a regular file. Caller holds mu.
+func (f *FS) fileNode(op, name string) (*node, error) {
+	n, err := f.lookup(op, name)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case n.isDir():
+		return nil, &fs.PathError{Op: op, Path: name, Err: errIsDir}
+	case n.mode == filemode.Symlink:
+		return nil, &fs.PathError{Op: op, Path: name, Err: errSymlink}
+	case n.mode == filemode.Submodule:
+		return nil, &fs.PathError{Op: op, Path: name, Err: errSubmodule}
+	}
+	return n, nil
+}
+
+const fileWhat = "one file"
+
+// content reads a file. Caller holds mu.
+func (f *FS) content(name string, n *node) ([]byte, error) {
+	return f.object(name, "blob", n.hash, f.lim.FileSize, fileWhat)
+}
+
+// ReadFile implements fs.ReadFileFS.
+func (f *FS) ReadFile(name string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, err := f.fileNode("read", name)
+	if err != nil {
+		return nil, err
+	}
+	return f.content(name, n)
+}
+
+// Open implements fs.FS. Files are read whole on Open (they are at most
+// Limits.FileSize); directories are opened for ReadDir.
+func (f *FS) Open(name string) (fs.File, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, err := f.lookup("open", name)
+	if err != nil {
+		return nil, err
+	}
+	if n.isDir() {
+		d, err := f.load(n, name, strings.Count(name, "/")+boolInt(name != "."))
+		if err != nil {
+			return nil, err
+		}
+		return &openDir{f: f, n: n, d: d, name: name}, nil
+	}
+	if _, err := f.fileNode("open", name); err != nil {
+		return nil, err
+	}
+	b, err := f.content(name, n)
+	if err != nil {
+		return nil, err
+	}
+	return &openFile{Reader: strings.NewReader(string(b)), info: info{f: f, n: n, size: int64(len(b))}}, nil
+}
+
+// ReadDir implements fs.ReadDirFS: entries sorted by name.
+func (f *FS) ReadDir(name string) ([]fs.DirEntry, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d, err := f.loadDir("readdir", name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]fs.DirEntry, len(d.children))
+	for i := range d.children {
+		out[i] = dirEntry{f: f, n: &d.children[i]}
+	}
+	return out, nil
+}
+
+// Stat implements fs.StatFS. Like lstat, it does not follow symlinks.
+func (f *FS) Stat(name string) (fs.FileInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, err := f.lookup("stat", name)
+	if err != nil {
+		return nil, err
+	}
+	i := info{f: f, n: n}
+	if n.isDir() {
+		if _, err := f.load(n, name, strings.Count(name, "/")+boolInt(name != ".")); err != nil {
+			return nil, err
+		}
+	} else if n.mode != filemode.Submodule {
+		sz, err := f.s.EncodedObjectSize(n.hash)
+		if err != nil {
+			return nil, &fs.PathError{Op: "stat", Path: name, Err: err}
+		}
+		i.size = sz
+	}
+	if name == "." {
+		i.name = "."
+	}
+	return i, nil
+}
+
+func fsMode(m filemode.FileMode) fs.FileMode {
+	switch m {
+	case filemode.Dir:
+		return fs.ModeDir | 0o555
+	case filemode.Symlink:
+		return fs.ModeSymlink | 0o777
+	case filemode.Executable:
+		return 0o555
+	case filemode.Submodule:
+		return fs.ModeIrregular
+	}
+	return 0o444
+}
+
+type info struct {
+	f    *FS
+	n    *node
+	name string // when not n.name (the root)
+	size int64
+}
+
+func (i info) Name() string {
+	if i.name != "" {
+		return i.name
+	}
+	return i.n.name
+}
+func (i info) Size() int64        { return i.size }
+func (i info) Mode() fs.FileMode  { return fsMode(i.n.mode) }
+func (i info) ModTime() time.Time { return i.f.when }
+func (i info) IsDir() bool        { return i.n.isDir() }
+func (i info) Sys() any           { return nil }
+
+type dirEntry struct {
+	f *FS
+	n *node
+}
+
+func (d dirEntry) Name() string      { return d.n.name }
+func (d dirEntry) IsDir() bool       { return d.n.isDir() }
+func (d dirEntry) Type() fs.FileMode { return fsMode(d.n.mode).Type() }
+
+// IsExecutable reports a file committed with mode 100755 (Type cannot say
+// so).
+func (d dirEntry) IsExecutable() bool { return d.n.mode == filemode.Executable }
+
+// ID returns the object id of the entry.
+func (d dirEntry) ID() string { return d.n.hash.String() }
+
+func (d dirEntry) Info() (fs.FileInfo, error) {
+	i := info{f: d.f, n: d.n}
+	if d.n.isFile() {
+		d.f.mu.Lock()
+		sz, err := d.f.s.EncodedObjectSize(d.n.hash)
+		d.f.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		i.size = sz
+	}
+	return i, nil
+}
+func (d dirEntry) String() string { return fs.FormatDirEntry(d) }
+
+type openFile struct {
+	*strings.Reader
+	info info
+}
+
+func (o *openFile) Stat() (fs.FileInfo, error) { return o.info, nil }
+func (o *openFile) Close() error               { return nil }
+
+type openDir struct {
+	f    *FS
+	n    *node
+	d    *dir
+	name string
+	off  int
+}
+
+func (o *openDir) Stat() (fs.FileInfo, error) {
+	i := info{f: o.f, n: o.n}
+	if o.name == "." {
+		i.name = "."
+	}
+	return i, nil
+}
+func (o *openDir) Close() error { return nil }
+func (o *openDir) Read([]byte) (int, error) {
+	return 0, &fs.PathError{Op: "read", Path: o.name, Err: errIsDir}
+}
+
+// ReadDir implements fs.ReadDirFile.
+func (o *openDir) ReadDir(count int) ([]fs.DirEntry, error) {
+	rest := o.d.children[o.off:]
+	if count > 0 && len(rest) == 0 {
+		return nil, io.EOF
+	}
+	if count <= 0 || count > len(rest) {
+		count = len(rest)
+	}
+	out := make([]fs.DirEntry, count)
+	for i := range out {
+		out[i] = dirEntry{f: o.f, n: &rest[i]}
+	}
+	o.off += count
+	return out, nil
+}

@@ -1,0 +1,11 @@
+//go:build !unix
+
+package gittree
+
+import "os"
+
+// mapFile reads a file into memory.
+func mapFile(name string) ([]byte, func(), error) {
+	data, err := os.ReadFile(name)
+	return data, func() {}, err
+}
