@@ -275,7 +275,7 @@ func TestTreeFS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fsys, commit, err := registry.TreeFS(repo, "HEAD")
+	fsys, commit, err := registry.TreeFS(repo, "HEAD", registry.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

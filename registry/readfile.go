@@ -11,7 +11,7 @@ import (
 // readFileFast reads a small regular file with plain system calls (open,
 // read, close), avoiding the poller registration and fstat of os.ReadFile:
 // it is most of the cost of linting 100,000 entries.
-func readFileFast(name string) ([]byte, error) {
+func readFileFast(name string, limit int64) ([]byte, error) {
 	fd, err := openNoFollow(name)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", name, err)
@@ -20,8 +20,8 @@ func readFileFast(name string) ([]byte, error) {
 	buf := make([]byte, 0, 2048)
 	for {
 		if len(buf) == cap(buf) {
-			if len(buf) > MaxEntrySize {
-				return nil, errTooLarge{MaxEntrySize}
+			if int64(len(buf)) > limit {
+				return nil, errTooLarge{limit}
 			}
 			buf = append(buf, 0)[:len(buf)]
 		}
@@ -37,8 +37,8 @@ func readFileFast(name string) ([]byte, error) {
 		}
 		buf = buf[:len(buf)+n]
 	}
-	if len(buf) > MaxEntrySize {
-		return nil, errTooLarge{MaxEntrySize}
+	if int64(len(buf)) > limit {
+		return nil, errTooLarge{limit}
 	}
 	return buf, nil
 }

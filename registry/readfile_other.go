@@ -6,10 +6,10 @@ import (
 	"os"
 )
 
-func readFileFast(name string) ([]byte, error) {
+func readFileFast(name string, limit int64) ([]byte, error) {
 	data, err := os.ReadFile(name)
-	if err == nil && len(data) > MaxEntrySize {
-		return nil, errTooLarge{MaxEntrySize}
+	if err == nil && int64(len(data)) > limit {
+		return nil, errTooLarge{limit}
 	}
 	return data, err
 }

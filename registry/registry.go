@@ -1,6 +1,6 @@
 // Package registry reads, validates and writes a poison registry: a git
 // repository of TOML entries, each naming derivations whose build results
-// are bad (DESIGN §3).
+// are bad.
 //
 // Load validates a whole registry and reports every problem with its file,
 // line and column; Registry.Lock turns the valid entries into the serial map
@@ -13,6 +13,7 @@
 package registry
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -27,9 +28,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/poison-nix/poison/registry/gittree"
 	"github.com/poison-nix/poison/registry/lock"
 	"github.com/sourcegraph/conc/pool"
 )
+
+// Limits bound the work loading a registry may cause: entries, depth,
+// bytes of one file (an entry or registry.toml) and of all files. A zero
+// field takes its default (DefaultLimits).
+type Limits = gittree.Limits
+
+// DefaultLimits are the limits of a zero Limits: they fit a registry of a
+// few million entries.
+var DefaultLimits = gittree.DefaultLimits
 
 // LoadOptions configures Load.
 type LoadOptions struct {
@@ -39,68 +50,175 @@ type LoadOptions struct {
 	// Parallelism bounds the number of files decoded at once; GOMAXPROCS
 	// when 0.
 	Parallelism int
+	// Limits bound the walk of a work tree (LoadDir, or any fs.FS). A
+	// *gittree.FS applies the limits it was made with.
+	Limits Limits
+	// OnlyLock counts every valid entry into the serial map as it is
+	// decoded instead of keeping it: Registry.Entries stays empty,
+	// Registry.Count and Registry.Lock work as usual. A registry of a
+	// million entries then loads in a fraction of the memory.
+	OnlyLock bool
+	// Only, when set, lists the only entry files to read (paths under
+	// entries/, as the walk would find them); the rest of entries/ is not
+	// walked. Used to read just the entries added since an earlier commit.
+	Only []string
 }
 
 // Registry is a loaded registry.
 type Registry struct {
 	Config   Config
-	Entries  []*Entry // valid entries, sorted by File
+	Entries  []*Entry // valid entries, sorted by File (empty with OnlyLock)
+	Count    int      // number of valid entries
 	Warnings Problems // problems that do not invalidate an entry
+
+	counts *serials // with OnlyLock: the serial map of the valid entries
 
 	indexOnce sync.Once
 	byBase    map[string][]*Entry
 	byName    map[string][]*Entry
 }
 
+// serials is the serial map of a set of entries.
+type serials struct {
+	drv, out, names map[string]int
+}
+
+func newSerials() *serials {
+	return &serials{drv: map[string]int{}, out: map[string]int{}, names: map[string]int{}}
+}
+
+// add counts e. Keys are copied: the entry's strings point into its file.
+func (s *serials) add(e *Entry) {
+	inc := func(m map[string]int, k string) {
+		if _, ok := m[k]; ok {
+			m[k]++
+			return
+		}
+		m[strings.Clone(k)] = 1
+	}
+	for _, k := range e.drvBases() {
+		inc(s.drv, k)
+	}
+	for _, k := range e.outputBases() {
+		inc(s.out, k)
+	}
+	for _, k := range e.allNames() {
+		inc(s.names, k)
+	}
+}
+
 // Load reads registry.toml and every entries/**/*.toml from fsys (os.DirFS
-// for a work tree, or a view of a git tree whose ReadDir reports symlinks
-// as fs.ModeSymlink).
+// for a work tree, or a *gittree.FS of a commit, whose trees are validated
+// as git fsck does and whose reads are bounded).
 //
 // When files have errors, Load returns a Registry of every valid entry
 // together with an error of type Problems listing the errors (warnings are
 // in Registry.Warnings), so a caller may go on with the valid entries. Any
-// other failure (no registry.toml, an unreadable file system) returns a nil
-// Registry; a missing registry.toml wraps ErrNotRegistry. When
-// registry.toml itself is invalid no entry can be interpreted (the store
-// directory and attribute are unknown): Load then returns a nil Registry
-// and the Problems.
+// other failure (no registry.toml, an unreadable file system, a tree git
+// fsck would refuse, a limit) returns a nil Registry; a missing
+// registry.toml wraps ErrNotRegistry. When registry.toml itself is invalid
+// no entry can be interpreted (the store directory and attribute are
+// unknown): Load then returns a nil Registry and the Problems.
 //
 // fsys must be safe for concurrent use: files are read in parallel.
 func Load(fsys fs.FS, opts LoadOptions) (*Registry, error) {
-	return load(fsys, func(name string) ([]byte, error) { return readLimited(fsys, name) }, opts)
+	lim := opts.Limits.WithDefaults()
+	if t, ok := fsys.(*gittree.FS); ok {
+		return load(fsys, t.ReadFiles, opts)
+	}
+	return load(fsys, parallelReader(opts.Parallelism, func(name string) ([]byte, error) { return readLimited(fsys, name, lim.FileSize) }), opts)
 }
 
 // LoadDir is Load of the work tree dir (like os.DirFS(dir)), reading files
 // with fewer system calls.
 func LoadDir(dir string, opts LoadOptions) (*Registry, error) {
-	return load(os.DirFS(dir), func(name string) ([]byte, error) {
-		return readFileFast(filepath.Join(dir, filepath.FromSlash(name)))
-	}, opts)
+	lim := opts.Limits.WithDefaults()
+	return load(os.DirFS(dir), parallelReader(opts.Parallelism, func(name string) ([]byte, error) {
+		return readFileFast(filepath.Join(dir, filepath.FromSlash(name)), lim.FileSize)
+	}), opts)
 }
 
-// errTooLarge is returned by the readers for files over MaxEntrySize.
-type errTooLarge struct{ size int64 }
+// readAll reads files[i] for every i and calls fn with its content or a
+// per-file error (errTooLarge, or a *gittree.Error of a file over the
+// limit); fn may run concurrently. It stops at the first error of fn or of
+// the file system.
+type readAll func(files []string, workers int, fn func(i int, data []byte, err error) error) error
 
-func (e errTooLarge) Error() string { return fmt.Sprintf("file is over %d bytes", e.size) }
+// parallelReader makes a readAll of a function reading one file.
+func parallelReader(_ int, read func(string) ([]byte, error)) readAll {
+	return func(files []string, workers int, fn func(int, []byte, error) error) error {
+		if workers <= 0 {
+			workers = runtime.GOMAXPROCS(0)
+		}
+		const chunk = 128
+		p := pool.New().WithErrors().WithMaxGoroutines(workers)
+		for lo := 0; lo < len(files); lo += chunk {
+			hi := min(lo+chunk, len(files))
+			p.Go(func() error {
+				for i := lo; i < hi; i++ {
+					data, err := read(files[i])
+					var big errTooLarge
+					if errors.As(err, &big) {
+						if err := fn(i, nil, err); err != nil {
+							return err
+						}
+						continue
+					}
+					if err != nil {
+						return fmt.Errorf("read %s: %w", gittree.QuotePath(files[i]), err)
+					}
+					if err := fn(i, data, nil); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+		return p.Wait()
+	}
+}
 
-// readLimited reads name from fsys, refusing more than MaxEntrySize bytes.
-func readLimited(fsys fs.FS, name string) ([]byte, error) {
+// errTooLarge is returned by the readers for files over the size limit.
+type errTooLarge struct{ limit int64 }
+
+func (e errTooLarge) Error() string { return fmt.Sprintf("file is over %d bytes", e.limit) }
+
+// readLimited reads name from fsys, refusing more than limit bytes.
+func readLimited(fsys fs.FS, name string, limit int64) ([]byte, error) {
 	f, err := fsys.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxEntrySize+1))
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(data) > MaxEntrySize {
-		return nil, errTooLarge{MaxEntrySize}
+	if int64(len(data)) > limit {
+		return nil, errTooLarge{limit}
 	}
 	return data, nil
 }
 
-func load(fsys fs.FS, read func(string) ([]byte, error), opts LoadOptions) (*Registry, error) {
+// tooLargeMessage is the problem of a file over the size limit.
+func tooLargeMessage(err error, limit int64, what string) string {
+	var te *gittree.Error
+	if errors.As(err, &te) {
+		return fmt.Sprintf("blob %s %s; %s", te.ID, te.Msg, what)
+	}
+	return fmt.Sprintf("file is more than the limit of %d bytes; %s", limit, what)
+}
+
+func isTooLarge(err error) bool {
+	var big errTooLarge
+	return errors.As(err, &big) || errors.Is(err, gittree.ErrFileTooLarge)
+}
+
+func load(fsys fs.FS, read readAll, opts LoadOptions) (*Registry, error) {
+	lim := opts.Limits.WithDefaults()
+	if t, ok := fsys.(*gittree.FS); ok {
+		lim = t.Limits()
+	}
 	var problems Problems
 	top, err := fs.ReadDir(fsys, ".")
 	if err != nil {
@@ -119,14 +237,20 @@ func load(fsys fs.FS, read func(string) ([]byte, error), opts LoadOptions) (*Reg
 		return nil, fmt.Errorf("load registry: %w; run 'poison init DIR' to create one or pass --registry DIR", ErrNotRegistry)
 	}
 	cfg := Config{}.withDefaults()
-	if !cfgEnt.Type().IsRegular() {
-		problems = append(problems, Problem{Path: ConfigFile, Severity: Error, Message: "is not a regular file (a symlink or directory); commit registry.toml as a plain file"})
+	if !cfgEnt.Type().IsRegular() || isExecutable(cfgEnt) {
+		problems = append(problems, Problem{Path: ConfigFile, Severity: Error, Message: "is not a regular file (a symlink, directory, submodule or executable); commit registry.toml as a plain file"})
 	} else {
-		data, err := readLimited(fsys, ConfigFile)
-		var big errTooLarge
-		if errors.As(err, &big) {
+		var data []byte
+		err := read([]string{ConfigFile}, 1, func(_ int, b []byte, err error) error {
+			if err != nil {
+				return err
+			}
+			data = bytes.Clone(b)
+			return nil
+		})
+		if isTooLarge(err) {
 			data = nil
-			problems = append(problems, Problem{Path: ConfigFile, Severity: Error, Message: fmt.Sprintf("file is more than the limit of %d bytes; registry.toml holds two settings", MaxEntrySize)})
+			problems = append(problems, Problem{Path: ConfigFile, Severity: Error, Message: tooLargeMessage(err, lim.FileSize, "registry.toml holds two settings")})
 		} else if err != nil {
 			return nil, fmt.Errorf("load registry: %w", err)
 		}
@@ -139,19 +263,17 @@ func load(fsys fs.FS, read func(string) ([]byte, error), opts LoadOptions) (*Reg
 	if entEnt != nil {
 		if !entEnt.IsDir() || entEnt.Type()&fs.ModeSymlink != 0 {
 			problems = append(problems, Problem{Path: EntriesDir, Severity: Error, Message: "is not a directory; entries/ must be a plain directory of *.toml files"})
+		} else if opts.Only != nil {
+			files = opts.Only
 		} else {
-			err := fs.WalkDir(fsys, EntriesDir, func(p string, d fs.DirEntry, err error) error {
-				if err != nil {
-					return err
-				}
+			err := walk(fsys, EntriesDir, lim, func(p string, d fs.DirEntry) {
 				if ps, ok := checkTreeEntry(p, d); !ok {
 					problems = append(problems, ps...)
-					return nil
+					return
 				}
 				if d.Type().IsRegular() && strings.HasSuffix(p, ".toml") {
 					files = append(files, p)
 				}
-				return nil
 			})
 			if err != nil {
 				return nil, fmt.Errorf("load registry: %w", err)
@@ -159,7 +281,8 @@ func load(fsys fs.FS, read func(string) ([]byte, error), opts LoadOptions) (*Reg
 		}
 	}
 
-	entries, ps, err := decodeFiles(read, files, cfg, opts)
+	r := &Registry{Config: cfg}
+	ps, err := r.decodeFiles(read, files, opts, lim)
 	if err != nil {
 		return nil, err
 	}
@@ -170,11 +293,60 @@ func load(fsys fs.FS, read func(string) ([]byte, error), opts LoadOptions) (*Reg
 			return nil, problems.Errors()
 		}
 	}
-	r := &Registry{Config: cfg, Entries: entries, Warnings: problems.Warnings()}
+	r.Warnings = problems.Warnings()
 	if errs := problems.Errors(); len(errs) > 0 {
 		return r, errs
 	}
 	return r, nil
+}
+
+// walk calls fn for every entry below root (root excluded), depth first
+// in name order like fs.WalkDir, without recursion: the stack holds one
+// frame per directory level, at most lim.Depth. It refuses more than
+// lim.Entries entries.
+func walk(fsys fs.FS, root string, lim Limits, fn func(p string, d fs.DirEntry)) error {
+	type frame struct {
+		dir  string
+		ents []fs.DirEntry
+	}
+	ents, err := fs.ReadDir(fsys, root)
+	if err != nil {
+		return err
+	}
+	stack := []frame{{root, ents}}
+	var seen int64
+	for len(stack) > 0 {
+		top := &stack[len(stack)-1]
+		if len(top.ents) == 0 {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		d := top.ents[0]
+		top.ents = top.ents[1:]
+		p := top.dir + "/" + d.Name()
+		if seen++; seen > lim.Entries {
+			return fmt.Errorf("%s: more than the limit of %d files and directories", gittree.QuotePath(p), lim.Entries)
+		}
+		fn(p, d)
+		if !d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
+			continue
+		}
+		if depth := strings.Count(p, "/") + 1; depth > lim.Depth {
+			return fmt.Errorf("%s: nested %d directories deep, more than the limit of %d", gittree.QuotePath(p), depth, lim.Depth)
+		}
+		ents, err := fs.ReadDir(fsys, p)
+		if err != nil {
+			return err
+		}
+		stack = append(stack, frame{p, ents})
+	}
+	return nil
+}
+
+// isExecutable reports a git tree entry of mode 100755.
+func isExecutable(d fs.DirEntry) bool {
+	x, ok := d.(interface{ IsExecutable() bool })
+	return ok && x.IsExecutable()
 }
 
 // checkTreeEntry applies the layout rules to one path under entries/.
@@ -189,7 +361,9 @@ func checkTreeEntry(p string, d fs.DirEntry) (Problems, bool) {
 	case d.IsDir():
 		return nil, true
 	case !t.IsRegular():
-		return bad("is not a regular file; remove it")
+		return bad("is not a regular file (a submodule or special file); remove it")
+	case isExecutable(d):
+		return bad("is executable (mode 100755); entries are plain files: run git update-index --chmod=-x on it")
 	case d.Name() == ".gitkeep":
 		return nil, true
 	case !strings.HasSuffix(p, ".toml") || path.Base(p) == ".toml":
@@ -198,61 +372,70 @@ func checkTreeEntry(p string, d fs.DirEntry) (Problems, bool) {
 	return nil, true
 }
 
-// decodeFiles reads and decodes files in parallel.
-func decodeFiles(read func(string) ([]byte, error), files []string, cfg Config, opts LoadOptions) ([]*Entry, Problems, error) {
-	type result struct {
-		e    *Entry
-		ps   Problems
-		hash [sha256.Size]byte
+// decodeFiles reads and decodes files in parallel into r (Entries, or the
+// serial map with OnlyLock, and Count) and returns their problems.
+func (r *Registry) decodeFiles(read readAll, files []string, opts LoadOptions, lim Limits) (Problems, error) {
+	var (
+		mu       sync.Mutex
+		problems Problems
+		keep     = !opts.OnlyLock
+		counts   = newSerials()
+		hashes   = make([][16]byte, len(files)) // content hashes of valid entries
+		valid    = make([]bool, len(files))
+	)
+	if !keep {
+		r.counts = counts
 	}
-	results := make([]result, len(files))
-	workers := opts.Parallelism
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	const chunk = 128
-	p := pool.New().WithErrors().WithMaxGoroutines(workers)
-	for lo := 0; lo < len(files); lo += chunk {
-		hi := min(lo+chunk, len(files))
-		p.Go(func() error {
-			for i := lo; i < hi; i++ {
-				name := files[i]
-				data, err := read(name)
-				var big errTooLarge
-				if errors.As(err, &big) {
-					results[i].ps = Problems{{Path: name, Severity: Error, Message: fmt.Sprintf("file is more than the limit of %d bytes; split the incident into several entries", MaxEntrySize)}}
-					continue
-				}
-				if err != nil {
-					return fmt.Errorf("load registry: read %s: %w", name, err)
-				}
-				results[i].e, results[i].ps = DecodeEntry(name, data, cfg, opts.Now)
-				results[i].hash = sha256.Sum256(data)
+	err := read(files, opts.Parallelism, func(i int, data []byte, err error) error {
+		name := files[i]
+		if err != nil {
+			if !isTooLarge(err) {
+				return err
 			}
+			mu.Lock()
+			problems = append(problems, Problem{Path: name, Severity: Error, Message: tooLargeMessage(err, lim.FileSize, "split the incident into several entries")})
+			mu.Unlock()
 			return nil
-		})
-	}
-	if err := p.Wait(); err != nil {
-		return nil, nil, err
-	}
-	var entries []*Entry
-	var problems Problems
-	first := map[[sha256.Size]byte]string{}
-	for i, r := range results {
-		if r.e != nil {
-			entries = append(entries, r.e)
-			// An incident filed twice by copying a file counts twice.
-			if f, dup := first[r.hash]; dup {
-				problems = append(problems, Problem{Path: files[i], Severity: Warning,
-					Message: "has the same content as " + f + "; an incident counts once: if this is a copy, remove it before it is merged"})
-			} else {
-				first[r.hash] = files[i]
-			}
 		}
-		problems = append(problems, r.ps...)
+		e, ps := DecodeEntry(name, data, r.Config, opts.Now)
+		if e != nil {
+			sum := sha256.Sum256(data)
+			copy(hashes[i][:], sum[:16])
+			valid[i] = true
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		problems = append(problems, ps...)
+		if e == nil {
+			return nil
+		}
+		r.Count++
+		if keep {
+			r.Entries = append(r.Entries, e)
+		} else {
+			counts.add(e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load registry: %w", err)
 	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].File < entries[j].File })
-	return entries, problems, nil
+	// An incident filed twice by copying a file counts twice: warn, in
+	// file order.
+	first := map[[16]byte]int32{}
+	for i := range files {
+		if !valid[i] {
+			continue
+		}
+		if f, dup := first[hashes[i]]; dup {
+			problems = append(problems, Problem{Path: files[i], Severity: Warning,
+				Message: "has the same content as " + gittree.QuotePath(files[f]) + "; an incident counts once: if this is a copy, remove it before it is merged"})
+		} else {
+			first[hashes[i]] = int32(i)
+		}
+	}
+	sort.Slice(r.Entries, func(i, j int) bool { return r.Entries[i].File < r.Entries[j].File })
+	return problems, nil
 }
 
 // Sort orders problems by path, line and column.
@@ -269,14 +452,21 @@ func (ps Problems) Sort() {
 	})
 }
 
-// Lock returns the serial map of the registry's valid entries (DESIGN §3,
-// §4): for every .drv base name, output base name and derivation name, the
-// number of entries naming it.
+// Lock returns the serial map of the registry's valid entries: for every
+// .drv base name, output base name and derivation name, the number of
+// entries naming it. After a load with OnlyLock, Lock hands over the
+// serial map it counted: call it once.
 func (r *Registry) Lock(src lock.Source) *lock.File {
 	cfg := r.Config.withDefaults()
 	f := lock.New(src, cfg.Env)
 	if cfg.StoreDir != lock.DefaultStoreDir {
 		f.StoreDir = cfg.StoreDir
+	}
+	if r.counts != nil {
+		// The maps are handed over: the lock is built once per load.
+		f.Derivations, f.Outputs, f.Names = r.counts.drv, r.counts.out, r.counts.names
+		r.counts = nil
+		return f
 	}
 	for _, e := range r.Entries {
 		for _, k := range e.drvBases() {

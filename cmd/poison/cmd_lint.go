@@ -75,10 +75,11 @@ func runLint(ctx context.Context, e *env, o lintOptions) error {
 	var reg *registry.Registry
 	var err error
 	if o.rev != "" {
-		fsys, commit, terr := registry.TreeFS(repo, o.rev)
+		fsys, commit, terr := registry.TreeFS(repo, o.rev, registry.Limits{})
 		if terr != nil {
 			return withHint(fmt.Errorf("lint --rev: %w", terr), "--rev takes a commit, branch or tag of the registry")
 		}
+		defer fsys.Close()
 		head = commit
 		reg, err = registry.Load(fsys, registry.LoadOptions{Now: e.now()})
 	} else {
