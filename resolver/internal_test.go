@@ -2,115 +2,13 @@ package resolver
 
 import (
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
-	"testing/fstest"
-
-	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/poison-nix/poison/registry/lock"
 	"github.com/poison-nix/poison/resolver/internal/regtest"
 )
-
-// TestTreeFS runs the standard fs.FS conformance checks on a git tree and
-// checks that symlinks and submodules are reported, never followed.
-func TestTreeFS(t *testing.T) {
-	dir := t.TempDir()
-	repo := regtest.NewRepo(t, dir, map[string][]byte{"a": regtest.Entry("a-1", "a"), "b": regtest.Entry("b-1", "b")})
-	repo.Write("sub/dir/deep.txt", []byte("deep"))
-	repo.Write("run.sh", []byte("#!/bin/sh\n"))
-	os.Chmod(filepath.Join(dir, "run.sh"), 0o755)
-	plain := repo.Commit("more")
-	os.Symlink("registry.toml", filepath.Join(dir, "entries", "link.toml"))
-	repo.Commit("symlink")
-	// A submodule entry (gitlink) without a .gitmodules.
-	regtest.Git(t, dir, "update-index", "--add", "--cacheinfo", "160000,"+repo.Head()+",vendored")
-	regtest.Git(t, dir, "commit", "-q", "-m", "gitlink")
-
-	r, err := openRepo(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	treeOf := func(commit string) plumbing.Hash {
-		c, err := r.CommitObject(plumbing.NewHash(commit))
-		if err != nil {
-			t.Fatal(err)
-		}
-		tree, _ := c.Tree()
-		return tree.Hash
-	}
-	// fstest.TestFS opens every file, so it runs on the tree without the
-	// symlink and the submodule (which Open refuses).
-	newFS := func() *treeFS { return newTreeFS(r.Storer, treeOf(plain)) }
-
-	if err := fstest.TestFS(newFS(), "registry.toml", "entries/2026/11/a.toml", "sub/dir/deep.txt", "run.sh"); err != nil {
-		t.Fatal(err)
-	}
-	preloaded := newFS()
-	if _, err := preloaded.preload(); err != nil {
-		t.Fatal(err)
-	}
-	if err := fstest.TestFS(preloaded, "registry.toml", "entries/2026/11/b.toml"); err != nil {
-		t.Fatal(err)
-	}
-
-	f := newTreeFS(r.Storer, treeOf(repo.Head()))
-	ents, err := fs.ReadDir(f, "entries")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var link fs.DirEntry
-	for _, e := range ents {
-		if e.Name() == "link.toml" {
-			link = e
-		}
-	}
-	if link == nil || link.Type() != fs.ModeSymlink {
-		t.Fatalf("symlink entry = %v, want type ModeSymlink", link)
-	}
-	if _, err := fs.ReadFile(f, "entries/link.toml"); err == nil {
-		t.Error("reading a symlink followed it")
-	}
-	if fi, err := fs.Stat(f, "entries/link.toml"); err != nil || fi.Mode().Type() != fs.ModeSymlink {
-		t.Errorf("stat symlink = %v, %v", fi, err)
-	}
-	if fi, err := fs.Stat(f, "vendored"); err != nil || fi.Mode().Type() != fs.ModeIrregular {
-		t.Errorf("stat submodule = %v, %v", fi, err)
-	}
-	if fi, err := fs.Stat(f, "run.sh"); err != nil || fi.Mode()&0o111 == 0 {
-		t.Errorf("stat executable = %v, %v", fi, err)
-	}
-	for _, bad := range []string{"/registry.toml", "../x", "entries/", "nope", "registry.toml/x"} {
-		if _, err := fs.ReadFile(f, bad); err == nil {
-			t.Errorf("ReadFile(%q) succeeded", bad)
-		}
-	}
-}
-
-// TestSubsetFS checks the view of added files used by incremental loads.
-func TestSubsetFS(t *testing.T) {
-	dir := t.TempDir()
-	repo := regtest.NewRepo(t, dir, map[string][]byte{"a": regtest.Entry("a-1", "a"), "b": regtest.Entry("b-1", "b")})
-	r, err := openRepo(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	c, _ := r.CommitObject(plumbing.NewHash(repo.Head()))
-	tree, _ := c.Tree()
-	s := newSubsetFS(newTreeFS(r.Storer, tree.Hash), []string{"registry.toml", "entries/2026/11/b.toml"})
-	if err := fstest.TestFS(s, "registry.toml", "entries/2026/11/b.toml"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fs.ReadFile(s, "entries/2026/11/a.toml"); err == nil {
-		t.Error("hidden file readable")
-	}
-}
 
 // randomLock makes a lock with awkward names too.
 func randomLock(rng *rand.Rand, n int, weird bool) *lock.File {
@@ -199,63 +97,6 @@ func FuzzDecodeLock(f *testing.F) {
 			t.Fatalf("round trip: %v", err)
 		}
 	})
-}
-
-// TestPreloadPacks checks that the parallel pack reader returns exactly
-// the blobs the object store holds.
-func TestPreloadPacks(t *testing.T) {
-	dir := t.TempDir()
-	if err := regtest.WriteMany(dir, 1100); err != nil {
-		t.Fatal(err)
-	}
-	repo := regtest.InitRepo(t, dir)
-	// Two packs: the first commit packed, then a second packed with deltas.
-	regtest.Git(t, dir, "gc", "-q")
-	for i := 0; i < 90; i++ {
-		repo.Write(fmt.Sprintf("entries/2026/01/incident-%06d.toml", i*12), regtest.Entry(fmt.Sprint(i), "edited"))
-	}
-	repo.Write("entries/2027/01/new.toml", regtest.Entry("new", "new"))
-	repo.Commit("more")
-	regtest.Git(t, dir, "repack", "-q", "-d")
-	r, err := openRepo(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	c, _ := r.CommitObject(plumbing.NewHash(repo.Head()))
-	tree, _ := c.Tree()
-	fast := newTreeFS(r.Storer, tree.Hash)
-	fast.gitDir = r.dir
-	n, err := fast.preload()
-	if err != nil || n != 1102 {
-		t.Fatalf("preload: %d files, %v", n, err)
-	}
-	slow := newTreeFS(r.Storer, tree.Hash)
-	count := 0
-	err = fs.WalkDir(slow, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		want, err := fs.ReadFile(slow, p)
-		if err != nil {
-			return err
-		}
-		got, err := fs.ReadFile(fast, p)
-		if err != nil {
-			return err
-		}
-		if string(got) != string(want) {
-			t.Errorf("%s differs", p)
-		}
-		count++
-		return nil
-	})
-	if err != nil || count != 1102 {
-		t.Fatalf("walk: %d files, %v", count, err)
-	}
-	if fast.packed != 1102 {
-		t.Errorf("%d blobs read from packs, want 1102", fast.packed)
-	}
 }
 
 // TestExtendEncoded checks the byte-level merge against encoding the

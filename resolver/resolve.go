@@ -18,6 +18,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 
 	"github.com/poison-nix/poison/registry"
+	"github.com/poison-nix/poison/registry/gittree"
 	"github.com/poison-nix/poison/registry/lock"
 	"github.com/poison-nix/poison/resolver/internal/gitnet"
 )
@@ -36,6 +37,9 @@ type Options struct {
 	Cache Cache
 	// Offline resolves from the cache without any network access.
 	Offline bool
+	// Limits bound the work the registry's tree may cause (entries,
+	// depth, bytes); zero fields take registry.DefaultLimits.
+	Limits registry.Limits
 	// SkipInvalid resolves the valid entries when some are invalid; the
 	// invalid ones are reported in Result.Skipped. Without it an invalid
 	// entry fails the resolve with registry.Problems.
@@ -407,7 +411,10 @@ func (res *Result) fromRepo(ctx context.Context, r *repo, remote bool, head stri
 	}
 	if err := res.loadCommit(r, tree.Hash, src, o); err != nil {
 		var ps registry.Problems
-		if errors.As(err, &ps) {
+		var te *gittree.Error
+		if errors.As(err, &ps) || errors.As(err, &te) {
+			// The registry's content (a tree git fsck refuses, a limit),
+			// not a broken cache: cloning again would not help.
 			return err
 		}
 		return &corruptError{err}
@@ -415,14 +422,10 @@ func (res *Result) fromRepo(ctx context.Context, r *repo, remote bool, head stri
 	return nil
 }
 
-// load reads a whole registry file system and computes its lock.
-func (res *Result) load(fsys fs.FS, tfs *treeFS, o Options, src lock.Source) error {
-	if tfs != nil {
-		if _, err := tfs.preload(); err != nil {
-			return err
-		}
-	}
-	reg, err := registry.Load(fsys, registry.LoadOptions{Now: o.Now})
+// load reads a whole registry file system (or, with only, just those
+// entry files) and computes its lock.
+func (res *Result) load(fsys fs.FS, only []string, o Options, src lock.Source) error {
+	reg, err := registry.Load(fsys, registry.LoadOptions{Now: o.Now, OnlyLock: true, Only: only, Limits: o.Limits})
 	var ps registry.Problems
 	switch {
 	case err == nil:
@@ -436,8 +439,8 @@ func (res *Result) load(fsys fs.FS, tfs *treeFS, o Options, src lock.Source) err
 	}
 	res.Warnings = reg.Warnings
 	res.Lock, res.Pinned = reg.Lock(src), src
-	res.Loaded = len(reg.Entries) + len(skippedFiles(res.Skipped))
-	res.Entries = len(reg.Entries)
+	res.Loaded = reg.Count + len(skippedFiles(res.Skipped))
+	res.Entries = reg.Count
 	return nil
 }
 
@@ -482,8 +485,9 @@ func (res *Result) loadCommit(r *repo, tree plumbing.Hash, src lock.Source, o Op
 			return nil
 		}
 	}
-	tfs := newTreeFS(r.Storer, tree)
-	tfs.gitDir = r.dir
+	tfs := gittree.New(r.Storer, tree, o.Limits)
+	tfs.SetGitDir(r.dir)
+	defer tfs.Close()
 	baseRaw, baseCommit, ok := c.latestRaw(src.URL)
 	if ok && baseCommit != src.Commit {
 		if err := res.extend(r, tfs, baseRaw, baseCommit, src, o); err == nil {
@@ -499,7 +503,7 @@ func (res *Result) loadCommit(r *repo, tree plumbing.Hash, src lock.Source, o Op
 			return err
 		}
 	}
-	if err := res.load(tfs, tfs, o, src); err != nil {
+	if err := res.load(tfs, nil, o, src); err != nil {
 		return err
 	}
 	return res.encode(c, src, o)
@@ -528,23 +532,24 @@ var errNotIncremental = errors.New("not incremental")
 
 // extend computes the lock of tfs from the lock of baseCommit and the
 // entry files added since.
-func (res *Result) extend(r *repo, tfs *treeFS, baseRaw []byte, baseCommit string, src lock.Source, o Options) error {
+func (res *Result) extend(r *repo, tfs *gittree.FS, baseRaw []byte, baseCommit string, src lock.Source, o Options) error {
 	bc, err := r.CommitObject(plumbing.NewHash(baseCommit))
 	if err != nil {
 		return errNotIncremental
 	}
-	bt, err := bc.Tree()
-	if err != nil {
+	old := gittree.New(r.Storer, bc.TreeHash, o.Limits)
+	old.SetGitDir(r.dir)
+	defer old.Close()
+	same, err := gittree.SameEntry(old, tfs, registry.ConfigFile)
+	if err != nil || !same {
 		return errNotIncremental
 	}
-	old := newTreeFS(r.Storer, bt.Hash)
-	added, ok, err := addedEntries(old, tfs)
+	added, ok, err := gittree.Added(old, tfs, registry.EntriesDir)
 	if err != nil || !ok {
 		return errNotIncremental
 	}
-	sub := newSubsetFS(tfs, append([]string{registry.ConfigFile}, added...))
 	part := &Result{Source: res.Source}
-	if err := part.load(sub, nil, o, src); err != nil {
+	if err := part.load(tfs, added, o, src); err != nil {
 		return err
 	}
 	res.Skipped, res.Warnings = part.Skipped, part.Warnings
@@ -578,98 +583,6 @@ func (res *Result) extend(r *repo, tfs *treeFS, baseRaw []byte, baseCommit strin
 	}
 	l.Registry = src
 	res.Lock = l
-	return nil
-}
-
-// addedEntries lists the files under entries/ present in new and not in
-// old. ok is false when anything else that Load reads changed: a file
-// under entries/ modified or deleted, or registry.toml changed.
-func addedEntries(old, new *treeFS) (added []string, ok bool, err error) {
-	old.mu.Lock()
-	defer old.mu.Unlock()
-	new.mu.Lock()
-	defer new.mu.Unlock()
-	if err := old.load(old.root); err != nil {
-		return nil, false, err
-	}
-	if err := new.load(new.root); err != nil {
-		return nil, false, err
-	}
-	oc, nc := old.root.child(registry.ConfigFile), new.root.child(registry.ConfigFile)
-	if oc == nil || nc == nil || oc.hash != nc.hash || oc.mode != nc.mode {
-		return nil, false, nil
-	}
-	oe, ne := old.root.child(registry.EntriesDir), new.root.child(registry.EntriesDir)
-	switch {
-	case ne == nil && oe == nil:
-		return nil, true, nil
-	case ne == nil || oe == nil || !ne.isDir() || !oe.isDir():
-		return nil, false, nil
-	}
-	ok = true
-	var diff func(dir string, a, b *tnode) error
-	diff = func(dir string, a, b *tnode) error {
-		if a.hash == b.hash || !ok {
-			return nil
-		}
-		if err := old.load(a); err != nil {
-			return err
-		}
-		if err := new.load(b); err != nil {
-			return err
-		}
-		for _, x := range a.children {
-			if b.child(x.name) == nil {
-				ok = false // deleted
-				return nil
-			}
-		}
-		for _, y := range b.children {
-			p := dir + "/" + y.name
-			x := a.child(y.name)
-			switch {
-			case x == nil && y.isDir():
-				if err := new.walkAll(y, p, func(p string) { added = append(added, p) }); err != nil {
-					return err
-				}
-			case x == nil:
-				added = append(added, p)
-			case x.hash == y.hash && x.mode == y.mode:
-			case x.isDir() && y.isDir():
-				if err := diff(p, x, y); err != nil {
-					return err
-				}
-			default:
-				ok = false // modified
-				return nil
-			}
-		}
-		return nil
-	}
-	if err := diff(registry.EntriesDir, oe, ne); err != nil {
-		return nil, false, err
-	}
-	if !ok {
-		return nil, false, nil
-	}
-	return added, true, nil
-}
-
-// walkAll calls fn for every non-directory path below n. Caller holds mu.
-func (f *treeFS) walkAll(n *tnode, dir string, fn func(string)) error {
-	if err := f.load(n); err != nil {
-		return err
-	}
-	for _, c := range n.children {
-		p := dir + "/" + c.name
-		if c.isDir() {
-			if err := f.walkAll(c, p, fn); err != nil {
-				return err
-			}
-			continue
-		}
-		fn(p)
-	}
 	return nil
 }
 

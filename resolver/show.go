@@ -14,6 +14,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/poison-nix/poison/registry"
+	"github.com/poison-nix/poison/registry/gittree"
 	"github.com/poison-nix/poison/registry/lock"
 	"github.com/poison-nix/poison/storepath"
 )
@@ -143,11 +144,9 @@ func openAtLock(ctx context.Context, c Cache, l *lock.File, now time.Time) (*reg
 	if err != nil {
 		return fail(fmt.Errorf("read registry commit %s: %w", commit, err))
 	}
-	tfs := newTreeFS(r.Storer, t.Hash)
-	tfs.gitDir = r.dir
-	if _, err := tfs.preload(); err != nil {
-		return fail(err)
-	}
+	tfs := gittree.New(r.Storer, t.Hash, registry.Limits{})
+	tfs.SetGitDir(r.dir)
+	defer tfs.Close()
 	reg, err := loadValid(tfs, now)
 	if err != nil {
 		return fail(err)
