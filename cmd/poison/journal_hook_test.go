@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -248,6 +249,81 @@ func TestJournalHookBinary(t *testing.T) {
 	for _, d := range drvs {
 		if !seen[d] {
 			t.Errorf("%s not journalled", d)
+		}
+	}
+}
+
+// TestJournalHookModernNix builds with Nix 2.26 (POISON_MODERN_NIX), which
+// passes OUT_PATHS to the hook, in a chroot store with the hook set on the
+// command line: the journal's outputs are the ones Nix passed.
+func TestJournalHookModernNix(t *testing.T) {
+	nixtest.Need(t)
+	bin := os.Getenv("POISON_MODERN_NIX")
+	if bin == "" {
+		if nixtest.Required() {
+			t.Fatal("Nix 2.26 is required (POISON_REQUIRE_NIX=1) but POISON_MODERN_NIX is not set; run scripts/modern-nix.sh DIR and set POISON_MODERN_NIX=DIR/bin")
+		}
+		t.Skip("set POISON_MODERN_NIX=DIR/bin (scripts/modern-nix.sh DIR) to test against Nix 2.26")
+	}
+	dir := daemontest.WorldDir(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	poison := filepath.Join(dir, "poison")
+	if err := os.Symlink(self, poison); err != nil {
+		t.Fatal(err)
+	}
+	journal := filepath.Join(dir, "journal.jsonl")
+	script := filepath.Join(dir, "post-build-hook")
+	if _, err := hooks.InstallPostBuild(script, hooks.PostBuildOptions{Poison: poison, Journal: journal, Host: "modern"}); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	file := filepath.Join(daemontest.RepoRoot(t), "testdata", "provenance", "wide.nix")
+	cmd := exec.Command(filepath.Join(bin, "nix-build"), "--store", "local?root="+root, "--no-out-link", file,
+		"--argstr", "nonce", fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano()), "--arg", "n", "2", "--argstr", "sleep", "0",
+		"--option", "post-build-hook", script, "--option", "substituters", "",
+		"--option", "sandbox-paths", "/bin /lib /lib64 /usr", "-j", "3")
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("Nix 2.26 nix-build: %v\n%s", err, stderr)
+	}
+	built := strings.Fields(string(out)) // leaf-0, leaf-1, split (nix-build prints the out outputs)
+	got := readJournal(t, journal)
+	if len(got) != 3 {
+		t.Fatalf("journal has %d lines, want 3 (one per build)", len(got))
+	}
+	var journalled []string
+	for _, e := range got {
+		if e.Host != "modern" {
+			t.Errorf("%s: host %q", e.Drv, e.Host)
+		}
+		journalled = append(journalled, e.Outputs...)
+	}
+	// The .drv files are in the chroot store, out of the hook's reach:
+	// these outputs can only have come from OUT_PATHS.
+	q := exec.Command(filepath.Join(bin, "nix-store"), "--store", "local?root="+root, "--query", "--outputs")
+	for _, e := range got {
+		q.Args = append(q.Args, e.Drv)
+	}
+	outs, err := q.Output()
+	if err != nil {
+		t.Fatalf("nix-store --query --outputs: %v", err)
+	}
+	want := strings.Fields(string(outs))
+	sort.Strings(want)
+	sort.Strings(journalled)
+	if strings.Join(journalled, " ") != strings.Join(want, " ") || len(want) != 4 {
+		t.Errorf("journalled outputs %q, want what Nix 2.26 built %q", journalled, want)
+	}
+	for _, b := range built {
+		if !slices.Contains(journalled, b) {
+			t.Errorf("%s (built) is not in the journal", b)
 		}
 	}
 }
