@@ -10,7 +10,7 @@
 //	res.Changed            // rewritten derivations in topological order (inputs first)
 //	res.Poisoned           // the derivations that received a serial
 //
-// The rewrite follows shared/REWRITE.md R1–R8: derivations are visited in
+// The rewrite follows docs/rewrite.md R1–R8: derivations are visited in
 // topological order (inputDrvs, .drv paths in inputSrcs, and textual
 // mentions of other members' hash parts); each is canonicalised (the
 // attribute removed), looked up in the lock by its canonical .drv and
@@ -65,7 +65,7 @@ type Options struct {
 	// Lock holds the serials and the attribute name (Lock.Env). A lock with
 	// no entries canonicalises the closure (removes every serial).
 	Lock *lock.File
-	// ByName also applies Lock.Names (DESIGN §5 step 3).
+	// ByName also applies Lock.Names (docs/rewrite.md).
 	ByName bool
 	// NoATerm leaves Drv.ATerm nil, for callers that only need the paths
 	// (saves the memory of every rewritten file).

@@ -207,7 +207,7 @@ func (f *equivFixture) lock(t *testing.T, s equivLockSpec) *lock.File {
 	return lk
 }
 
-// expected returns the serial of every node under lk (DESIGN §5 step 3),
+// expected returns the serial of every node under lk (docs/rewrite.md),
 // computed from the canonical paths Nix gave the clean graph.
 func (f *equivFixture) expected(lk *lock.File, byName bool) map[string]int {
 	m := map[string]int{}

@@ -156,7 +156,7 @@ func (v *view) run(ctx context.Context, want func(int32) attrState) error {
 	})
 }
 
-// rewriteNode computes the rewritten derivation i (DESIGN §5 steps 3–5).
+// rewriteNode computes the rewritten derivation i (docs/rewrite.md).
 func (v *view) rewriteNode(i int32, want attrState) error {
 	if want == v.cur[i] && !v.noSplice && v.rewriteSpliced(i) {
 		v.spliced.Add(1)
@@ -688,7 +688,7 @@ func (v *view) setAttr(n *node, d *aterm.Derivation, want attrState) error {
 }
 
 // Rewrite computes the closure Nix would have produced had every poisoned
-// derivation carried its serial attribute (DESIGN §5, REWRITE.md).
+// derivation carried its serial attribute (docs/rewrite.md).
 //
 // Every derivation is first canonicalised (the attribute removed, with the
 // effect propagated downstream), its serial looked up by its canonical

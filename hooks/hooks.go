@@ -1,5 +1,5 @@
 // Package hooks holds poison's git hooks for registry repositories and
-// installs them (DESIGN §8).
+// installs them (docs/architecture.md).
 //
 // Two hooks exist, both POSIX shell scripts that call the poison binary:
 //

@@ -1,4 +1,4 @@
-# lib.nix: functions over a poison.nix attribute set (DESIGN §7), the file
+# lib.nix: functions over a poison.nix attribute set (docs/formats.md), the file
 # 'poison export nix' (or 'poison resolve --nix FILE') writes:
 #
 #   { derivations = { "<hash>-b.drv" = 1; }; env = "POISON_SERIAL";

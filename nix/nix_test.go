@@ -74,7 +74,7 @@ func attrDrvPath(t *testing.T, attr string) string {
 
 // testLock poisons, by name: a multi-output package with serial 2 (which
 // also names one of its derivations, so the name serial exceeds the .drv
-// serial, as DESIGN §3 counts them; a renamed override of it, libressl,
+// serial, as docs/formats.md counts them; a renamed override of it, libressl,
 // must lose the serial), a __structuredAttrs package, a fixed-output source
 // built by stdenvNoCC, a builtins.derivation reached only through the
 // overlay's attrs argument, the new name of a package whose version an
@@ -102,7 +102,7 @@ func writePoison(t *testing.T, l *lock.File) string {
 	return path
 }
 
-// TestOverlayMatchesRewrite is the promise of DESIGN §7: the overlay
+// TestOverlayMatchesRewrite is the promise of docs/formats.md: the overlay
 // applied to the fixture yields exactly the .drv paths that the rewrite
 // with name fallback yields on the closure instantiated without it.
 func TestOverlayMatchesRewrite(t *testing.T) {

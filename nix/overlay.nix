@@ -1,6 +1,6 @@
 # overlay.nix: a nixpkgs overlay that gives every derivation made by
 # stdenv.mkDerivation whose name is in a poison.nix set's names its serial
-# (DESIGN §7), so a local build reaches the same .drv and output paths as
+# (docs/formats.md), so a local build reaches the same .drv and output paths as
 # 'poison build --by-name' on the closure built without it.
 #
 #   import nixpkgs {

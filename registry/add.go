@@ -15,7 +15,7 @@ import (
 )
 
 // InspectFunc resolves a store path given to Add: for a .drv path or an
-// output path it returns the canonical .drv path (DESIGN §3: every serial
+// output path it returns the canonical .drv path (docs/formats.md: every serial
 // attribute removed) and that derivation's canonical output paths. It
 // returns an error wrapping fs.ErrNotExist when the path is not in the
 // store.

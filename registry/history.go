@@ -14,7 +14,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
-// CheckHistory enforces that entries are append-only (DESIGN §3) between
+// CheckHistory enforces that entries are append-only (docs/formats.md) between
 // two revisions of repo: every commit reachable from head but not from
 // base is compared with each of its parents, and a file under entries/
 // that was deleted, renamed, modified or changed in mode is a problem

@@ -155,7 +155,7 @@ func deriv(path string, outs ...string) string {
 	return s
 }
 
-// TestSerials checks the serial rules of DESIGN §3 on small registries.
+// TestSerials checks the serial rules of docs/formats.md on small registries.
 func TestSerials(t *testing.T) {
 	base := func(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
 	tests := []struct {

@@ -1,5 +1,5 @@
 // Package resolver turns a poison registry into a pinned poison.lock
-// (DESIGN §4): it fetches the registry with go-git, pins one commit,
+// (docs/formats.md): it fetches the registry with go-git, pins one commit,
 // optionally verifies its signature, loads the entries with package
 // registry and computes the serial map.
 //

@@ -1,7 +1,7 @@
 // Package daemon is a client for the Nix worker protocol: the protocol
 // nix-daemon speaks on its unix socket, over `nix-daemon --stdio` and over
 // ssh-ng. It implements the operations poison needs to add rewritten .drv
-// files to a store and to build them (see PROTOCOL.md in the design notes):
+// files to a store and to build them (see docs/protocol.md):
 // handshake with version negotiation, SetOptions, path queries, AddToStore
 // of text objects, temporary roots, builds and NarFromPath.
 //

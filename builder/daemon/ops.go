@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// Operation codes (PROTOCOL.md §5.1).
+// Operation codes (docs/protocol.md).
 const (
 	opIsValidPath              = 1
 	opAddToStore               = 7

@@ -106,7 +106,7 @@ func (m Message) IntField(i int) uint64 {
 }
 
 // Error is an error the daemon reported for an operation (STDERR_ERROR).
-// The connection normally stays usable; see PROTOCOL.md §4.
+// The connection normally stays usable; see docs/protocol.md.
 type Error struct {
 	Op         string   // the operation, e.g. "AddToStore"
 	Message    string   // the daemon's message, colour escapes removed
@@ -158,7 +158,7 @@ func cleanMessage(s string) string {
 
 // Settings are the client settings sent with SetOptions. They apply to the
 // whole connection. Overrides from an untrusted client are mostly ignored
-// by the daemon (PROTOCOL.md §6), except an empty substituter list.
+// by the daemon (docs/protocol.md), except an empty substituter list.
 type Settings struct {
 	KeepFailed     bool
 	KeepGoing      bool

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestLintExitCodes checks DESIGN §9 for lint: 0 clean (warnings
+// TestLintExitCodes checks docs/exit-codes.md for lint: 0 clean (warnings
 // included), 1 findings or an unreadable registry, 2 usage.
 func TestLintExitCodes(t *testing.T) {
 	dir := t.TempDir()

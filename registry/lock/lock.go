@@ -1,5 +1,5 @@
 // Package lock reads and writes poison.lock, the resolved serial map of a
-// registry (DESIGN §4).
+// registry (docs/formats.md).
 //
 // A lock is a projection of one registry commit: for every canonical .drv
 // path, output path and derivation name, the number of entries that poison

@@ -11,7 +11,7 @@ import (
 
 // nixHeader opens every poison.nix. It holds no data from the lock, so no
 // registry content can reach a comment.
-const nixHeader = `# poison.nix: the serials of a poison registry (DESIGN §7), written by
+const nixHeader = `# poison.nix: the serials of a poison registry (docs/formats.md), written by
 # 'poison export nix' from poison.lock. Do not edit: export it again.
 # Consume it with nix/lib.nix or nix/overlay.nix from the poison flake.
 `

@@ -1,5 +1,5 @@
 # Derivations covering what the rewrite must reproduce byte for byte
-# (REWRITE.md R1-R8). builder/golden_test.go -update instantiates this file
+# (docs/rewrite.md R1-R8). builder/golden_test.go -update instantiates this file
 # twice with real Nix, serial = 0 (clean) and serial = 5 (poisoned), copies
 # both closures into store/ and records the roots in cases.json; without
 # -update the test rewrites the clean closures and compares with Nix's files.

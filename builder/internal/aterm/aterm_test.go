@@ -161,7 +161,7 @@ func FuzzParse(f *testing.F) {
 }
 
 // FuzzDifferential compares with go-nix, whose parser and writer
-// round-trip every file Nix writes (REWRITE.md): what we accept, go-nix
+// round-trip every file Nix writes (docs/rewrite.md): what we accept, go-nix
 // must read to the same outputs, inputs and values, and write back the
 // same bytes when no escapes are involved (go-nix keeps escapes in some
 // fields).
@@ -237,6 +237,6 @@ func BenchmarkParse(b *testing.B) {
 	}
 	run("poison", func(s string) error { _, err := aterm.Parse(s); return err })
 	run("poison-lazy", func(s string) error { _, err := aterm.ParseLazy(s); return err })
-	// go-nix rejects some of these files (REWRITE.md): errors are ignored.
+	// go-nix rejects some of these files (docs/rewrite.md): errors are ignored.
 	run("go-nix", func(s string) error { nixderiv.ReadDerivation(strings.NewReader(s)); return nil })
 }

@@ -12,7 +12,7 @@
 // adding the attribute by hand would. Instantiating the expression twice,
 // with and without poison, gives the ground truth a rewrite must reproduce.
 //
-// The graphs mix every feature the rewrite must handle (REWRITE.md R1–R8):
+// The graphs mix every feature the rewrite must handle (docs/rewrite.md R1–R8):
 // plain, multi-output and __structuredAttrs derivations; fixed-output
 // derivations (flat and recursive; groups with the same name and hash but
 // different builders, so their hash modulo collides; "twin" dependents of

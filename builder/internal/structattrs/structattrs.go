@@ -2,7 +2,7 @@
 // of a __structuredAttrs derivation the way Nix 2.8 would have written it.
 //
 // Nix writes one compact object whose top-level keys are sorted bytewise
-// (REWRITE.md R3). Only the top level is scanned; values are skipped, never
+// (docs/rewrite.md R3). Only the top level is scanned; values are skipped, never
 // decoded, so floats and raw non-UTF-8 bytes survive untouched.
 package structattrs
 

@@ -1,4 +1,4 @@
-# poison.nix: the serials of a poison registry (DESIGN §7), written by
+# poison.nix: the serials of a poison registry (docs/formats.md), written by
 # 'poison export nix' from poison.lock. Do not edit: export it again.
 # Consume it with nix/lib.nix or nix/overlay.nix from the poison flake.
 {

@@ -1,6 +1,6 @@
 # Floating content-addressed derivations (experimental feature
 # ca-derivations): their outputs are unknown until built, so dependents
-# mention them through placeholders and have deferred outputs (REWRITE.md R4,
+# mention them through placeholders and have deferred outputs (docs/rewrite.md R4,
 # R6, R7). The rewrite must reproduce Nix or refuse with a clear error.
 { poison ? {} }:
 let
