@@ -373,7 +373,7 @@ func TestFlakeOutputs(t *testing.T) {
 		"inputs":  "github:NixOS/nixpkgs/nixos-unstable",
 		"systems": []any{"aarch64-darwin", "aarch64-linux", "x86_64-darwin", "x86_64-linux"},
 		"pkg": map[string]any{
-			"pname": "poison", "subPackages": []any{"cmd/poison"}, "doCheck": false, "built": true,
+			"pname": "poison", "subPackages": []any{"cmd/poison", "cmd/poison-journal-hook"}, "doCheck": false, "built": true,
 			"vendorHash": "sha256-", "src": map[string]any{"hasGoMod": true},
 		},
 		"overlayPname":      "poison",
