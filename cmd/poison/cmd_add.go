@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,12 +10,13 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/nix-community/go-nix/pkg/derivation"
 	"github.com/poison-nix/poison/builder"
+	"github.com/poison-nix/poison/builder/drvread"
 	"github.com/poison-nix/poison/internal/settings"
 	"github.com/poison-nix/poison/registry"
 	"github.com/poison-nix/poison/registry/lock"
@@ -170,7 +170,9 @@ func (n *nixInspector) inspect(ctx context.Context, p string) (string, []string,
 		}
 		drv = d
 	}
-	parsed, err := readDrv(drv)
+	// The project's own ATerm parser reads the .drv (builder/drvread, and
+	// builder.LoadClosure for its closure).
+	outs, _, err := drvread.Outputs(drv)
 	if errors.Is(err, fs.ErrNotExist) {
 		if drv == p {
 			return "", nil, fmt.Errorf("%w; instantiate it first, or pass --no-verify to record the .drv path without outputs", errNotInStore)
@@ -180,18 +182,25 @@ func (n *nixInspector) inspect(ctx context.Context, p string) (string, []string,
 	if err != nil {
 		return "", nil, err
 	}
-	outs := sortedOutputs(parsed)
-	if drv != p && !containsString(outs, p) {
+	if drv != p && !slices.Contains(outs, p) {
 		return "", nil, fmt.Errorf("%s is not an output of its deriver %s", p, drv)
 	}
-	serial, err := n.closureHasSerial(ctx, drv)
+	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: n.storeDir}, []string{drv})
 	if err != nil {
-		return "", nil, err
+		return "", nil, fmt.Errorf("read closure of %s: %w", drv, err)
+	}
+	carried, err := c.CarriedSerials(n.serialEnv)
+	if err != nil {
+		return "", nil, fmt.Errorf("read closure of %s: %w", drv, err)
+	}
+	serial := false
+	for _, v := range carried {
+		serial = serial || v > 0
 	}
 	if !serial {
 		return drv, outs, nil // never poisoned: canonical already
 	}
-	return n.canonical(ctx, drv, outs)
+	return n.canonical(ctx, c, drv, outs)
 }
 
 // deriver asks the store for the deriver of an output path.
@@ -217,73 +226,9 @@ func (n *nixInspector) deriver(ctx context.Context, p string) (string, error) {
 	return d, nil
 }
 
-func readDrv(p string) (*derivation.Derivation, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	d, err := derivation.ReadDerivation(f)
-	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", p, err)
-	}
-	return d, nil
-}
-
-func sortedOutputs(d *derivation.Derivation) []string {
-	var outs []string
-	for _, o := range d.Outputs {
-		if o.Path != "" {
-			outs = append(outs, o.Path)
-		}
-	}
-	sort.Strings(outs)
-	return outs
-}
-
-// closureHasSerial reports whether any derivation in the closure of drv
-// carries the serial attribute: only then can its canonical paths differ.
-func (n *nixInspector) closureHasSerial(ctx context.Context, root string) (bool, error) {
-	seen := map[string]bool{root: true}
-	queue := []string{root}
-	for len(queue) > 0 {
-		if err := ctx.Err(); err != nil {
-			return false, err
-		}
-		p := queue[0]
-		queue = queue[1:]
-		d, err := readDrv(p)
-		if err != nil {
-			return false, fmt.Errorf("read closure of %s: %w", root, err)
-		}
-		if _, ok := d.Env[n.serialEnv]; ok {
-			return true, nil
-		}
-		if js, ok := d.Env["__json"]; ok {
-			var attrs map[string]json.RawMessage
-			if json.Unmarshal([]byte(js), &attrs) == nil {
-				if _, ok := attrs[n.serialEnv]; ok {
-					return true, nil
-				}
-			}
-		}
-		for in := range d.InputDerivations {
-			if !seen[in] {
-				seen[in] = true
-				queue = append(queue, in)
-			}
-		}
-	}
-	return false, nil
-}
-
 // canonical rewrites the closure with an empty lock, which removes every
 // serial attribute, and maps drv and its outputs to their canonical paths.
-func (n *nixInspector) canonical(ctx context.Context, drv string, outs []string) (string, []string, error) {
-	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: n.storeDir}, []string{drv})
-	if err != nil {
-		return "", nil, fmt.Errorf("canonicalise %s: %w", drv, err)
-	}
+func (n *nixInspector) canonical(ctx context.Context, c *builder.Closure, drv string, outs []string) (string, []string, error) {
 	res, err := builder.Rewrite(ctx, c, builder.Options{Lock: lock.New(lock.Source{}, n.serialEnv)})
 	if err != nil {
 		return "", nil, fmt.Errorf("canonicalise %s: %w", drv, err)
@@ -302,13 +247,4 @@ func (n *nixInspector) canonical(ctx context.Context, drv string, outs []string)
 	}
 	sort.Strings(cout)
 	return cd, cout, nil
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

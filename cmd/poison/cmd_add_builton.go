@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -66,7 +67,7 @@ func (b *builtOnOptions) load(ctx context.Context, e *env) ([]string, error) {
 	err = readJournals(ctx, e, files, provenance.Filter{Host: b.host, Since: since, Until: until}, onBad, func(en *provenance.Entry) error {
 		outs := b.builds[en.Drv]
 		for _, o := range en.Outputs {
-			if !containsString(outs, o) {
+			if !slices.Contains(outs, o) {
 				outs = append(outs, o)
 			}
 		}
