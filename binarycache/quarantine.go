@@ -22,9 +22,9 @@ const QuarantineDir = "quarantine"
 // quarantine/HASH.json next to the moved quarantine/HASH.narinfo.
 type Record struct {
 	Narinfo   string    `json:"narinfo"` // "HASH.narinfo"
-	StorePath string    `json:"storePath"`
+	StorePath string    `json:"path"`
 	Deriver   string    `json:"deriver,omitempty"`
-	Why       string    `json:"why"`
+	Why       string    `json:"reason"`
 	Source    string    `json:"source"` // the lock and registry commit that poisoned it
 	Time      time.Time `json:"time"`
 }
@@ -33,8 +33,8 @@ type Record struct {
 // would move).
 type Moved struct {
 	Hash      string `json:"hash"`
-	StorePath string `json:"storePath"`
-	Why       string `json:"why"`
+	StorePath string `json:"path"`
+	Why       string `json:"reason"`
 }
 
 // QuarantineOptions configure Quarantine.
@@ -71,7 +71,7 @@ func Quarantine(ctx context.Context, dir string, p *Poisoned, o QuarantineOption
 	if err != nil {
 		return nil, err
 	}
-	res := &QuarantineResult{Moved: []Moved{}, Already: []Moved{}, Problems: problems}
+	res := &QuarantineResult{Moved: []Moved{}, Already: []Moved{}, Problems: nonNilP(problems)}
 	qdir := filepath.Join(dir, QuarantineDir)
 	if err := checkQuarantineDir(qdir); err != nil {
 		return nil, err
@@ -204,7 +204,7 @@ func Restore(ctx context.Context, dir string, dryRun bool) (*RestoreResult, erro
 		return nil, err
 	}
 	recs, problems := readRecords(qdir)
-	res := &RestoreResult{Restored: []Moved{}, Problems: problems}
+	res := &RestoreResult{Restored: []Moved{}, Problems: nonNilP(problems)}
 	for _, r := range recs {
 		if err := ctx.Err(); err != nil {
 			return res, err

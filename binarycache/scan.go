@@ -96,11 +96,11 @@ func (p *Poisoned) OutputHashes() []string {
 type Hit struct {
 	// Hash is the narinfo's name without ".narinfo".
 	Hash      string `json:"hash"`
-	StorePath string `json:"storePath"`
+	StorePath string `json:"path"`
 	Deriver   string `json:"deriver,omitempty"`
 	// Why says which lock key matched: "output BASE (serial N)" or
 	// "deriver BASE.drv (serial N)".
-	Why string `json:"why"`
+	Why string `json:"reason"`
 }
 
 // Problem is a narinfo that could not be judged.
