@@ -56,20 +56,34 @@ post-build-hook = $2"
 	rm -f "$sock"
 	NIX_CONFIG=$conf NIX_DAEMON_SOCKET_PATH=$sock setsid nix-daemon >"$dir/$1.log" 2>&1 &
 	pids+=($!)
+	eval "pid_$1=$!"
 	for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 	sleep 0.2
 }
 
+# cpu_ms PID: CPU time (user + system) of the processes PID reaped: a
+# nix-daemon's connection workers with their builders and hooks.
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); split($0, f, " "); printf "%d\n", (f[14] + f[15]) * 1000 / hz }' "/proc/$1/stat"; }
+
 # build NAME: instantiate N fresh trivial derivations, build them -j 1
-# through daemon NAME, print the milliseconds.
+# through daemon NAME; print the wall milliseconds and add the CPU
+# milliseconds of the daemon's workers (builds and hooks) to cpu_NAME.
 build() {
-	local drvs t0 t1
+	local drvs t0 t1 c0 c1 pid
+	pid=$(eval "echo \$pid_$1")
 	drvs=$(NIX_CONFIG="substituters =" nix-instantiate testdata/provenance/wide.nix --argstr nonce "$1-$RANDOM-$(date +%s%N)" --arg n "$n" --argstr sleep 0 2>/dev/null)
+	c0=$(cpu_ms "$pid")
 	t0=$(now_ms)
 	NIX_REMOTE=unix://$dir/$1.socket NIX_CONFIG="substituters =" nix-store --realise -j 1 $drvs >/dev/null 2>"$dir/$1.build.log"
 	t1=$(now_ms)
+	sleep 0.3 # the connection worker exits and is reaped
+	c1=$(cpu_ms "$pid")
+	echo $((c1 - c0)) >>"$dir/$1.cpu"
 	echo $((t1 - t0))
 }
+
+# cpu_total NAME: the CPU milliseconds of daemon NAME's builds so far.
+cpu_total() { awk '{s += $1} END {print s + 0}' "$dir/$1.cpu" 2>/dev/null || echo 0; }
 
 hook() {
 	local rounds=4 per=$((n / 4))
@@ -79,12 +93,11 @@ hook() {
 	grep -q poison-journal-hook "$dir/hook" || { echo "the hook script does not run poison-journal-hook"; exit 1; }
 	cat >"$dir/timed-hook" <<-EOS
 	#!/bin/bash
-	t0=\$EPOCHREALTIME
-	'$dir/poison-journal-hook' --journal '$dir/timed.jsonl'
-	t1=\$EPOCHREALTIME
-	echo "\${t0/./} \${t1/./}" >>'$dir/hook-times'
+	TIMEFORMAT='%R %U %S'
+	{ time '$dir/poison-journal-hook' --journal '$dir/timed.jsonl' 2>/dev/null; } 2>>'$dir/hook-times'
 	EOS
 	chmod +x "$dir/timed-hook"
+	rm -f "$dir"/*.cpu
 	start_daemon plain ""
 	start_daemon noop /bin/true
 	start_daemon hooked "$dir/hook"
@@ -107,12 +120,18 @@ hook() {
 	echo "ratio direct / no hook: $(awk -v a="$direct" -v b="$plain" 'BEGIN{printf "%.3f", a/b}')x; direct / /bin/true hook: $(awk -v a="$direct" -v b="$noop" 'BEGIN{printf "%.3f", a/b}')x"
 	echo "ratio poison's hook / no hook: $(awk -v a="$hooked" -v b="$plain" 'BEGIN{printf "%.3f", a/b}')x; /bin/true hook / no hook: $(awk -v a="$noop" -v b="$plain" 'BEGIN{printf "%.3f", a/b}')x; poison's hook / /bin/true hook: $(awk -v a="$hooked" -v b="$noop" 'BEGIN{printf "%.3f", a/b}')x"
 	echo "per build: Nix running any hook $(awk -v a="$noop" -v b="$plain" -v k="$builds" 'BEGIN{printf "%.2f", (a-b)/k}') ms, poison's hook over /bin/true $(awk -v a="$hooked" -v b="$noop" -v k="$builds" 'BEGIN{printf "%.2f", (a-b)/k}') ms"
+	local cp cn ch cd
+	cp=$(cpu_total plain); cn=$(cpu_total noop); ch=$(cpu_total hooked); cd=$(cpu_total direct)
+	echo "CPU time of the daemons' workers (builds + hooks): no hook ${cp} ms, /bin/true hook ${cn} ms, poison's hook script ${ch} ms, poison-journal-hook direct ${cd} ms"
+	echo "CPU ratio: script / no hook $(awk -v a="$ch" -v b="$cp" 'BEGIN{printf "%.3f", a/b}')x, direct / no hook $(awk -v a="$cd" -v b="$cp" 'BEGIN{printf "%.3f", a/b}')x, /bin/true hook / no hook $(awk -v a="$cn" -v b="$cp" 'BEGIN{printf "%.3f", a/b}')x; poison's CPU per build: script $(awk -v a="$ch" -v b="$cn" -v k="$builds" 'BEGIN{printf "%.2f", (a-b)/k}') ms, direct $(awk -v a="$cd" -v b="$cn" -v k="$builds" 'BEGIN{printf "%.2f", (a-b)/k}') ms over /bin/true"
 	echo "journal lines: script $(wc -l <"$dir/journal.jsonl"), direct $(wc -l <"$dir/direct.jsonl") (want $builds each)"
 	n=$saved
 	rm -f "$dir/hook-times"
 	build timed >/dev/null
-	sort -n <(awk '{printf "%.3f\n", ($2-$1)/1000}' "$dir/hook-times") >"$dir/hook-ms"
-	awk '{v[NR]=$1} END{m=v[int((NR+1)/2)]; p=v[int(NR*0.99+0.999)]; printf "hook process (poison-journal-hook, %d builds): median %.2f ms, p99 %.2f ms, max %.2f ms\n", NR, m, p, v[NR]}' "$dir/hook-ms"
+	sort -n <(awk '{printf "%.3f\n", $1 * 1000}' "$dir/hook-times") >"$dir/hook-ms"
+	sort -n <(awk '{printf "%.3f\n", ($2 + $3) * 1000}' "$dir/hook-times") >"$dir/hook-cpu"
+	awk '{v[NR]=$1} END{m=v[int((NR+1)/2)]; p=v[int(NR*0.99+0.999)]; printf "hook process (poison-journal-hook, %d builds), wall: median %.2f ms, p99 %.2f ms, max %.2f ms\n", NR, m, p, v[NR]}' "$dir/hook-ms"
+	awk '{v[NR]=$1} END{m=v[int((NR+1)/2)]; p=v[int(NR*0.99+0.999)]; printf "hook process CPU (user + sys): median %.2f ms, p99 %.2f ms\n", m, p}' "$dir/hook-cpu"
 	# For scale: what starting any process costs on this machine right now.
 	local t0 t1
 	t0=$(now_ms); for _ in $(seq 100); do /bin/true; done; t1=$(now_ms)
