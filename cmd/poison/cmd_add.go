@@ -28,6 +28,7 @@ type addOptions struct {
 	add      registry.AddOptions
 	date     string
 	builtOn  builtOnOptions
+	json     bool
 }
 
 func addCommand() command {
@@ -48,6 +49,7 @@ func addCommand() command {
 			fs.StringVar(&o.add.Slug, "slug", "", "file and branch name part (default: from the reason)")
 			fs.BoolVar(&o.add.NoVerify, "no-verify", false, "record .drv paths that are not in the local store, without outputs")
 			fs.BoolVar(&o.commit, "commit", false, "commit the entry on a new branch poison/SLUG")
+			fs.BoolVar(&o.json, "json", false, "print the entry written (file, and with --commit branch and commit) as one JSON document")
 			o.builtOn.register(fs)
 			return func(ctx context.Context, e *env, args []string) error {
 				o.add.Names = names
@@ -125,8 +127,15 @@ func runAdd(ctx context.Context, e *env, o addOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(e.stdout, displayPath(e, filepath.Join(o.registry, filepath.FromSlash(rel))))
+	shown := displayPath(e, filepath.Join(o.registry, filepath.FromSlash(rel)))
+	report := addJSON{File: shown, Entry: rel}
+	if !o.json {
+		fmt.Fprintln(e.stdout, shown)
+	}
 	if !o.commit {
+		if o.json {
+			return writeReport(e.stdout, true, report, nil)
+		}
 		return nil
 	}
 	stem := strings.TrimSuffix(path.Base(rel), ".toml")
@@ -137,6 +146,10 @@ func runAdd(ctx context.Context, e *env, o addOptions) error {
 		return withHint(err, "the entry file was written; commit it yourself or remove it")
 	}
 	fmt.Fprintf(e.stderr, "poison: committed %s on branch %s (%s)\n", rel, branch, hash[:12])
+	if o.json {
+		report.Branch, report.Commit = branch, hash
+		return writeReport(e.stdout, true, report, nil)
+	}
 	return nil
 }
 
@@ -247,4 +260,12 @@ func (n *nixInspector) canonical(ctx context.Context, c *builder.Closure, drv st
 	}
 	sort.Strings(cout)
 	return cd, cout, nil
+}
+
+// addJSON is `poison add --json` (docs/json.md).
+type addJSON struct {
+	File   string `json:"file"`   // the entry file, as a path from the working directory
+	Entry  string `json:"entry"`  // the same, relative to the registry (entries/...)
+	Branch string `json:"branch"` // with --commit
+	Commit string `json:"commit"` // with --commit
 }
