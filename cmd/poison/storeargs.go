@@ -20,7 +20,7 @@ type storeArg struct {
 }
 
 // parseStoreArg interprets arg as show, add and check take it. Anything
-// that looks like a path (a '/', a leading '.', an existing file) must
+// that looks like a path (a '/', a leading '.', a symlink here) must
 // resolve into the store, else it is an error naming what it points to;
 // a bare HASH-NAME is a store path in storeDir; anything else a name,
 // which must be a valid derivation name.
@@ -38,8 +38,10 @@ func parseStoreArg(e *env, storeDir, arg string) (storeArg, error) {
 	if !filepath.IsAbs(local) {
 		local = filepath.Join(e.dir, arg)
 	}
-	_, statErr := os.Lstat(local)
-	pathLike := strings.ContainsRune(arg, '/') || strings.HasPrefix(arg, ".") || statErr == nil
+	fi, statErr := os.Lstat(local)
+	// A bare word is a path only when it is a symlink here (result); a
+	// file or directory that happens to share a derivation's name is not.
+	pathLike := strings.ContainsRune(arg, '/') || strings.HasPrefix(arg, ".") || statErr == nil && fi.Mode()&os.ModeSymlink != 0
 	if !pathLike {
 		if storepath.CheckBase(arg) == nil {
 			return storeArg{Path: storeDir + "/" + arg}, nil
