@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,7 +62,8 @@ func HookRecord(ctx context.Context, o HookOptions) (rec *Record, warnings []str
 	}
 	rec = &Record{Drv: drv, End: now}
 	rec.Outputs = strings.Fields(o.Getenv("OUT_PATHS"))
-	outs, system, derr := o.ReadDrv(drv)
+	root, realDrv, storeLog := chrootStore(o.Getenv("NIX_CONFIG"), drv)
+	outs, system, derr := o.ReadDrv(realDrv)
 	if derr != nil {
 		warnings = append(warnings, fmt.Sprintf("read %s: %v", drv, derr))
 	}
@@ -92,6 +94,9 @@ func HookRecord(ctx context.Context, o HookOptions) (rec *Record, warnings []str
 		warnings = append(warnings, err.Error())
 	}
 	logDir := o.LogDir
+	if logDir == "" && root != "" {
+		logDir = storeLog
+	}
 	if logDir == "" {
 		logDir = o.Getenv("NIX_LOG_DIR")
 	}
@@ -105,6 +110,45 @@ func HookRecord(ctx context.Context, o HookOptions) (rec *Record, warnings []str
 		rec.Nix = o.NixVersion(ctx)
 	}
 	return rec, warnings, nil
+}
+
+// chrootStore reads the store setting Nix passes the hook in NIX_CONFIG.
+// For a chroot store (local?root=DIR, or a plain directory, as Nix
+// accepts it) the .drv and the build log are under DIR: it returns DIR,
+// where the .drv really is, and the store's log directory (the real= and
+// log= parameters override them, as in Nix). Otherwise root is "" and
+// realDrv is drv.
+func chrootStore(nixConfig, drv string) (root, realDrv, logDir string) {
+	store := ""
+	for _, line := range strings.Split(nixConfig, "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if ok && strings.TrimSpace(k) == "store" {
+			store = strings.TrimSpace(v)
+		}
+	}
+	var real string
+	switch {
+	case strings.HasPrefix(store, "/"):
+		root = store
+	case strings.HasPrefix(store, "local?") || strings.HasPrefix(store, "local://?"):
+		_, q, _ := strings.Cut(store, "?")
+		vals, err := url.ParseQuery(q)
+		if err != nil {
+			return "", drv, ""
+		}
+		root, real, logDir = vals.Get("root"), vals.Get("real"), vals.Get("log")
+	}
+	if root == "" || !filepath.IsAbs(root) {
+		return "", drv, ""
+	}
+	realDrv = filepath.Join(root, drv)
+	if real != "" && filepath.IsAbs(real) {
+		realDrv = filepath.Join(real, filepath.Base(drv))
+	}
+	if logDir == "" || !filepath.IsAbs(logDir) {
+		logDir = filepath.Join(root, "nix", "var", "log", "nix")
+	}
+	return root, realDrv, logDir
 }
 
 var machineIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)

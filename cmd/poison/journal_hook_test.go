@@ -255,7 +255,8 @@ func TestJournalHookBinary(t *testing.T) {
 
 // TestJournalHookModernNix builds with Nix 2.26 (POISON_MODERN_NIX), which
 // passes OUT_PATHS to the hook, in a chroot store with the hook set on the
-// command line: the journal's outputs are the ones Nix passed.
+// command line: the journal's outputs are the ones Nix passed, and the
+// .drv and build log are found under the store's root.
 func TestJournalHookModernNix(t *testing.T) {
 	nixtest.Need(t)
 	bin := os.Getenv("POISON_MODERN_NIX")
@@ -299,14 +300,19 @@ func TestJournalHookModernNix(t *testing.T) {
 		t.Fatalf("journal has %d lines, want 3 (one per build)", len(got))
 	}
 	var journalled []string
+	system := nixtest.Output(t, "nix-instantiate", "--eval", "--expr", "builtins.currentSystem")
 	for _, e := range got {
 		if e.Host != "modern" {
 			t.Errorf("%s: host %q", e.Drv, e.Host)
 		}
+		// The hook finds the .drv and the build log under the chroot
+		// store's root (the store setting Nix passes in NIX_CONFIG).
+		if `"`+e.System+`"` != system || e.StartSource != "build-log" || e.Start.After(e.End) {
+			t.Errorf("%s: system %q, start %v (%q), end %v: want the .drv and the log read from the chroot store", e.Drv, e.System, e.Start, e.StartSource, e.End)
+		}
 		journalled = append(journalled, e.Outputs...)
 	}
-	// The .drv files are in the chroot store, out of the hook's reach:
-	// these outputs can only have come from OUT_PATHS.
+	// Nix 2.26 passes OUT_PATHS: the journal holds exactly its outputs.
 	q := exec.Command(filepath.Join(bin, "nix-store"), "--store", "local?root="+root, "--query", "--outputs")
 	for _, e := range got {
 		q.Args = append(q.Args, e.Drv)
