@@ -190,10 +190,15 @@ func (c *command) exec(ctx context.Context, e *env, args []string) error {
 
 func printHelp(w io.Writer) {
 	fmt.Fprint(w, "poison: invalidate bad Nix build results through a reviewed registry\n\nUsage: poison COMMAND [FLAGS] [ARGS]\n\nCommands:\n")
+	width := len("help")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		width = max(width, len(c.name))
 	}
-	fmt.Fprint(w, "  help       show this text, or 'poison help COMMAND'\n\n"+
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-*s %s\n", width, c.name, c.summary)
+	}
+	fmt.Fprintf(w, "  %-*s %s\n", width, "help", "show this text, or 'poison help COMMAND'")
+	fmt.Fprint(w, "\n"+
 		"Flags may come before or after the arguments; '--' ends them.\n"+
 		"Run 'poison help COMMAND' or 'poison COMMAND --help' for a command's flags.\n"+
 		"poison --version prints the version.\n")
