@@ -124,6 +124,10 @@ func dialSSH(ctx context.Context, uri string, opts Options) (*Conn, error) {
 	}
 	args := []string{"-x", "-a"}
 	args = append(args, opts.SSHOpts...)
+	// Keep-alives after the caller's options (ssh takes the first value of
+	// an option): a host that vanishes ends the session within a minute
+	// instead of leaving a copy or build waiting for ever.
+	args = append(args, "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4")
 	if p := u.Port(); p != "" {
 		args = append(args, "-p", p)
 	}
