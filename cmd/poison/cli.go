@@ -81,6 +81,9 @@ type command struct {
 	summary string
 	usage   string // after "poison NAME "
 	setup   func(fs *flag.FlagSet) runFunc
+	// words are the fixed words the first argument may be (a format, a
+	// subcommand), for completion.
+	words []string
 	// flagError, when set, handles a flag error instead of the usage
 	// error (journal-hook must never fail a build).
 	flagError func(e *env, err error) error

@@ -11,6 +11,7 @@ import (
 func exportCommand() command {
 	return command{
 		name:    "export",
+		words:   []string{"nix"},
 		summary: "write the lock in another format: 'export nix' writes poison.nix",
 		usage:   "nix [--lock FILE] [-o FILE] [--max-age DURATION]",
 		setup: func(fs *flag.FlagSet) runFunc {

@@ -25,6 +25,7 @@ type hooksInstallOptions struct {
 func hooksCommand() command {
 	return command{
 		name:    "hooks",
+		words:   []string{"install"},
 		summary: "install the git hooks: pre-commit in a registry work tree, pre-receive in a bare repository",
 		usage:   "install [--registry DIR] [--force] [--poison PATH | --path-lookup]",
 		setup: func(fs *flag.FlagSet) runFunc {
