@@ -327,7 +327,9 @@ func fetchAndRead(ctx context.Context, src Source, o Options, dir string, publis
 		return nil, state{}, err
 	}
 	defer r.Close()
-	fr, err := gitnet.Fetch(ctx, r.Storer, src.fetchURL(), o.gitnetConfig(src.URL))
+	cfg := o.gitnetConfig(src.URL)
+	cfg.TempDir = dir
+	fr, err := gitnet.Fetch(ctx, r.Storer, src.fetchURL(), cfg)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, state{}, &FetchError{URL: src.URL, Err: ctx.Err()}

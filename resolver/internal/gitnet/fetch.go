@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/sideband"
@@ -50,6 +49,12 @@ type Config struct {
 	StallTimeout time.Duration
 	// MaxReceive bounds the bytes received; 0 means DefaultMaxReceive.
 	MaxReceive int64
+	// MaxObject bounds the size of each object of the pack (checked
+	// before the pack is unpacked); 0 means DefaultMaxObject.
+	MaxObject int64
+	// TempDir receives the pack while it is checked ("" : the system's
+	// temporary directory); the clone's directory keeps it on one disk.
+	TempDir string
 	// TLS, when set, configures https (tests: a private CA).
 	TLS *tls.Config
 	// SSH says how ssh endpoints are reached.
@@ -178,7 +183,11 @@ func Fetch(ctx context.Context, st storer.Storer, url string, c Config) (res *Re
 		return nil, err
 	}
 	if len(wants) > 0 {
-		if err := fetchPack(ctx, st, sess, ar, wants, haves, c.Progress != nil); err != nil {
+		maxObject := c.MaxObject
+		if maxObject == 0 {
+			maxObject = DefaultMaxObject
+		}
+		if err := fetchPack(ctx, st, sess, ar, wants, haves, c.Progress != nil, c.TempDir, maxObject, ep.Protocol == "file"); err != nil {
 			return nil, &RemoteError{err}
 		}
 		for _, h := range wants {
@@ -280,7 +289,7 @@ func wantsAndHaves(st storer.Storer, refs map[plumbing.ReferenceName]plumbing.Ha
 }
 
 // fetchPack asks for wants and stores the pack the server sends.
-func fetchPack(ctx context.Context, st storer.Storer, sess transport.UploadPackSession, ar *packp.AdvRefs, wants, haves []plumbing.Hash, progress bool) error {
+func fetchPack(ctx context.Context, st storer.Storer, sess transport.UploadPackSession, ar *packp.AdvRefs, wants, haves []plumbing.Hash, progress bool, tmpDir string, maxObject int64, local bool) error {
 	req := packp.NewUploadPackRequestFromCapabilities(ar.Capabilities)
 	req.Wants, req.Haves = wants, haves
 	if !progress && ar.Capabilities.Supports(capability.NoProgress) {
@@ -300,7 +309,16 @@ func fetchPack(ctx context.Context, st storer.Storer, sess transport.UploadPackS
 	case req.Capabilities.Supports(capability.Sideband):
 		r = sideband.NewDemuxer(sideband.Sideband, resp)
 	}
-	if err := packfile.UpdateObjectStorage(st, r); err != nil {
+	if err := storePack(st, r, tmpDir, maxObject); err != nil {
+		if local {
+			// A local git-upload-pack blocks writing what was not read,
+			// and closing the session waits for it to exit.
+			io.Copy(io.Discard, r)
+		}
+		var te *ObjectTooLargeError
+		if errors.As(err, &te) {
+			return err
+		}
 		return fmt.Errorf("receive pack: %w", err)
 	}
 	return nil

@@ -1,0 +1,133 @@
+package gitnet
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+)
+
+// DefaultMaxObject bounds the size of one object of a fetched pack: far
+// above any file a registry holds (entries are a few hundred bytes), far
+// below what would hurt. go-git's pack indexer holds every object whole
+// in memory, so a 2 MB pack inflating to a 2 GB blob would cost 2 GB.
+const DefaultMaxObject = 16 << 20
+
+// ObjectTooLargeError is a pack holding an object above the limit.
+type ObjectTooLargeError struct {
+	Type   plumbing.ObjectType
+	Offset int64
+	Size   int64
+	Max    int64
+}
+
+func (e *ObjectTooLargeError) Error() string {
+	return fmt.Sprintf("the server's pack holds a %s of %s (at pack offset %d), more than the %s an object of a registry may have; refused before unpacking it",
+		e.Type, human(e.Size), e.Offset, human(e.Max))
+}
+
+// storePack receives a pack into a temporary file (in dir, else the
+// system's), checks the size of every object it declares, and only then
+// lets go-git index it into st: no object above max is ever inflated into
+// memory.
+func storePack(st storer.Storer, r io.Reader, dir string, max int64) error {
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	f, err := os.CreateTemp(dir, "poison-pack-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := io.Copy(f, r); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := checkPack(f, max); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	return packfile.UpdateObjectStorage(st, f)
+}
+
+// checkPack reads the object headers of a pack and refuses an object
+// whose size (for a delta: the size of the object it produces) exceeds
+// max. Objects are skipped by inflating them into nothing, so memory
+// stays small whatever the pack holds.
+func checkPack(r io.ReadSeeker, max int64) error {
+	s := packfile.NewScanner(r)
+	_, n, err := s.Header()
+	if err != nil {
+		return fmt.Errorf("pack header: %w", err)
+	}
+	for i := uint32(0); i < n; i++ {
+		oh, err := s.NextObjectHeader()
+		if err != nil {
+			return fmt.Errorf("pack object %d of %d: %w", i+1, n, err)
+		}
+		size := oh.Length
+		if oh.Type == plumbing.OFSDeltaObject || oh.Type == plumbing.REFDeltaObject {
+			if oh.Length > max {
+				return &ObjectTooLargeError{Type: oh.Type, Offset: oh.Offset, Size: oh.Length, Max: max}
+			}
+			var h deltaHead
+			if _, _, err := s.NextObject(&h); err != nil {
+				return fmt.Errorf("pack object %d of %d: %w", i+1, n, err)
+			}
+			if size, err = h.targetSize(); err != nil {
+				return fmt.Errorf("pack object %d of %d: %w", i+1, n, err)
+			}
+		}
+		if size > max {
+			return &ObjectTooLargeError{Type: oh.Type, Offset: oh.Offset, Size: size, Max: max}
+		}
+	}
+	return nil
+}
+
+// deltaHead keeps the first bytes of a delta: the sizes of its base and of
+// its result.
+type deltaHead struct{ b []byte }
+
+func (d *deltaHead) Write(p []byte) (int, error) {
+	if room := 20 - len(d.b); room > 0 {
+		d.b = append(d.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// targetSize decodes the second size of the delta header.
+func (d *deltaHead) targetSize() (int64, error) {
+	b := d.b
+	for k := 0; k < 2; k++ {
+		var v int64
+		shift := uint(0)
+		for {
+			if len(b) == 0 || shift > 56 {
+				return 0, errors.New("truncated delta header")
+			}
+			c := b[0]
+			b = b[1:]
+			v |= int64(c&0x7f) << shift
+			shift += 7
+			if c&0x80 == 0 {
+				break
+			}
+		}
+		if k == 1 {
+			return v, nil
+		}
+	}
+	return 0, nil
+}
