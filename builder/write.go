@@ -74,8 +74,8 @@ func tempRoots(res *Result) []string {
 // are valid already, roots those, and sends the others in one
 // AddMultipleToStore request (the .drv files as NARs with their text CA
 // field, which is what lets an untrusted client add them). The daemon
-// checks each NAR against its hash, each path against its CA field (when
-// it requires signatures, its default) and the output paths of each .drv.
+// checks each NAR against its hash, the CA field against the content, the
+// path against the CA field, and the output paths of each .drv.
 // When it refuses anything, or is older, the derivations still missing
 // are added with pipelined AddToStore requests, one per derivation: the
 // daemon then computes every path itself and its first refusal names the

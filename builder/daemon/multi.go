@@ -32,11 +32,11 @@ var ErrNoMultiple = errors.New("the daemon does not speak AddMultipleToStore (pr
 //
 // Info.Path, NarHash (any format Nix parses: hex, nix32 or SRI), NarSize,
 // References and CA (or Sigs) are sent; RegistrationTime and Ultimate are
-// ignored by the daemon. It checks the NAR against NarHash and NarSize,
-// and the output paths of every .drv. With dontCheckSigs false, or from
-// an untrusted client, it refuses a path that has neither a valid
-// signature nor a CA field from which the path computes (when
-// require-sigs is on, the default). repair and dontCheckSigs need a
+// ignored by the daemon. It checks the NAR against NarHash and NarSize, a
+// CA field against the content and the path against the CA field (Nix
+// 2.8 and 2.26, whatever require-sigs says), and the output paths of
+// every .drv. A path without a CA field needs a valid signature unless a
+// trusted client sets dontCheckSigs. repair and dontCheckSigs need a
 // trusted client; the daemon ignores them otherwise.
 //
 // A refusal of one path is an *Error and ends the request: the paths

@@ -173,6 +173,21 @@ func TestAddMultipleToStore(t *testing.T) {
 	if !errors.As(err, &de) || !strings.Contains(de.Message, "content-addressed") {
 		t.Errorf("AddMultipleToStore(wrong path) = %v, want a refusal for lack of a valid signature", err)
 	}
+	// A path and CA that fit each other but not the content sent (the
+	// NAR is another file's, with its own hash and size): refused.
+	err = c.AddMultipleToStore(ctx, 1, func(int) (daemon.PathInfo, io.Reader, error) {
+		info, _ := daemon.TextNAR(h.paths[0], h.texts[0])
+		other := h.texts[0]
+		other.Content = append(bytes.Clone(other.Content), ' ')
+		oinfo, r := daemon.TextNAR(textPath(other), other)
+		info.NarHash, info.NarSize = oinfo.NarHash, oinfo.NarSize
+		return info, r, nil
+	}, false, false)
+	if !errors.As(err, &de) {
+		t.Errorf("AddMultipleToStore(content that is not the CA's) = %v, want a refusal", err)
+	} else {
+		t.Logf("content that is not the CA's: %s", de.Message)
+	}
 	// A NAR hash that does not fit: refused.
 	err = c.AddMultipleToStore(ctx, 1, func(int) (daemon.PathInfo, io.Reader, error) {
 		info, r := daemon.TextNAR(h.paths[0], h.texts[0])
