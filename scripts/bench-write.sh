@@ -79,6 +79,8 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] :
 : >"$dir/poison.cpu"
 : >"$dir/nix.cpu"
 : >"$dir/daemon.cpu"
+: >"$dir/poison.cpums"
+: >"$dir/nix.cpums"
 mapfile -t candidates < <(cut -d' ' -f1 "$dir/victims")
 next_candidate=0
 # pick: the next candidate whose rewrite is new to the store; sets $v and
@@ -91,7 +93,7 @@ pick() {
 		lockfor "$v"
 		"$dir/poison" rewrite --lock "$dir/$v.lock" --no-write --explain --stdin <"$dir/roots" >"$dir/$v.paths" 2>"$dir/$v.explain" ||
 			{ cat "$dir/$v.explain" >&2; exit 1; }
-		first=$(paste -d' ' "$dir/roots" "$dir/$v.paths" | awk '$1 != $2 { print $2; exit }')
+		first=$(awk 'NR == FNR { root[FNR] = $0; next } root[FNR] != $0 { print; exit }' "$dir/roots" "$dir/$v.paths")
 		[ -n "$first" ] || continue
 		nix-store --check-validity "$first" 2>/dev/null && continue
 		n=$(sed -n 's/^poison: \([0-9]*\) of .* rewritten.*/\1/p' "$dir/$v.explain")
@@ -142,6 +144,10 @@ for r in $(seq 0 $((rounds - 1))); do
 		cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
 		echo "$ms" >>"$dir/$m.ms"
 		echo "$cpu" >>"$dir/$m.cpu"
+		# CPU ms per new path, poison's with its daemon worker's
+		total=$cpu
+		[ "$m" = poison ] && [ -n "$daemon_pid" ] && total=$(awk -v a="$cpu" -v b="$dcpu" 'BEGIN { print a + b }')
+		awk -v c="$total" -v n="$n" 'BEGIN { printf "%.3f\n", c * 1000 / n }' >>"$dir/$m.cpums"
 		extra=
 		[ "$m" = poison ] && [ -n "$daemon_pid" ] && extra=" + daemon $dcpu s cpu"
 		printf 'round %d: %-6s poisoned %-6s %5d new .drv  %6.2f s wall  %5.2f s cpu%s  %.3f ms/path  load %s\n' \
@@ -153,13 +159,15 @@ pm=$(median <"$dir/poison.ms")
 nm=$(median <"$dir/nix.ms")
 awk -v p="$pm" -v x="$nm" -v pc="$(median <"$dir/poison.cpu")" -v xc="$(median <"$dir/nix.cpu")" -v rounds="$rounds" \
 	-v dc="$( [ -s "$dir/daemon.cpu" ] && median <"$dir/daemon.cpu" || echo -1)" \
+	-v pcm="$(median <"$dir/poison.cpums")" -v xcm="$(median <"$dir/nix.cpums")" \
 	-v nodes="$nodes" -v store="$store" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
 	printf "closure             %d derivations (graphgen -bench), %d rounds, poison --store %s\n", nodes, rounds, store
 	printf "poison rewrite      %.3f ms per new .drv (median; %.2f CPU-s of poison itself", p, pc
 	if (dc >= 0) printf ", %.2f CPU-s of the daemon", dc
 	printf ")\n"
 	printf "nix-instantiate     %.3f ms per new .drv (median, evaluation included; %.2f CPU-s)\n", x, xc
-	printf "poison/nix          %.2f  (target <= 0.6)\n", p / x
+	printf "poison/nix          %.2f  wall (target <= 0.6)\n", p / x
+	if (dc >= 0) printf "CPU per new .drv    poison + its daemon worker %.3f ms, nix-instantiate %.3f ms: %.2f\n", pcm, xcm, pcm / xcm
 	printf "load average        %s (2 shared cores: wall times are noisy when it is high)\n", load
 }'
 exit $status
