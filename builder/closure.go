@@ -358,6 +358,7 @@ func loadOne(rd *reader, storeDir, realDir string, verify bool, l *loaded) error
 			return fail(fmt.Errorf("its content does not match its store path (it hashes to %s): the file was altered; delete it and instantiate it again", p))
 		}
 	}
+	l.inputPaths = make([]string, 0, len(d.InputDrvs)+len(d.InputSrcs))
 	for _, in := range d.InputDrvs {
 		l.inputPaths = append(l.inputPaths, in.Path)
 	}

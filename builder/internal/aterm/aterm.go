@@ -117,7 +117,8 @@ type parser struct {
 	outs   []Output
 	ins    []InputDrv
 	env    []EnvVar
-	strs   []string
+	strs   []string // the string lists of the derivation being parsed
+	ranges [][2]int // the input outputs' ranges in strs
 	rawCtl bool
 	err    error
 }
@@ -143,7 +144,7 @@ func parse(s string, lazy bool) (*Derivation, error) {
 		clear(p.ins[:cap(p.ins)])
 		clear(p.env[:cap(p.env)])
 		clear(p.strs[:cap(p.strs)])
-		*p = parser{outs: p.outs[:0], ins: p.ins[:0], env: p.env[:0], strs: p.strs[:0]}
+		*p = parser{outs: p.outs[:0], ins: p.ins[:0], env: p.env[:0], strs: p.strs[:0], ranges: p.ranges[:0]}
 		parserPool.Put(p)
 	}()
 	p.s, p.lazy = s, lazy
@@ -313,28 +314,29 @@ func (p *parser) str(escaped bool) string {
 	return unsafe.String(unsafe.SliceData(buf), len(buf))
 }
 
-// strList parses ["a","b",...] and checks strict ascending order when sorted.
-func (p *parser) strList(escaped, sorted bool, what string) []string {
+// strList parses ["a","b",...] into p.strs, after the lists parsed
+// before it in this derivation, checks strict ascending order when
+// sorted, and returns the list's range in p.strs. derivation copies all
+// lists out in one allocation.
+func (p *parser) strList(escaped, sorted bool, what string) (start, end int) {
+	start = len(p.strs)
 	if !p.expect("[") {
-		return nil
+		return start, start
 	}
-	out := p.strs[:0]
 	if p.peek(']') {
 		p.i++
-		return nil
+		return start, start
 	}
-	n := 0
 	for p.err == nil {
 		v := p.str(escaped)
 		if p.err != nil {
-			return nil
+			return start, start
 		}
-		if sorted && n > 0 && out[n-1] >= v {
+		if n := len(p.strs); sorted && n > start && p.strs[n-1] >= v {
 			p.noncanonical(what + " not sorted or duplicated")
-			return nil
+			return start, start
 		}
-		out = append(out, v)
-		n++
+		p.strs = append(p.strs, v)
 		if p.peek(',') {
 			p.i++
 			continue
@@ -342,11 +344,7 @@ func (p *parser) strList(escaped, sorted bool, what string) []string {
 		p.expect("]")
 		break
 	}
-	p.strs = out[:0]
-	if p.err != nil {
-		return nil
-	}
-	return slices.Clone(out)
+	return start, len(p.strs)
 }
 
 func (p *parser) derivation() *Derivation {
@@ -391,7 +389,8 @@ func (p *parser) derivation() *Derivation {
 			p.expect("(")
 			in.Path = p.str(false)
 			p.expect(",")
-			in.Outputs = p.strList(false, true, "input outputs")
+			s, e := p.strList(false, true, "input outputs")
+			p.ranges = append(p.ranges, [2]int{s, e})
 			p.expect(")")
 			if p.err != nil {
 				return nil
@@ -411,14 +410,14 @@ func (p *parser) derivation() *Derivation {
 	d.InputDrvs = slices.Clone(p.ins)
 	d.InputDrvsEnd = p.i
 	p.expect("],")
-	d.InputSrcs = p.strList(false, true, "inputSrcs")
+	srcsStart, srcsEnd := p.strList(false, true, "inputSrcs")
 	p.expect(",")
 	d.Platform = p.str(false)
 	p.expect(",")
 	p.value = true
 	d.Builder = p.str(true)
 	p.expect(",")
-	d.Args = p.strList(true, false, "args")
+	argsStart, argsEnd := p.strList(true, false, "args")
 	p.value = false
 	p.expect(",[")
 	if !p.peek(']') {
@@ -451,6 +450,20 @@ func (p *parser) derivation() *Derivation {
 	if p.err != nil {
 		return nil
 	}
+	// Every string list in one allocation, each capped so that an append
+	// to one never runs into the next.
+	all := slices.Clone(p.strs)
+	sub := func(s, e int) []string {
+		if s == e {
+			return nil
+		}
+		return all[s:e:e]
+	}
+	for i := range d.InputDrvs {
+		d.InputDrvs[i].Outputs = sub(p.ranges[i][0], p.ranges[i][1])
+	}
+	d.InputSrcs = sub(srcsStart, srcsEnd)
+	d.Args = sub(argsStart, argsEnd)
 	if p.i != len(p.s) {
 		p.fail("trailing data after the derivation")
 		return nil
