@@ -36,7 +36,7 @@ if [ -z "$store" ]; then
 	# /proc/PID/stat's cutime + cstime is the CPU time of the connection
 	# workers it reaped (poison's, nobody else's).
 	rm -f "$dir/socket"
-	NIX_DAEMON_SOCKET_PATH=$dir/socket setsid nix-daemon >"$dir/daemon.log" 2>&1 &
+	NIX_DAEMON_SOCKET_PATH=$dir/socket setsid env -u NIX_REMOTE nix-daemon >"$dir/daemon.log" 2>&1 &
 	daemon_pid=$!
 	trap 'kill "$daemon_pid" 2>/dev/null || true' EXIT
 	for _ in $(seq 100); do [ -S "$dir/socket" ] && break; sleep 0.1; done
