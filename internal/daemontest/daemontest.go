@@ -62,23 +62,32 @@ func Start(t testing.TB) *Daemon {
 	d.cmd = cmd
 	go func() { cmd.Wait(); close(d.done) }()
 	t.Cleanup(d.Kill)
+	WaitAccepting(t, d.Socket, d.done, errFile.Name())
+	return d
+}
+
+// WaitAccepting waits until a nix-daemon started by a test accepts a
+// connection on socket. The socket file appears at bind(), before listen(),
+// so its existence is not enough. done closes when the daemon exits; log is
+// the file its errors go to, quoted when it exits before listening.
+func WaitAccepting(t testing.TB, socket string, done <-chan struct{}, log string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		// The socket file appears at bind(), before listen(): wait until
-		// a connection is accepted. (The worker nix-daemon forks for it
-		// exits when it is closed.)
-		if c, err := net.Dial("unix", d.Socket); err == nil {
+		// The worker nix-daemon forks for this connection exits when it
+		// is closed.
+		if c, err := net.Dial("unix", socket); err == nil {
 			c.Close()
-			return d
+			return
 		}
 		select {
-		case <-d.done:
-			out, _ := os.ReadFile(errFile.Name())
+		case <-done:
+			out, _ := os.ReadFile(log)
 			t.Fatalf("nix-daemon exited before listening: %s", out)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("nix-daemon did not listen on %s within 10 s", d.Socket)
+			t.Fatalf("nix-daemon did not listen on %s within 10 s", socket)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

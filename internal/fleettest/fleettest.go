@@ -9,7 +9,6 @@ package fleettest
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +16,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/poison-nix/poison/internal/daemontest"
 	"github.com/poison-nix/poison/internal/nixtest"
@@ -174,23 +172,8 @@ func (f *Fleet) StartNixDaemon(t testing.TB, builders, extra string) *NixDaemon 
 	d.cmd = cmd
 	go func() { cmd.Wait(); close(d.done) }()
 	t.Cleanup(d.kill)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if c, err := net.Dial("unix", d.Socket); err == nil {
-			c.Close()
-			return d
-		}
-		select {
-		case <-d.done:
-			out, _ := os.ReadFile(logf.Name())
-			t.Fatalf("nix-daemon exited before listening: %s", out)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nix-daemon did not listen on %s within 10 s", d.Socket)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	daemontest.WaitAccepting(t, d.Socket, d.done, logf.Name())
+	return d
 }
 
 // kill kills the daemon, the connection processes it forked and their
