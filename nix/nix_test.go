@@ -16,6 +16,10 @@ import (
 )
 
 // hostileName is in every test lock: importing poison.nix must not run it.
+// A lock read from disk refuses it (lock.Validate: names are derivation
+// names), so the test locks are built in memory and writePoison writes
+// their poison.nix without validating, to keep the escaping of every
+// string that reaches poison.nix under test.
 const hostileName = `${builtins.abort "poison.nix ran code"}`
 
 // fixture returns the absolute path of testdata/nix.
@@ -93,10 +97,12 @@ func testLock(t *testing.T) *lock.File {
 	return l
 }
 
+// writePoison writes l.Nix(), the poison.nix of l as exported, without
+// the validation that WriteNixFile applies first (see hostileName).
 func writePoison(t *testing.T, l *lock.File) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "poison.nix")
-	if err := l.WriteNixFile(path); err != nil {
+	if err := os.WriteFile(path, l.Nix(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -78,7 +78,11 @@ var (
 )
 
 // Validate checks the invariants a lock must hold: a known version, a valid
-// attribute name, base-name keys of the right form and positive serials.
+// attribute name, base-name keys of the right form, name keys that are
+// derivation names as a registry entry's names are (storepath.CheckName)
+// and positive serials. Unmarshal applies it, so a lock edited by hand or
+// written by another tool is refused on read, before any of its strings
+// reaches poison.nix or a rewrite.
 func (f *File) Validate() error {
 	if f.Version != Version {
 		return fmt.Errorf("lock version %d is not supported (want %d); run 'poison resolve' to regenerate it", f.Version, Version)
@@ -112,8 +116,8 @@ func (f *File) Validate() error {
 		}
 	}
 	for k, v := range f.Names {
-		if k == "" {
-			return errors.New("lock names has an empty name")
+		if err := storepath.CheckName(k); err != nil {
+			return fmt.Errorf("lock names key %q is not a derivation name (%v); a registry names only valid ones: run 'poison resolve' to regenerate the lock", short(k), err)
 		}
 		if v < 1 {
 			return fmt.Errorf("lock names[%q] = %d: serials must be at least 1", k, v)

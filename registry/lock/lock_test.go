@@ -92,6 +92,11 @@ func TestUnmarshalRejects(t *testing.T) {
 		{"drv key", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","derivations":{"/nix/store/6jqi0n92z10kb50fggvwqzi15jj32g5b-b.drv":1}}`, "not a .drv store path base name"},
 		{"zero serial", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","outputs":{"6jqi0n92z10kb50fggvwqzi15jj32g5b-b":0}}`, "at least 1"},
 		{"commit", `{"version":1,"registry":{"url":"","ref":"","commit":"xyz"},"env":"X"}`, "40-digit"},
+		{"name key injection", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","names":{"${builtins.abort \"x\"}":1}}`, `lock names key "${builtins.abort \"x\"}" is not a derivation name`},
+		{"name key quote", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","names":{"a\"b":1}}`, `lock names key "a\"b" is not a derivation name`},
+		{"name key newline", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","names":{"a\nb":1}}`, `lock names key "a\nb" is not a derivation name`},
+		{"name key empty", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","names":{"":1}}`, `lock names key "" is not a derivation name (empty name)`},
+		{"name key dot", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","names":{".hidden":1}}`, "run 'poison resolve' to regenerate the lock"},
 		{"trailing", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X"} {}`, "trailing data"},
 		{"truncated", `{"version":1,`, "decode lock"},
 	}
@@ -100,6 +105,9 @@ func TestUnmarshalRejects(t *testing.T) {
 			_, err := lock.Unmarshal([]byte(tt.in))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Unmarshal error = %v, want it to contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("Unmarshal error spans lines: %q", err)
 			}
 		})
 	}

@@ -184,15 +184,26 @@ func TestNixEvaluatesToLock(t *testing.T) {
 }
 
 // TestNixNUL: a string Nix cannot hold makes evaluation of that part fail
-// with a message naming the field, and WriteNixFile refuses it.
+// with a message naming the field, and WriteNixFile refuses it (a name
+// key never gets that far: Validate refuses it as a name, so the refusal
+// is shown on the registry URL, a string Validate leaves free).
 func TestNixNUL(t *testing.T) {
-	f := sample()
-	f.Names["bad\x00name"] = 1
 	dir := t.TempDir()
 	path := filepath.Join(dir, "poison.nix")
-	err := f.WriteNixFile(path)
-	if err == nil || !strings.Contains(err.Error(), "NUL byte") {
-		t.Fatalf("WriteNixFile = %v, want a NUL byte error", err)
+	u := sample()
+	u.Registry.URL = "file:///srv/bad\x00registry"
+	err := u.WriteNixFile(path)
+	if err == nil || !strings.Contains(err.Error(), "lock registry url") || !strings.Contains(err.Error(), "NUL byte") {
+		t.Fatalf("WriteNixFile = %v, want a NUL byte error naming the registry url", err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Fatalf("WriteNixFile left %s behind", path)
+	}
+	f := sample()
+	f.Names["bad\x00name"] = 1
+	err = f.WriteNixFile(path)
+	if err == nil || !strings.Contains(err.Error(), "is not a derivation name") {
+		t.Fatalf("WriteNixFile = %v, want the name key refused", err)
 	}
 	if _, err := os.Stat(path); err == nil {
 		t.Fatalf("WriteNixFile left %s behind", path)
