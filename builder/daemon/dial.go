@@ -113,16 +113,40 @@ func dialStdio(ctx context.Context, store, desc string, opts Options) (*Conn, er
 }
 
 func dialSSH(ctx context.Context, uri string, opts Options) (*Conn, error) {
+	prog, args, err := SSHCommand(uri, opts)
+	if err != nil {
+		return nil, err
+	}
+	u, _ := url.Parse(uri) // SSHCommand parsed it
+	q := u.Query()
+	remote := q.Get("remote-program")
+	if remote == "" {
+		remote = "nix-daemon"
+	}
+	args = append(args, "--", remote, "--stdio")
+	if s := q.Get("remote-store"); s != "" {
+		args = append(args, "--store", shellQuote(s))
+	}
+	return dialChild(ctx, prog, args, uri, opts)
+}
+
+// SSHCommand returns the ssh program and its arguments that log in to the
+// host of an ssh-ng:// store URI, up to and including the destination
+// ([user@]host), without the remote command: Options.SSHOpts, keep-alives,
+// the port and the ssh-key= of the URI. Sessions to the store add
+// "-- nix-daemon --stdio"; a caller may add ssh options before the
+// destination instead (a shared master connection).
+func SSHCommand(uri string, opts Options) (prog string, args []string, err error) {
 	u, err := url.Parse(uri)
-	if err != nil || u.Host == "" || u.Path != "" {
-		return nil, fmt.Errorf("store URI %q: want ssh-ng://[user@]host[:port][?remote-program=…]", uri)
+	if err != nil || u.Scheme != "ssh-ng" || u.Host == "" || u.Path != "" {
+		return "", nil, fmt.Errorf("store URI %q: want ssh-ng://[user@]host[:port][?remote-program=…]", uri)
 	}
 	q := u.Query()
-	prog := opts.SSHProgram
+	prog = opts.SSHProgram
 	if prog == "" {
 		prog = "ssh"
 	}
-	args := []string{"-x", "-a"}
+	args = []string{"-x", "-a"}
 	args = append(args, opts.SSHOpts...)
 	// Keep-alives after the caller's options (ssh takes the first value of
 	// an option): a host that vanishes ends the session within a minute
@@ -136,20 +160,12 @@ func dialSSH(ctx context.Context, uri string, opts Options) (*Conn, error) {
 	}
 	host := u.Hostname()
 	if strings.HasPrefix(host, "-") {
-		return nil, fmt.Errorf("store URI %q: host must not start with '-'", uri)
+		return "", nil, fmt.Errorf("store URI %q: host must not start with '-'", uri)
 	}
 	if u.User != nil {
 		host = u.User.Username() + "@" + host
 	}
-	remote := q.Get("remote-program")
-	if remote == "" {
-		remote = "nix-daemon"
-	}
-	args = append(args, host, "--", remote, "--stdio")
-	if s := q.Get("remote-store"); s != "" {
-		args = append(args, "--store", shellQuote(s))
-	}
-	return dialChild(ctx, prog, args, uri, opts)
+	return prog, append(args, host), nil
 }
 
 // shellQuote quotes s for the remote shell ssh runs the command with.

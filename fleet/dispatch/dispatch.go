@@ -91,7 +91,10 @@ type Dispatcher struct {
 	opts  Options
 	sched *scheduler
 	pools []*daemon.Pool
-	tmp   string // known_hosts files of machines with a host key
+	// masters share one ssh login among the slots of each ssh-ng
+	// machine (nil entries: no sharing).
+	masters []*sshMaster
+	tmp     string // known_hosts files, ssh control sockets
 }
 
 // New checks the machines and prepares connections (it dials nothing).
@@ -129,6 +132,17 @@ func New(opts Options) (*Dispatcher, error) {
 			}
 			o.SSHOpts = append(o.SSHOpts, "-o", "UserKnownHostsFile="+kh)
 		}
+		var master *sshMaster
+		if m.MaxJobs > 1 && strings.HasPrefix(uri, "ssh-ng://") {
+			if err := d.mkTemp(); err != nil {
+				d.Close()
+				return nil, err
+			}
+			var mux []string
+			master, mux = newSSHMaster(uri, o, filepath.Join(d.tmp, fmt.Sprintf("mux-%d", len(d.pools))))
+			o.SSHOpts = append(o.SSHOpts, mux...)
+		}
+		d.masters = append(d.masters, master)
 		d.pools = append(d.pools, daemon.NewPool(uri, o, max(m.MaxJobs, 1)))
 	}
 	return d, nil
@@ -172,16 +186,27 @@ func (d *Dispatcher) knownHosts(uri, key string) (string, error) {
 	if p := u.Port(); p != "" {
 		host = "[" + host + "]:" + p
 	}
-	if d.tmp == "" {
-		if d.tmp, err = os.MkdirTemp("", "poison-dispatch-"); err != nil {
-			return "", fmt.Errorf("dispatch: %w", err)
-		}
+	if err := d.mkTemp(); err != nil {
+		return "", err
 	}
 	f := filepath.Join(d.tmp, fmt.Sprintf("known_hosts-%d", len(d.pools)))
 	if err := os.WriteFile(f, []byte(host+" "+key+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("dispatch: %w", err)
 	}
 	return f, nil
+}
+
+// mkTemp creates the temporary directory (private to the user).
+func (d *Dispatcher) mkTemp() error {
+	if d.tmp != "" {
+		return nil
+	}
+	dir, err := os.MkdirTemp("", "poison-dispatch-")
+	if err != nil {
+		return fmt.Errorf("dispatch: %w", err)
+	}
+	d.tmp = dir
+	return nil
 }
 
 // Slots returns how many builds the machines run at once.
@@ -192,6 +217,9 @@ func (d *Dispatcher) Close() error {
 	var errs []error
 	for _, p := range d.pools {
 		errs = append(errs, p.Close())
+	}
+	for _, m := range d.masters {
+		errs = append(errs, m.close())
 	}
 	if d.tmp != "" {
 		errs = append(errs, os.RemoveAll(d.tmp))
@@ -256,6 +284,7 @@ func lostResult(job builder.Job, lost []string, why string) builder.DrvResult {
 func (d *Dispatcher) buildOn(ctx context.Context, i int, job builder.Job) (res builder.DrvResult, dropped bool, err error) {
 	m := &d.opts.Machines[i]
 	pool := d.pools[i]
+	d.masters[i].ensure(ctx)
 	c, err := pool.Get(ctx)
 	if err != nil {
 		var pe *daemon.ProtocolError

@@ -302,3 +302,27 @@ func TestDispatchHostKey(t *testing.T) {
 		})
 	}
 }
+
+// TestDispatchSharesLogin: the slots of a machine open their sessions
+// through one ssh login (connection sharing): two builds at once on h1
+// are two nix-daemon sessions there, and sshd saw one login.
+func TestDispatchSharesLogin(t *testing.T) {
+	ev := &events{}
+	f, home, dp := setup(t, func(f *fleettest.Fleet) string {
+		return f.Machine("ssh-ng", "h1", 3, 1, "", "")
+	}, 0, ev)
+	// b sleeps: c needs a second slot while b holds the first.
+	drvs := graph(t, "--argstr", "slow", "b", "--argstr", "sleep", "2")
+	ctx := daemontest.Context(t, 2*time.Minute)
+	rep, err := builder.Build(ctx, builder.DaemonStore(home), []string{drvs["b"], drvs["c"]}, builder.BuildOptions{PerDerivation: true, Executor: dp, Jobs: dp.Slots()})
+	if err != nil || rep.Failed() {
+		t.Fatalf("build: %+v, %v", rep, err)
+	}
+	h := f.Host("h1")
+	if got := h.Commands(t); len(got) != 2 {
+		t.Errorf("sessions on h1: %q, want 2", got)
+	}
+	if n := strings.Count(h.SSH.Log(), "Accepted publickey"); n != 1 {
+		t.Errorf("%d logins on h1, want 1 shared by the sessions:\n%s", n, h.SSH.Log())
+	}
+}

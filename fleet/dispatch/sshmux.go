@@ -1,0 +1,145 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/poison-nix/poison/builder/daemon"
+)
+
+// sshMaster shares one ssh connection among the slots of an ssh-ng
+// machine (OpenSSH connection multiplexing): the first slot's login
+// starts a master (`ssh -M -N`, a child of ours), the others open their
+// `nix-daemon --stdio` sessions as channels of it, without a login of
+// their own. Each slot still has its own session and remote daemon.
+//
+// The master is an optimisation only: the slots' ssh runs with
+// ControlMaster=no, so when the master is not up (it failed to start, or
+// the machine dropped it) a slot logs in on its own, as it would without
+// sharing. A master that ended is started again by the next slot that
+// dials.
+type sshMaster struct {
+	prog string
+	args []string // up to the destination, master options included
+	path string   // the control socket
+	wait time.Duration
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// maxSocketPath bounds the control socket's path: a unix socket path has
+// at most 107 bytes, and ssh binds a temporary name 17 bytes longer
+// before renaming it.
+const maxSocketPath = 107 - 17
+
+// newSSHMaster prepares sharing for uri with the connection options o
+// and returns the options the slots dial with; nil when uri is not
+// ssh-ng://, the ssh program is not OpenSSH's, the caller's ssh options
+// already configure multiplexing, or the socket path would be too long.
+func newSSHMaster(uri string, o daemon.Options, path string) (*sshMaster, []string) {
+	if !strings.HasPrefix(uri, "ssh-ng://") || (o.SSHProgram != "" && o.SSHProgram != "ssh") || len(path) > maxSocketPath {
+		return nil, nil
+	}
+	for _, a := range o.SSHOpts {
+		if strings.Contains(strings.ToLower(a), "control") {
+			return nil, nil
+		}
+	}
+	prog, args, err := daemon.SSHCommand(uri, o)
+	if err != nil {
+		return nil, nil
+	}
+	dest := args[len(args)-1]
+	args = append(args[:len(args)-1:len(args)-1], "-M", "-N", "-o", "ControlPath="+path, "-o", "ControlPersist=no", dest)
+	wait := o.ConnectTimeout
+	if wait <= 0 {
+		wait = 10 * time.Second
+	}
+	m := &sshMaster{prog: prog, args: args, path: path, wait: wait}
+	return m, []string{"-o", "ControlMaster=no", "-o", "ControlPath=" + path}
+}
+
+// ensure starts the master when it is not running and waits until it
+// accepts sessions, the login failed, or the wait is over. Errors are not
+// returned: the slot then logs in on its own and reports what fails.
+func (m *sshMaster) ensure(ctx context.Context) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd != nil {
+		select {
+		case <-m.done:
+			m.cmd = nil
+		default:
+			return // running
+		}
+	}
+	cmd := exec.Command(m.prog, m.args...)
+	// No terminal: ssh must not ask anything. The master ends with us
+	// (even when poison is killed), and a Ctrl-C for poison's process
+	// group does not reach it first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	m.cmd, m.done = cmd, done
+	deadline := time.NewTimer(m.wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := os.Stat(m.path); err == nil {
+			return
+		}
+		select {
+		case <-done:
+			return // the login failed: the slot's own login says why
+		case <-ctx.Done():
+			m.stopLocked()
+			return
+		case <-deadline.C:
+			m.stopLocked()
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// close stops the master; the sessions through it end with it.
+func (m *sshMaster) close() error {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stopLocked()
+	return nil
+}
+
+func (m *sshMaster) stopLocked() {
+	if m.cmd == nil {
+		return
+	}
+	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		m.cmd.Process.Kill()
+	}
+	select {
+	case <-m.done:
+	case <-time.After(3 * time.Second):
+		m.cmd.Process.Kill()
+		<-m.done
+	}
+	m.cmd = nil
+}
