@@ -480,15 +480,17 @@ func TestSplicedReviewAttrNames(t *testing.T) {
 	}
 }
 
-// TestRewriteRefusesAttrNames: names Nix interprets or sets (PATH, name,
-// system, out, ...) and names of a derivation's own outputs cannot carry a
+// TestRewriteRefusesAttrNames: names Nix or stdenv interprets or Nix sets
+// (PATH, name, system, out, dontBuild, NIX_*, ...) and names of a derivation's own outputs cannot carry a
 // serial: canonicalising would remove them from every derivation.
 func TestRewriteRefusesAttrNames(t *testing.T) {
 	for _, tc := range []struct{ attr, want string }{
-		{"PATH", "Nix interprets or sets itself"},
-		{"name", "Nix interprets or sets itself"},
-		{"system", "Nix interprets or sets itself"},
-		{"out", "Nix interprets or sets itself"},
+		{"PATH", "a variable Nix sets in the build environment"},
+		{"name", "a derivation attribute Nix interprets"},
+		{"system", "a derivation attribute Nix interprets"},
+		{"out", "a common output name"},
+		{"dontBuild", "a phase switch stdenv's setup reads"},
+		{"NIX_SERIAL", "a NIX_ variable"},
 		{"__json", "starts with __"},
 		{"a-b", "not a valid environment variable name"},
 		{"extra", "has an output named extra"},

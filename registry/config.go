@@ -61,7 +61,7 @@ func DecodeConfig(data []byte) (Config, Problems) {
 				if !isStr {
 					d.errorf(k, "is %s; write env = \"%s\"", aType(m[k]), lock.DefaultEnv)
 				} else if err := ValidateEnv(s); err != nil {
-					d.errorf(k, "%v; choose another name such as %s", err, lock.DefaultEnv)
+					d.errorf(k, "%v", err)
 				} else {
 					cfg.Env = s
 				}

@@ -87,8 +87,10 @@ func TestUnmarshalRejects(t *testing.T) {
 		{"version", `{"version":2,"registry":{"url":"","ref":"","commit":""},"env":"X","derivations":{},"outputs":{},"names":{}}`, "version 2 is not supported"},
 		{"unknown field", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","extra":1}`, "unknown field"},
 		{"env", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"a b"}`, `lock env: "a b" is not a valid environment variable name`},
-		{"env an output", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"out"}`, `lock env: "out" is an attribute Nix interprets or sets itself`},
+		{"env an output", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"out"}`, `lock env: "out" is a common output name`},
 		{"env reserved", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"__json"}`, `"__json" starts with __`},
+		{"env stdenv", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"dontBuild"}`, `lock env: "dontBuild" is a phase switch stdenv's setup reads (dontBuild, doCheck, ...); choose another name such as POISON_SERIAL`},
+		{"env NIX_", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"NIX_SERIAL"}`, `lock env: "NIX_SERIAL" is a NIX_ variable`},
 		{"drv key", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","derivations":{"/nix/store/6jqi0n92z10kb50fggvwqzi15jj32g5b-b.drv":1}}`, "not a .drv store path base name"},
 		{"zero serial", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","outputs":{"6jqi0n92z10kb50fggvwqzi15jj32g5b-b":0}}`, "at least 1"},
 		{"commit", `{"version":1,"registry":{"url":"","ref":"","commit":"xyz"},"env":"X"}`, "40-digit"},
@@ -176,4 +178,32 @@ func FuzzUnmarshal(f *testing.F) {
 			t.Fatalf("not stable:\n%s\n%s", out, out2)
 		}
 	})
+}
+
+// TestValidateEnv: names Nix or stdenv give a meaning to are refused in
+// one line ending in what to use instead; ordinary names pass, including
+// ones that merely resemble a reserved family.
+func TestValidateEnv(t *testing.T) {
+	for _, ok := range []string{"POISON_SERIAL", "E", "SERIAL_2", "poison", "donut", "dot", "preset", "postal", "output", "NIX", "NIXSERIAL", "myFlag", "Phase1", "inputs"} {
+		if err := lock.ValidateEnv(ok); err != nil {
+			t.Errorf("ValidateEnv(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{
+		"", "1A", "A-B", "__structuredAttrs", "__json", "name", "system", "builder", "args", "outputs", "out", "dev",
+		"outputHash", "passAsFile", "allowedReferences", "PATH", "HOME", "TMPDIR", "NIX_BUILD_TOP", "NIX_CFLAGS_COMPILE", "NIX_SERIAL",
+		"dontBuild", "dontUnpack", "doCheck", "doInstallCheck", "phases", "buildPhase", "preConfigurePhases", "preBuild",
+		"postInstall", "setupHook", "makeFlags", "configureFlagsArray", "nativeBuildInputs", "depsBuildBuild", "outputDev",
+		"src", "srcs", "sourceRoot", "patches", "pname", "version", "stdenv", "strictDeps", "enableParallelBuilding",
+		"SOURCE_DATE_EPOCH", "hardeningDisable", "separateDebugInfo",
+	} {
+		err := lock.ValidateEnv(bad)
+		if err == nil {
+			t.Errorf("ValidateEnv(%q) = nil, want it refused", bad)
+			continue
+		}
+		if msg := err.Error(); !strings.HasSuffix(msg, "; choose another name such as POISON_SERIAL") || strings.Contains(msg, "\n") {
+			t.Errorf("ValidateEnv(%q) = %q: want one line ending in what to use instead", bad, msg)
+		}
+	}
 }
