@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/poison-nix/poison/builder"
@@ -95,6 +96,7 @@ type Dispatcher struct {
 	// machine (nil entries: no sharing).
 	masters []*sshMaster
 	tmp     string // known_hosts files, ssh control sockets
+	homeMu  sync.Mutex
 }
 
 // New checks the machines and prepares connections (it dials nothing).
@@ -332,6 +334,13 @@ func (d *Dispatcher) buildOn(ctx context.Context, i int, job builder.Job) (res b
 	if res.Status.Success() {
 		outs := outputPaths(job, br)
 		if err := d.withHome(ctx, func(home *daemon.Conn) error {
+			// One copy into the home store at a time: builds that end
+			// together could otherwise send it the same path at once
+			// (fixed-output derivations that differ but share their
+			// output path), racing each other for its locks. The
+			// copies to the machines stay parallel.
+			d.homeMu.Lock()
+			defer d.homeMu.Unlock()
 			if err := d.opts.Copy.CopyClosure(ctx, c, home, outs); err != nil {
 				return err
 			}

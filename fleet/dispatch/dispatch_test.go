@@ -1,7 +1,9 @@
 package dispatch_test
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -96,7 +98,7 @@ func setup(t *testing.T, spec func(f *fleettest.Fleet) string, retries int, ev *
 		Machines: ms.Machines,
 		Home:     home,
 		Copy:     dispatch.StoreCopier,
-		Daemon:   daemon.Options{SSHOpts: f.SSHOpts(), Settings: &s, HandshakeTimeout: 20 * time.Second},
+		Daemon:   daemon.Options{SSHOpts: f.SSHOpts(), Settings: &s, HandshakeTimeout: time.Minute},
 		Retries:  retries,
 		OnEvent:  ev.add,
 	})
@@ -154,29 +156,44 @@ func TestDispatch(t *testing.T) {
 // the connection mid-build; the derivation is built on the other machine.
 // Without retries it fails, naming the machine lost.
 func TestDispatchMachineDrops(t *testing.T) {
-	for _, retries := range []int{0, -1} {
-		t.Run(fmt.Sprintf("retries=%d", retries), func(t *testing.T) {
+	// With two slots h1's sessions share an ssh master connection, which
+	// the drop ends too.
+	for _, tc := range []struct{ retries, slots int }{{0, 1}, {-1, 1}, {0, 2}} {
+		retries := tc.retries
+		t.Run(fmt.Sprintf("retries=%d,slots=%d", retries, tc.slots), func(t *testing.T) {
 			ev := &events{}
-			var f *fleettest.Fleet
-			var once sync.Once
-			ev.on = func(e dispatch.Event) {
-				if e.Kind == dispatch.Started && e.Machine == "ssh-ng://h1" {
-					once.Do(func() {
-						go func() { time.Sleep(1500 * time.Millisecond); f.Host("h1").Drop() }()
-					})
-				}
-			}
 			// h1 is faster: it gets the first build.
-			var home *daemon.Pool
-			var dp *dispatch.Dispatcher
-			f, home, dp = setup(t, func(f *fleettest.Fleet) string {
-				return f.Machine("ssh-ng", "h1", 1, 4, "", "") + "\n" + f.Machine("ssh-ng", "h2", 1, 1, "", "")
+			f, home, dp := setup(t, func(f *fleettest.Fleet) string {
+				return f.Machine("ssh-ng", "h1", tc.slots, 4, "", "") + "\n" + f.Machine("ssh-ng", "h2", 1, 1, "", "")
 			}, retries, ev)
-			drvs := graph(t, "--argstr", "slow", "a", "--argstr", "sleep", "4")
-			ctx := daemontest.Context(t, 2*time.Minute)
+			drvs := graph(t, "--argstr", "slow", "a", "--argstr", "sleep", "5")
+			ctx := daemontest.Context(t, 3*time.Minute)
+			// Drop h1 once a's builder sleeps there: mid-build, however
+			// slowly the machine got there.
+			dropped := make(chan bool, 1)
+			go func() {
+				tick := time.NewTicker(20 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						dropped <- false
+						return
+					case <-tick.C:
+					}
+					if f.Host("h1").Running("sleep") {
+						f.Host("h1").Drop()
+						dropped <- true
+						return
+					}
+				}
+			}()
 			rep, err := builder.Build(ctx, builder.DaemonStore(home), []string{drvs["a"]}, builder.BuildOptions{PerDerivation: true, Executor: dp, Jobs: 2})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if !<-dropped {
+				t.Fatal("a's builder never ran on h1")
 			}
 			got := ev.kinds(drvs["a"])
 			if len(got) < 2 || got[0] != "0@h1" || got[1] != "2@h1" {
@@ -275,7 +292,7 @@ func TestDispatchHostKey(t *testing.T) {
 				t.Fatal(err)
 			}
 			dp, err := dispatch.New(dispatch.Options{Machines: ms.Machines, Home: hp, Copy: dispatch.StoreCopier,
-				Daemon: daemon.Options{SSHOpts: sshOpts, Settings: &s, HandshakeTimeout: 20 * time.Second}})
+				Daemon: daemon.Options{SSHOpts: sshOpts, Settings: &s, HandshakeTimeout: time.Minute}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -325,4 +342,48 @@ func TestDispatchSharesLogin(t *testing.T) {
 	if n := strings.Count(h.SSH.Log(), "Accepted publickey"); n != 1 {
 		t.Errorf("%d logins on h1, want 1 shared by the sessions:\n%s", n, h.SSH.Log())
 	}
+}
+
+// TestDispatchSameOutput: four derivations with one output path (fixed
+// output) built at once on two machines × two slots: each build copies
+// the same path home; every build succeeds and the path is valid there.
+func TestDispatchSameOutput(t *testing.T) {
+	ev := &events{}
+	f, home, dp := setup(t, func(f *fleettest.Fleet) string {
+		return f.Machine("ssh-ng", "h1", 2, 1, "", "") + "\n" + f.Machine("ssh-ng", "h2", 2, 1, "", "")
+	}, 0, ev)
+	file, err := filepath.Abs("testdata/same-output.nix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A new output path at home: its content is the nonce.
+	nonce := fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())
+	sum := sha256.Sum256([]byte(nonce + "\n"))
+	drvs := strings.Fields(nixtest.Output(t, "nix-instantiate", file, "--argstr", "nonce", nonce, "--argstr", "hash", hex.EncodeToString(sum[:])))
+	if len(drvs) != 4 {
+		t.Fatalf("nix-instantiate printed %q", drvs)
+	}
+	ctx := daemontest.Context(t, 2*time.Minute)
+	rep, err := builder.Build(ctx, builder.DaemonStore(home), drvs, builder.BuildOptions{PerDerivation: true, Executor: dp, Jobs: dp.Slots()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := rep.Derivations
+	if len(results) != 4 {
+		t.Errorf("%d builds, want 4: %+v", len(results), rep)
+	}
+	machinesUsed := map[string]bool{}
+	for _, r := range results {
+		if !r.Status.Success() {
+			t.Errorf("%s on %s: %v %s", r.DrvPath, r.Machine, r.Status, r.Error)
+		}
+		machinesUsed[r.Machine] = true
+		if data := readHome(t, home, r.Outputs["out"]); data != nonce+"\n" {
+			t.Errorf("%s at home holds %q", r.Outputs["out"], data)
+		}
+	}
+	if len(machinesUsed) != 2 {
+		t.Errorf("built on %v, want both machines", machinesUsed)
+	}
+	_ = f
 }

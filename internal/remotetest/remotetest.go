@@ -243,15 +243,41 @@ func (h *Host) env() []string {
 	return append(env, "NIX_CONF_DIR="+h.ConfDir)
 }
 
+// Running reports whether a process named comm (as in /proc/PID/comm,
+// e.g. "sleep") runs in one of the host's sessions: a build there is
+// under way.
+func (h *Host) Running(comm string) bool {
+	pid := h.sshdPid()
+	if pid == 0 {
+		return false
+	}
+	var walk func(p int) bool
+	walk = func(p int) bool {
+		for _, k := range procs.Children(p) {
+			data, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(k), "comm"))
+			if strings.TrimSpace(string(data)) == comm || walk(k) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(pid)
+}
+
+func (h *Host) sshdPid() int {
+	data, err := os.ReadFile(filepath.Join(h.SSH.Dir, "sshd.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return pid
+}
+
 // Drop kills the host's ssh sessions (and the Nix processes serving
 // them): a connection lost in the middle. sshd keeps accepting new ones.
 func (h *Host) Drop() {
-	data, err := os.ReadFile(filepath.Join(h.SSH.Dir, "sshd.pid"))
-	if err != nil {
-		return
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil {
+	pid := h.sshdPid()
+	if pid == 0 {
 		return
 	}
 	var kill func(p int)
