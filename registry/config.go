@@ -2,11 +2,9 @@ package registry
 
 import (
 	"errors"
-	"fmt"
-	"path"
-	"strings"
 
 	"github.com/poison-nix/poison/registry/lock"
+	"github.com/poison-nix/poison/storepath"
 )
 
 // ConfigFile is the name of the settings file at the registry root.
@@ -39,13 +37,9 @@ func (c Config) withDefaults() Config {
 // name that Nix neither interprets nor sets itself (lock.ValidateEnv).
 func ValidateEnv(name string) error { return lock.ValidateEnv(name) }
 
-// ValidateStoreDir checks a store directory: absolute, clean, not "/".
-func ValidateStoreDir(dir string) error {
-	if !strings.HasPrefix(dir, "/") || path.Clean(dir) != dir || dir == "/" {
-		return fmt.Errorf("%q is not a clean absolute directory such as /nix/store", truncate(dir))
-	}
-	return nil
-}
+// ValidateStoreDir checks a store directory: absolute, clean, not "/",
+// only characters of store paths (storepath.CheckStoreDir).
+func ValidateStoreDir(dir string) error { return storepath.CheckStoreDir(dir) }
 
 // DecodeConfig decodes and validates registry.toml. On problems it returns
 // the defaults for the bad settings, so entries can still be checked.
@@ -70,7 +64,7 @@ func DecodeConfig(data []byte) (Config, Problems) {
 				if !isStr {
 					d.errorf(k, "is %s; write store-dir = \"%s\"", aType(m[k]), lock.DefaultStoreDir)
 				} else if err := ValidateStoreDir(s); err != nil {
-					d.errorf(k, "%v; write the store directory of your Nix installation", err)
+					d.errorf(k, "%v", err)
 				} else {
 					cfg.StoreDir = s
 				}

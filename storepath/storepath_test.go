@@ -63,3 +63,32 @@ func TestSyntax(t *testing.T) {
 		t.Errorf("211-character name: %v", err)
 	}
 }
+
+func TestCheckStoreDir(t *testing.T) {
+	for _, ok := range []string{"/nix/store", "/gnu/store", "/a", "/home/u/.nix/store", "/x+y/s_t-o.r=e?"} {
+		if err := storepath.CheckStoreDir(ok); err != nil {
+			t.Errorf("storepath.CheckStoreDir(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, tc := range []struct{ dir, want string }{
+		{"", "is empty"},
+		{"nix/store", "is not absolute"},
+		{"/", "is the root directory"},
+		{"/nix/store/", "ends in a slash"},
+		{"/nix//store", "empty"},
+		{"/nix/./store", `"."`},
+		{"/nix/../store", `".."`},
+		{"/nix/..", `".."`},
+		{"/nix store", `the character " "`},
+		{"/nix/store\n", `the character "\n"`},
+		{"/nix/st$ore", `the character "$"`},
+		{"/nix/st\"ore", `the character "\""`},
+		{"/nix/störe", "the character"},
+		{"/" + strings.Repeat("a", storepath.MaxStoreDirLen), "bytes long"},
+	} {
+		err := storepath.CheckStoreDir(tc.dir)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasSuffix(err.Error(), "write a clean absolute directory such as /nix/store") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("storepath.CheckStoreDir(%q) = %v, want one line with %q and what to write", tc.dir, err, tc.want)
+		}
+	}
+}

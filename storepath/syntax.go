@@ -111,6 +111,46 @@ func Root(storeDir, path string) (string, error) {
 	return path, nil
 }
 
+// MaxStoreDirLen caps the length of a store directory: PATH_MAX, with no
+// room left for the store paths under it beyond that.
+const MaxStoreDirLen = 4096
+
+// CheckStoreDir returns an error when dir cannot be a Nix store directory:
+// it must be absolute and clean (no trailing slash, no empty, "." or ".."
+// component), not "/", at most MaxStoreDirLen bytes, and made of the
+// characters of store path names and '/' only, so that every store path
+// under it is a plain word in a shell, a URL and a Nix string. It is the
+// one check of a store directory: registry.toml, the lock, and the
+// --store-dir flags all apply it.
+func CheckStoreDir(dir string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("store directory %q %s; write a clean absolute directory such as /nix/store", truncate(dir), why)
+	}
+	switch {
+	case dir == "":
+		return bad("is empty")
+	case dir[0] != '/':
+		return bad("is not absolute")
+	case dir == "/":
+		return bad("is the root directory")
+	case len(dir) > MaxStoreDirLen:
+		return bad(fmt.Sprintf("is %d bytes long, more than %d", len(dir), MaxStoreDirLen))
+	case strings.HasSuffix(dir, "/"):
+		return bad("ends in a slash")
+	}
+	for i := 0; i < len(dir); i++ {
+		if c := dir[i]; c != '/' && !nameChar[c] {
+			return bad(fmt.Sprintf("has the character %q, which store paths cannot contain", string(c)))
+		}
+	}
+	for _, comp := range strings.Split(dir[1:], "/") {
+		if comp == "" || comp == "." || comp == ".." {
+			return bad(`has an empty, "." or ".." component`)
+		}
+	}
+	return nil
+}
+
 // truncate shortens s for messages.
 func truncate(s string) string {
 	const max = 80

@@ -62,7 +62,7 @@ func buildCommand() command {
 			var o buildOptions
 			sf := settings.Register(fs, "lock", "max-age", "registry")
 			fs.StringVar(&o.store, "store", "auto", "store `URI` to build in (daemon, unix://PATH, auto, ssh-ng://HOST, local?root=DIR)")
-			fs.StringVar(&o.storeDir, "store-dir", "", "logical store `DIR` (default: the lock's, else /nix/store)")
+			storeDirVar(fs, &o.storeDir, "logical store `DIR` (default: the lock's, else /nix/store)")
 			for _, n := range []string{"j", "max-jobs"} {
 				fs.StringVar(&o.jobs, n, "", "local builds to run at once: a number `N`, 'auto' (all cores), or 0 (only remote builders build); default: max-jobs of nix.conf and NIX_CONFIG, else 1")
 			}

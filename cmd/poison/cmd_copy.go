@@ -31,7 +31,8 @@ func copyCommand() command {
 			var o copyOptions
 			fs.StringVar(&o.to, "to", "", "store `URI` to copy to (ssh-ng://HOST, daemon, unix://PATH, local?root=DIR)")
 			fs.StringVar(&o.from, "from", "auto", "store `URI` to copy from")
-			fs.StringVar(&o.storeDir, "store-dir", "/nix/store", "logical store `DIR` of both stores")
+			o.storeDir = "/nix/store"
+			storeDirVar(fs, &o.storeDir, "logical store `DIR` of both stores (default /nix/store)")
 			fs.BoolVar(&o.noCheckSigs, "no-check-sigs", false, "do not ask the destination to check signatures (honoured for trusted users only)")
 			return func(ctx context.Context, e *env, args []string) error {
 				o.paths = args

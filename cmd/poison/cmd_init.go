@@ -16,7 +16,7 @@ func initCommand() command {
 		setup: func(fs *flag.FlagSet) runFunc {
 			var o registry.InitOptions
 			fs.StringVar(&o.Env, "env", "", "`NAME` of the attribute injected into poisoned derivations (default POISON_SERIAL)")
-			fs.StringVar(&o.StoreDir, "store-dir", "", "Nix store directory `DIR` of the entries (default /nix/store)")
+			storeDirVar(fs, &o.StoreDir, "Nix store directory `DIR` of the entries (default /nix/store)")
 			fs.StringVar(&o.Branch, "branch", "main", "initial branch `NAME`")
 			ci := fs.String("ci", "all", "pull-request workflows to write: `LIST` of github, gitlab, or all, none (lint --base and an impact report comment)")
 			return func(ctx context.Context, e *env, args []string) error {

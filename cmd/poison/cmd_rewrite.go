@@ -46,7 +46,7 @@ func rewriteCommand() command {
 			fs.BoolVar(&o.explain, "explain", false, "say on stderr which derivations are poisoned, how many are rewritten, and old → new output paths")
 			fs.BoolVar(&o.byName, "by-name", false, "also apply the serials of derivation names (what the Nix overlay does)")
 			fs.StringVar(&o.store, "store", "auto", "store `URI` to add the rewritten .drv files to (daemon, unix://PATH, auto, ssh-ng://HOST, local?root=DIR)")
-			fs.StringVar(&o.storeDir, "store-dir", "", "logical store `DIR` (default: the lock's, else /nix/store)")
+			storeDirVar(fs, &o.storeDir, "logical store `DIR` (default: the lock's, else /nix/store)")
 			return func(ctx context.Context, e *env, args []string) error {
 				var err error
 				if o.drvs, err = argsAndStdin(e, args, o.stdin); err != nil {

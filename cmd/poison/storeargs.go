@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -71,3 +72,32 @@ func parseStoreArg(e *env, storeDir, arg string) (storeArg, error) {
 	}
 	return storeArg{Path: root}, nil
 }
+
+// storeDirValue is a --store-dir flag: the text is checked as a store
+// directory when it is parsed (storepath.CheckStoreDir), so a bad value is
+// a usage error naming the flag before anything is read.
+type storeDirValue struct{ p *string }
+
+// storeDirVar defines --store-dir on fs, storing into p (which holds the
+// default).
+func storeDirVar(fs *flag.FlagSet, p *string, usage string) {
+	fs.Var(storeDirValue{p}, "store-dir", usage)
+}
+
+func (v storeDirValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+
+func (v storeDirValue) Set(s string) error {
+	if err := storepath.CheckStoreDir(s); err != nil {
+		return err
+	}
+	*v.p = s
+	return nil
+}
+
+// Placeholder names the value in help.
+func (storeDirValue) Placeholder() string { return "DIR" }

@@ -96,8 +96,10 @@ func (f *File) Validate() error {
 	if f.Registry.VerifiedBy != "" && (!keyIDRE.MatchString(f.Registry.VerifiedBy) || f.Registry.Commit == "") {
 		return fmt.Errorf("lock registry verifiedBy %q is not a key id (ssh:SHA256:... or openpgp:FINGERPRINT) of a verified commit", f.Registry.VerifiedBy)
 	}
-	if f.StoreDir != "" && (!strings.HasPrefix(f.StoreDir, "/") || strings.HasSuffix(f.StoreDir, "/")) {
-		return fmt.Errorf("lock storeDir %q must be an absolute path without a trailing slash", f.StoreDir)
+	if f.StoreDir != "" {
+		if err := storepath.CheckStoreDir(f.StoreDir); err != nil {
+			return fmt.Errorf("lock storeDir: %w", err)
+		}
 	}
 	for k, v := range f.Derivations {
 		if storepath.CheckBase(k) != nil || !strings.HasSuffix(k, ".drv") {

@@ -99,6 +99,9 @@ func TestUnmarshalRejects(t *testing.T) {
 		{"name key newline", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","names":{"a\nb":1}}`, `lock names key "a\nb" is not a derivation name`},
 		{"name key empty", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","names":{"":1}}`, `lock names key "" is not a derivation name (empty name)`},
 		{"name key dot", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","names":{".hidden":1}}`, "run 'poison resolve' to regenerate the lock"},
+		{"storeDir dotdot", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","storeDir":"/nix/../etc"}`, `lock storeDir: store directory "/nix/../etc" has an empty, "." or ".." component; write a clean absolute directory such as /nix/store`},
+		{"storeDir root", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","storeDir":"/"}`, `lock storeDir: store directory "/" is the root directory`},
+		{"storeDir char", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","storeDir":"/nix/${x}"}`, `has the character "$"`},
 		{"trailing", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X"} {}`, "trailing data"},
 		{"truncated", `{"version":1,`, "decode lock"},
 	}
