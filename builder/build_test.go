@@ -172,7 +172,7 @@ func TestBuildSubstitutes(t *testing.T) {
 
 	s := daemon.DefaultSettings()
 	s.Overrides = map[string]string{"substituters": cache, "require-sigs": "false"}
-	sp := daemon.NewPool(d.URI(), daemon.Options{Settings: &s}, 3)
+	sp := daemon.NewPool(d.URI(), testOpts(daemon.Options{Settings: &s}), 3)
 	defer sp.Close()
 	var plan *daemon.Missing
 	rep, err := builder.Build(ctx, builder.DaemonStore(sp), []string{g.Drvs["top"]}, builder.BuildOptions{PerDerivation: true, Jobs: 2, OnPlan: func(m *daemon.Missing) { plan = m }})

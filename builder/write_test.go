@@ -20,7 +20,16 @@ import (
 func offlineOpts() daemon.Options {
 	s := daemon.DefaultSettings()
 	s.Overrides = map[string]string{"substituters": ""}
-	return daemon.Options{Settings: &s}
+	return testOpts(daemon.Options{Settings: &s})
+}
+
+// testOpts gives o generous but bounded connect and handshake timeouts:
+// on the loaded machines tests run on, a daemon sometimes took longer than
+// the default 10 s to accept a connection ("dial ... i/o timeout").
+func testOpts(o daemon.Options) daemon.Options {
+	o.ConnectTimeout = time.Minute
+	o.HandshakeTimeout = time.Minute
+	return o
 }
 
 // rewriteGraph instantiates testdata/daemon/graph.nix, poisons node

@@ -79,7 +79,10 @@ func stores(t *testing.T) map[string]string {
 
 func dial(t *testing.T, uri string, rec *recorder) *daemon.Conn {
 	t.Helper()
-	opts := daemon.Options{Settings: offline()}
+	// Generous bounded waits: on a loaded machine starting a daemon
+	// (a nix-daemon --stdio child for chroot stores) took more than the
+	// default 10 s.
+	opts := daemon.Options{Settings: offline(), ConnectTimeout: time.Minute, HandshakeTimeout: time.Minute}
 	if rec != nil {
 		opts.Log = rec.log
 	}

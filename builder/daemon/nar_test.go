@@ -178,14 +178,18 @@ func TestNarTransfer(t *testing.T) {
 func TestAddToStoreNarFailures(t *testing.T) {
 	nixtest.Need(t)
 	f := newNarFixture(t)
-	ctx := daemontest.Context(t, time.Minute)
-	infos, err := f.src.QueryPathInfos(ctx, f.paths)
+	infos, err := f.src.QueryPathInfos(daemontest.Context(t, time.Minute), f.paths)
 	if err != nil {
 		t.Fatal(err)
 	}
 	nar := func(i int) []byte { return dump(t, f.paths[i]) }
+	// Each subtest starts a daemon of its own (nix-daemon --stdio on a
+	// chroot store): on a loaded machine one shared deadline ran out in
+	// the last subtests. Each gets its own, generous but bounded.
+	subCtx := func(t *testing.T) context.Context { return daemontest.Context(t, 2*time.Minute) }
 
 	t.Run("wrong hash", func(t *testing.T) {
+		ctx := subCtx(t)
 		dst, _ := chrootStore(t)
 		bad := *infos[0]
 		bad.NarHash = infos[2].NarHash
@@ -218,6 +222,7 @@ func TestAddToStoreNarFailures(t *testing.T) {
 		must(t, os.WriteFile(filepath.Join(conf, "nix.conf"), []byte("require-sigs = true\nsubstituters =\n"), 0o644))
 		t.Setenv("NIX_CONF_DIR", conf)
 		t.Setenv("NIX_CONFIG", "")
+		ctx := subCtx(t)
 		dst, _ := chrootStore(t)
 		order := []int{0, 2, 3}
 		errs, err := dst.AddToStoreNars(ctx, len(order), func(i int) (daemon.NarSource, error) {
@@ -254,6 +259,7 @@ func TestAddToStoreNarFailures(t *testing.T) {
 	}
 	for _, tt := range breaks {
 		t.Run(tt.name, func(t *testing.T) {
+			ctx := subCtx(t)
 			dst, _ := chrootStore(t)
 			_, err := dst.AddToStoreNars(ctx, 1, func(int) (daemon.NarSource, error) { return tt.src() }, false, false)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -266,6 +272,7 @@ func TestAddToStoreNarFailures(t *testing.T) {
 	}
 
 	t.Run("cancelled", func(t *testing.T) {
+		ctx := subCtx(t)
 		dst, _ := chrootStore(t)
 		cctx, cancel := context.WithCancel(ctx)
 		pr, pw := io.Pipe()
