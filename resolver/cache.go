@@ -19,8 +19,10 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 
+	"github.com/poison-nix/poison/registry/gittree"
 	"github.com/poison-nix/poison/registry/lock"
 )
 
@@ -174,16 +176,68 @@ func flock(ctx context.Context, path string) (func(), error) {
 }
 
 // repo is an open git repository with its storage, closed after use.
+// Commits, tags and trees are read through objs, which reads packs
+// directly and bounds every read; go-git's storage would index a whole
+// pack (a map of every object) to read one commit.
 type repo struct {
 	*git.Repository
-	st  *filesystem.Storage
-	dir string // the git directory
+	st   *filesystem.Storage
+	dir  string // the git directory
+	objs *gittree.Objects
+}
+
+func newRepo(r *git.Repository, st *filesystem.Storage, dir string) *repo {
+	return &repo{Repository: r, st: st, dir: dir, objs: gittree.OpenObjects(dir)}
 }
 
 func (r *repo) Close() {
+	if r.objs != nil {
+		r.objs.Close()
+	}
 	if r.st != nil {
 		r.st.Close()
 	}
+}
+
+// maxCommitSize bounds the commit and tag objects read.
+const maxCommitSize = 16 << 20
+
+// CommitObject reads commit h.
+func (r *repo) CommitObject(h plumbing.Hash) (*object.Commit, error) {
+	mo, err := r.memoryObject(h, plumbing.CommitObject)
+	if errors.Is(err, gittree.ErrNotFound) {
+		return r.Repository.CommitObject(h)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return object.DecodeCommit(r.Storer, mo)
+}
+
+// TagObject reads annotated tag h.
+func (r *repo) TagObject(h plumbing.Hash) (*object.Tag, error) {
+	mo, err := r.memoryObject(h, plumbing.TagObject)
+	if errors.Is(err, gittree.ErrNotFound) {
+		return r.Repository.TagObject(h)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return object.DecodeTag(r.Storer, mo)
+}
+
+func (r *repo) memoryObject(h plumbing.Hash, t plumbing.ObjectType) (*plumbing.MemoryObject, error) {
+	b, err := r.objs.Read(h, t.String(), maxCommitSize)
+	if err != nil {
+		return nil, err
+	}
+	mo := &plumbing.MemoryObject{}
+	mo.SetType(t)
+	mo.Write(b)
+	if mo.Hash() != h {
+		return nil, fmt.Errorf("git %s %s: its content has the id %s; the repository is corrupt", t, h, mo.Hash())
+	}
+	return mo, nil
 }
 
 // openRepo opens the git repository at dir (bare, or a work tree's .git).
@@ -201,7 +255,7 @@ func openRepo(dir string) (*repo, error) {
 		st.Close()
 		return nil, err
 	}
-	return &repo{Repository: r, st: st, dir: dir}, nil
+	return newRepo(r, st, dir), nil
 }
 
 // openCache opens (creating if needed and create is set) the bare clone of
@@ -247,7 +301,7 @@ func openClone(dir, url string, create bool) (*repo, error) {
 		st.Close()
 		return nil, fmt.Errorf("create cached clone %s: %w", dir, err)
 	}
-	return &repo{Repository: gr, st: st, dir: dir}, nil
+	return newRepo(gr, st, dir), nil
 }
 
 var errNoCache = errors.New("no cached copy")

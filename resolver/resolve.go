@@ -403,15 +403,11 @@ func (res *Result) fromRepo(ctx context.Context, r *repo, remote bool, head stri
 		}
 		res.Signer, verifiedBy = signer, id
 	}
-	tree, err := c.Tree()
-	if err != nil {
-		return &corruptError{fmt.Errorf("read commit %s: %w", c.Hash, err)}
-	}
 	src := lock.Source{URL: res.Source.URL, Ref: recorded, Commit: c.Hash.String(), VerifiedBy: verifiedBy}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := res.loadCommit(r, tree.Hash, src, o); err != nil {
+	if err := res.loadCommit(r, c.TreeHash, src, o); err != nil {
 		var ps registry.Problems
 		var te *gittree.Error
 		if errors.As(err, &ps) || errors.As(err, &te) {
@@ -488,7 +484,7 @@ func (res *Result) loadCommit(r *repo, tree plumbing.Hash, src lock.Source, o Op
 		}
 	}
 	tfs := gittree.New(r.Storer, tree, o.Limits)
-	tfs.SetGitDir(r.dir)
+	tfs.SetObjects(r.objs)
 	defer tfs.Close()
 	baseRaw, baseCommit, ok := c.latestRaw(src.URL)
 	if ok && baseCommit != src.Commit {
@@ -540,7 +536,7 @@ func (res *Result) extend(r *repo, tfs *gittree.FS, baseRaw []byte, baseCommit s
 		return errNotIncremental
 	}
 	old := gittree.New(r.Storer, bc.TreeHash, o.Limits)
-	old.SetGitDir(r.dir)
+	old.SetObjects(r.objs)
 	defer old.Close()
 	same, err := gittree.SameEntry(old, tfs, registry.ConfigFile)
 	if err != nil || !same {

@@ -145,7 +145,7 @@ func openAtLock(ctx context.Context, c Cache, l *lock.File, now time.Time) (*reg
 		return fail(fmt.Errorf("read registry commit %s: %w", commit, err))
 	}
 	tfs := gittree.New(r.Storer, t.Hash, registry.Limits{})
-	tfs.SetGitDir(r.dir)
+	tfs.SetObjects(r.objs)
 	defer tfs.Close()
 	reg, err := loadValid(tfs, now)
 	if err != nil {

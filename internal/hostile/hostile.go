@@ -239,6 +239,9 @@ var Kinds = map[string]string{
 	"deep":       "entries nested SIZE directories deep (default 100000)",
 	"treebomb":   "entries/2026/11 is a loose tree object of SIZE bytes (default 1 GiB) of zeros",
 	"many":       "SIZE valid small entries (default 1000000), written with git fast-import",
+	"looselie":   "entries/2026/11/lie.toml is a loose blob whose header says 16 bytes and which holds SIZE (default 1 GiB) zeros",
+	"packlie":    "entries/2026/11/lie.toml is a packed blob whose header says 16 bytes and which holds SIZE (default 1 GiB) zeros",
+	"deltalie":   "entries/2026/11/lie.toml is a packed delta that declares 16 bytes and inserts SIZE (default 100000) zeros",
 }
 
 // Build creates the crafted registry KIND (see Kinds) as a bare repository
@@ -342,6 +345,31 @@ func Build(dir, kind string, size int64) error {
 			}
 		}
 		_, err = r.commitEntries(bs, t)
+	case "looselie", "packlie", "deltalie":
+		if size <= 0 {
+			size = 1 << 30
+			if kind == "deltalie" {
+				size = 100000
+			}
+		}
+		small := make([]byte, 16)
+		id := hashOf("blob", small)
+		switch kind {
+		case "looselie":
+			err = r.LooseObject(id, "blob", 16, io.LimitReader(zeroReader{}, size))
+		case "packlie":
+			_, err = r.WritePack([]PackObject{{ID: id, Type: 3, Size: 16, Data: io.LimitReader(zeroReader{}, size)}})
+		case "deltalie":
+			d := DeltaInserts(16, 16, size)
+			baseID := hashOf("blob", []byte("base"))
+			_, err = r.WritePack([]PackObject{
+				{ID: baseID, Type: 3, Size: 16, Data: bytes.NewReader(small)},
+				{ID: id, Type: 6, Size: int64(len(d)), Data: bytes.NewReader(d)},
+			})
+		}
+		if err == nil {
+			err = withMonthFile(TreeEntry{File, "lie.toml", id})
+		}
 	case "treebomb":
 		if size <= 0 {
 			size = 1 << 30

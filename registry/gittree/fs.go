@@ -28,7 +28,6 @@ import (
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 )
 
@@ -40,14 +39,10 @@ type FS struct {
 	lim     Limits
 	root    node
 	when    time.Time
-	gitDir  string // when set, objects are read from its packs directly
-	entries int64  // tree entries decoded so far
-	bytes   int64  // bytes of trees and files read so far
-
-	packsOpened bool
-	packs       []*pack
-	readers     []*packfile.Packfile // one per pack, used under mu
-	sizer       *sizer               // used under mu
+	objs    *Objects // when set, objects are read from the git directory directly
+	ownObjs bool     // objs is closed by Close
+	entries int64    // tree entries decoded so far
+	bytes   int64    // bytes of trees and files read so far
 }
 
 // New returns the file system of tree in s, bounded by lim (zero fields
@@ -59,8 +54,9 @@ func New(s storer.EncodedObjectStorer, tree plumbing.Hash, lim Limits) *FS {
 // Options configures Open.
 type Options struct {
 	Limits Limits
-	// GitDir is the repository's git directory. When set, ReadFiles reads
-	// the pack files there directly, in parallel and in pack order.
+	// GitDir is the repository's git directory. When set, objects are
+	// read from its packs and loose objects directly (Objects), and
+	// ReadFiles reads in parallel and in pack order.
 	GitDir string
 }
 
@@ -78,88 +74,89 @@ func Open(repo *git.Repository, rev string, o Options) (*FS, string, error) {
 	}
 	f := New(repo.Storer, c.TreeHash, o.Limits)
 	f.when = c.Committer.When
-	f.gitDir = o.GitDir
+	if o.GitDir != "" {
+		f.SetGitDir(o.GitDir)
+	}
 	return f, c.Hash.String(), nil
 }
 
-// SetGitDir makes the FS read objects from the pack files of gitDir
-// directly (in parallel and in pack order for ReadFiles). Call it before
-// any use.
-func (f *FS) SetGitDir(gitDir string) { f.gitDir = gitDir }
+// SetGitDir makes the FS read objects from the pack files and loose
+// objects of gitDir directly (in parallel and in pack order for
+// ReadFiles). Call it before any use.
+func (f *FS) SetGitDir(gitDir string) { f.objs, f.ownObjs = OpenObjects(gitDir), true }
 
-// Close releases the pack files mapped into memory. The FS must not be
-// used afterwards.
+// SetObjects is SetGitDir with an object reader shared with other users,
+// which Close leaves open.
+func (f *FS) SetObjects(o *Objects) { f.objs, f.ownObjs = o, false }
+
+// Close releases the pack files the FS opened. The FS must not be used
+// afterwards.
 func (f *FS) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, p := range f.packs {
-		p.unmap()
+	if f.objs != nil && f.ownObjs {
+		f.objs.Close()
 	}
-	f.packs, f.readers, f.sizer, f.packsOpened = nil, nil, nil, true
+	f.objs = nil
 	return nil
 }
 
-// openPacks maps the packs of gitDir on first use. Caller holds mu.
-func (f *FS) openPacks() {
-	if f.packsOpened {
-		return
-	}
-	f.packsOpened = true
-	if f.gitDir == "" {
-		return
-	}
-	f.packs = openPacks(f.gitDir)
-	f.readers = make([]*packfile.Packfile, len(f.packs))
-}
+// ErrCorrupt is wrapped by every *Error about an object whose content does
+// not match its header.
+var ErrCorrupt = errors.New("corrupt git object")
 
-// object reads object h of the given kind ("tree" or "blob") at path p,
-// refusing it before inflating anything when it (or a delta base it needs)
-// is larger than limit or would bring the bytes read over TotalBytes.
-// Caller holds mu.
-func (f *FS) object(p, kind string, h plumbing.Hash, limit int64, what string) ([]byte, error) {
-	f.openPacks()
-	tooBig := func(sz int64, base bool) error {
+// objectError turns a failure of Objects on object h at path p into an
+// *Error for a limit or a lie, and wraps any other.
+func (f *FS) objectError(p, kind string, h plumbing.Hash, limit int64, what string, err error) error {
+	var big *tooLarge
+	var bad *corrupt
+	switch {
+	case errors.As(err, &big):
 		e := &Error{Path: p, Kind: kind, ID: h.String(), Err: ErrLimit}
 		if kind == "blob" {
 			e.Err = ErrFileTooLarge
 		}
-		if base {
-			e.Msg = fmt.Sprintf("is stored as a delta of an object of %s, more than the limit of %s for %s", size(sz), size(limit), what)
+		if big.base {
+			e.Msg = fmt.Sprintf("is stored as a delta of an object of %s, more than the limit of %s for %s", size(big.size), size(limit), what)
 		} else {
-			e.Msg = fmt.Sprintf("is %s, more than the limit of %s for %s", size(sz), size(limit), what)
+			e.Msg = fmt.Sprintf("is %s, more than the limit of %s for %s", size(big.size), size(limit), what)
 		}
 		return e
+	case errors.As(err, &bad):
+		return &Error{Path: p, Kind: kind, ID: h.String(), Err: ErrCorrupt, Msg: bad.Error()}
 	}
-	if i, off, ok := findPacked(f.packs, h); ok {
-		if f.sizer == nil {
-			f.sizer = newSizer(f.packs)
-		}
-		sz, err := f.sizer.check(i, off, limit)
-		var big *tooLarge
-		if errors.As(err, &big) {
-			return nil, tooBig(big.size, big.base)
-		}
+	var oe *ObjectError
+	if errors.As(err, &oe) {
+		err = oe.Err
+	}
+	return fmt.Errorf("read git %s %s at %s: %w", kind, h, QuotePath(p), err)
+}
+
+// object reads object h of the given kind ("tree" or "blob") at path p,
+// refusing it before inflating anything when it (or a delta base it needs)
+// is larger than limit, and counting it in the bytes read. The bytes may
+// be shared with the object cache unless clone is set. Caller holds mu.
+func (f *FS) object(p, kind string, h plumbing.Hash, limit int64, what string, clone bool) ([]byte, error) {
+	if f.objs != nil {
+		b, err := f.objs.read(h, kind, limit, clone)
 		if err == nil {
-			if err := f.count(p, kind, h, sz); err != nil {
+			if err := f.count(p, kind, h, int64(len(b))); err != nil {
 				return nil, err
 			}
-			if f.readers[i] == nil {
-				f.readers[i] = f.packs[i].reader()
-			}
-			b, err := readPacked(f.readers[i], h, off, sz)
-			if err == nil {
-				return b, nil
-			}
-			f.bytes -= sz // read again below
+			return b, nil
 		}
-		// Fall back on go-git (a delta base in another pack, say).
+		if !errors.Is(err, ErrNotFound) {
+			return nil, f.objectError(p, kind, h, limit, what, err)
+		}
+		// Not in the packs nor loose (an alternate object store, say):
+		// through go-git, which is bounded by the header size below.
 	}
 	sz, err := f.s.EncodedObjectSize(h)
 	if err != nil {
 		return nil, fmt.Errorf("read git %s %s at %s: %w", kind, h, QuotePath(p), err)
 	}
 	if sz > limit {
-		return nil, tooBig(sz, false)
+		return nil, f.objectError(p, kind, h, limit, what, &tooLarge{size: sz})
 	}
 	if err := f.count(p, kind, h, sz); err != nil {
 		return nil, err
@@ -179,6 +176,16 @@ func (f *FS) object(p, kind string, h plumbing.Hash, limit int64, what string) (
 	return b, nil
 }
 
+// objectSize returns the size of object h. Caller holds mu.
+func (f *FS) objectSize(h plumbing.Hash) (int64, error) {
+	if f.objs != nil {
+		if sz, err := f.objs.Size(h); !errors.Is(err, ErrNotFound) {
+			return sz, err
+		}
+	}
+	return f.s.EncodedObjectSize(h)
+}
+
 // count adds sz to the bytes read, refusing to pass TotalBytes. Caller
 // holds mu.
 func (f *FS) count(p, kind string, h plumbing.Hash, sz int64) error {
@@ -188,19 +195,6 @@ func (f *FS) count(p, kind string, h plumbing.Hash, sz int64) error {
 	}
 	f.bytes += sz
 	return nil
-}
-
-// readPacked reads the object at off, which sizer.check found to be sz
-// bytes.
-func readPacked(pf *packfile.Packfile, h plumbing.Hash, off, sz int64) ([]byte, error) {
-	o, err := pf.GetByOffset(off)
-	if err != nil {
-		return nil, err
-	}
-	if o.Hash() != h && !o.Hash().IsZero() {
-		return nil, fmt.Errorf("pack object at %d is %s, not %s", off, o.Hash(), h)
-	}
-	return readBounded(o, sz)
 }
 
 // Limits returns the limits in force.
@@ -219,7 +213,7 @@ func (f *FS) load(n *node, p string, depth int) (*dir, error) {
 	if depth > f.lim.Depth {
 		return nil, limit("is nested %d directories deep, more than the limit of %d", depth, f.lim.Depth)
 	}
-	raw, err := f.object(p, "tree", n.hash, f.lim.TreeSize, "one tree")
+	raw, err := f.object(p, "tree", n.hash, f.lim.TreeSize, "one tree", false)
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +345,7 @@ const fileWhat = "one file"
 
 // content reads a file. Caller holds mu.
 func (f *FS) content(name string, n *node) ([]byte, error) {
-	return f.object(name, "blob", n.hash, f.lim.FileSize, fileWhat)
+	return f.object(name, "blob", n.hash, f.lim.FileSize, fileWhat, true)
 }
 
 // ReadFile implements fs.ReadFileFS.
@@ -420,7 +414,7 @@ func (f *FS) Stat(name string) (fs.FileInfo, error) {
 			return nil, err
 		}
 	} else if n.mode != filemode.Submodule {
-		sz, err := f.s.EncodedObjectSize(n.hash)
+		sz, err := f.objectSize(n.hash)
 		if err != nil {
 			return nil, &fs.PathError{Op: "stat", Path: name, Err: err}
 		}
@@ -485,7 +479,7 @@ func (d dirEntry) Info() (fs.FileInfo, error) {
 	i := info{f: d.f, n: d.n}
 	if d.n.isFile() {
 		d.f.mu.Lock()
-		sz, err := d.f.s.EncodedObjectSize(d.n.hash)
+		sz, err := d.f.objectSize(d.n.hash)
 		d.f.mu.Unlock()
 		if err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -384,5 +385,52 @@ func TestAdded(t *testing.T) {
 		if err != nil || ok != c.ok || (ok && strings.Join(added, " ") != c.added) {
 			t.Errorf("Added(%v) = %q, %v, %v; want %q, %v", c.files, added, ok, err, c.added, c.ok)
 		}
+	}
+}
+
+// TestLies reads objects whose data holds far more than their header
+// says (a loose object, a packed one, a delta's result): each is refused
+// at the header's size, in one line naming it, without inflating the
+// rest.
+func TestLies(t *testing.T) {
+	const big = 256 << 20
+	for _, tc := range []struct {
+		kind string
+		size int64
+		msg  string
+	}{
+		{"looselie", big, "inflates to more than the 16 bytes its header says"},
+		{"packlie", big, "inflates to more than the 16 bytes its header says"},
+		{"deltalie", 100000, "is a delta that inserts beyond its data or its declared size of 16 bytes"},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			f := open(t, tc.kind, tc.size, gittree.Limits{}, true)
+			const name = "entries/2026/11/lie.toml"
+			check := func(err error) {
+				t.Helper()
+				if !errors.Is(err, gittree.ErrCorrupt) {
+					t.Fatalf("err = %v, want ErrCorrupt", err)
+				}
+				msg := err.Error()
+				if !strings.Contains(msg, tc.msg) || !strings.Contains(msg, name) || strings.Contains(msg, "\n") {
+					t.Errorf("message %q: want one line naming %s and saying %q", msg, name, tc.msg)
+				}
+			}
+			allocated := func(fn func()) uint64 {
+				var a, b runtime.MemStats
+				runtime.ReadMemStats(&a)
+				fn()
+				runtime.ReadMemStats(&b)
+				return b.TotalAlloc - a.TotalAlloc
+			}
+			if n := allocated(func() { _, err := f.ReadFile(name); check(err) }); n > 16<<20 {
+				t.Errorf("ReadFile allocated %d bytes for an object of 16", n)
+			}
+			if n := allocated(func() {
+				check(f.ReadFiles([]string{name}, 1, func(_ int, _ []byte, err error) error { return err }))
+			}); n > 16<<20 {
+				t.Errorf("ReadFiles allocated %d bytes for an object of 16", n)
+			}
+		})
 	}
 }

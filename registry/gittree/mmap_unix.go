@@ -28,3 +28,12 @@ func mapFile(name string) ([]byte, func(), error) {
 	}
 	return data, func() { syscall.Munmap(data) }, nil
 }
+
+// dropPages removes the pages of a mapping from the process (they stay in
+// the page cache and come back on the next access), so that they stop
+// counting in its resident memory.
+func dropPages(data []byte) {
+	if len(data) > 0 {
+		syscall.Madvise(data, syscall.MADV_DONTNEED)
+	}
+}

@@ -1,75 +1,148 @@
 package gittree
 
 import (
-	"bufio"
 	"bytes"
-	"compress/zlib"
-	"errors"
+	"encoding/binary"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/cache"
-	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 )
 
-// pack is one pack file of the repository, its content mapped into
-// memory (read-only), and its index.
+// pack is one pack file of the repository and its index, both mapped
+// into memory read-only: their pages belong to the page cache, and a
+// reader drops them from the process now and then (dropPages), so that
+// reading every object of a large pack does not keep it all resident.
 type pack struct {
-	name  string
+	name  string // base name, for messages
 	data  []byte
-	unmap func()
-	idx   *idxfile.MemoryIndex
+	size  int64
+	idx   []byte
+	unmap []func()
+	n     int    // objects
+	names []byte // n object ids of 20 bytes, sorted
+	offs  []byte // n 4-byte offsets
+	large []byte // 8-byte offsets for offs entries with the top bit set
 }
 
-// openPacks opens every pack of gitDir. A pack that cannot be opened is
-// skipped: its objects are then read through go-git.
+// openPacks opens every pack of gitDir whose index is of version 2. A
+// pack that cannot be opened is skipped: its objects are then read
+// through go-git.
 func openPacks(gitDir string) []*pack {
 	idxs, _ := filepath.Glob(filepath.Join(gitDir, "objects", "pack", "pack-*.idx"))
 	var out []*pack
 	for _, p := range idxs {
-		idx, err := readIdx(p)
-		if err != nil {
-			continue
+		if pk, err := openPack(strings.TrimSuffix(p, ".idx")); err == nil {
+			out = append(out, pk)
 		}
-		name := strings.TrimSuffix(p, ".idx") + ".pack"
-		data, unmap, err := mapFile(name)
-		if err != nil {
-			continue
-		}
-		out = append(out, &pack{name: name, data: data, unmap: unmap, idx: idx})
 	}
 	return out
 }
 
-func readIdx(path string) (*idxfile.MemoryIndex, error) {
-	fh, err := os.Open(path)
+// openPack opens base.pack and base.idx and checks the index's layout.
+func openPack(base string) (*pack, error) {
+	idx, unmap, err := mapFile(base + ".idx")
 	if err != nil {
 		return nil, err
 	}
-	defer fh.Close()
-	idx := idxfile.NewMemoryIndex()
-	if err := idxfile.NewDecoder(bufio.NewReader(fh)).Decode(idx); err != nil {
-		return nil, fmt.Errorf("read pack index %s: %w", path, err)
+	p := &pack{name: filepath.Base(base) + ".pack", idx: idx, unmap: []func(){unmap}}
+	if err := p.parseIdx(); err != nil {
+		p.close()
+		return nil, err
 	}
-	return idx, nil
+	data, unmap, err := mapFile(base + ".pack")
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	p.unmap = append(p.unmap, unmap)
+	if len(data) < 32 || !bytes.Equal(data[:4], []byte("PACK")) || int(binary.BigEndian.Uint32(data[8:])) != p.n {
+		p.close()
+		return nil, fmt.Errorf("pack %s: not a pack of the %d objects its index lists", p.name, p.n)
+	}
+	p.data, p.size = data, int64(len(data))
+	return p, nil
 }
 
-// find returns the pack and offset of h.
+// parseIdx checks a version 2 pack index and slices its tables.
+func (p *pack) parseIdx() error {
+	d := p.idx
+	const fan = 8 + 256*4
+	if len(d) < fan+40 || !bytes.Equal(d[:8], []byte{0xff, 't', 'O', 'c', 0, 0, 0, 2}) {
+		return fmt.Errorf("pack index of %s: not a version 2 index", p.name)
+	}
+	prev := uint32(0)
+	for i := 0; i < 256; i++ {
+		v := binary.BigEndian.Uint32(d[8+4*i:])
+		if v < prev {
+			return fmt.Errorf("pack index of %s: fan-out table not sorted", p.name)
+		}
+		prev = v
+	}
+	n := int64(prev)
+	rest := int64(len(d)) - fan - 40 - 28*n
+	if rest < 0 || rest%8 != 0 {
+		return fmt.Errorf("pack index of %s: size does not match its %d objects", p.name, n)
+	}
+	p.n = int(n)
+	p.names = d[fan : fan+20*n]
+	p.offs = d[fan+24*n : fan+28*n] // after the CRC32 table
+	p.large = d[fan+28*n : fan+28*n+rest]
+	return nil
+}
+
+func (p *pack) close() {
+	for _, u := range p.unmap {
+		u()
+	}
+	p.unmap, p.data, p.idx = nil, nil, nil
+}
+
+// find returns the offset of h in the pack.
+func (p *pack) find(h plumbing.Hash) (int64, bool) {
+	lo := 0
+	if h[0] > 0 {
+		lo = int(binary.BigEndian.Uint32(p.idx[8+4*(int(h[0])-1):]))
+	}
+	hi := int(binary.BigEndian.Uint32(p.idx[8+4*int(h[0]):]))
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		switch c := bytes.Compare(p.names[20*m:20*m+20], h[:]); {
+		case c == 0:
+			off := int64(binary.BigEndian.Uint32(p.offs[4*m:]))
+			if off&0x80000000 != 0 {
+				j := off & 0x7fffffff
+				if 8*j+8 > int64(len(p.large)) {
+					return 0, false
+				}
+				off = int64(binary.BigEndian.Uint64(p.large[8*j:]))
+			}
+			if off < 12 || off >= p.size-20 {
+				return 0, false
+			}
+			return off, true
+		case c < 0:
+			lo = m + 1
+		default:
+			hi = m
+		}
+	}
+	return 0, false
+}
+
+// findPacked returns the pack and offset of h.
 func findPacked(packs []*pack, h plumbing.Hash) (int, int64, bool) {
 	for i, p := range packs {
-		if off, err := p.idx.FindOffset(h); err == nil {
+		if off, ok := p.find(h); ok {
 			return i, off, true
 		}
 	}
 	return -1, 0, false
 }
 
-// Pack object types.
+// Object types, as packs number them.
 const (
 	objCommit   = 1
 	objTree     = 2
@@ -79,117 +152,105 @@ const (
 	objREFDelta = 7
 )
 
+var typeNames = [...]string{objCommit: "commit", objTree: "tree", objBlob: "blob", objTag: "tag"}
+
 // maxDeltaChain caps the delta chain followed for one object (git writes
 // at most 50 by default, 4095 at most).
 const maxDeltaChain = 4095
 
-// header decodes the object header at off: type, size (the inflated size
-// of the object, or of the delta data for deltas), the base of a delta,
-// and the offset of the compressed data.
-func (p *pack) header(off int64) (typ int, size int64, baseOff int64, baseRef plumbing.Hash, dataOff int64, err error) {
-	d := p.data
-	if off < 12 || off >= int64(len(d)) {
-		return 0, 0, 0, baseRef, 0, fmt.Errorf("pack %s: offset %d out of range", filepath.Base(p.name), off)
+// header is the header of one packed object.
+type header struct {
+	typ     int
+	size    int64 // of the object, or of the delta data for a delta
+	baseOff int64 // of an offset delta
+	baseRef plumbing.Hash
+	dataOff int64 // where the compressed data starts
+}
+
+// header decodes the object header at off.
+func (p *pack) header(off int64) (header, error) {
+	var h header
+	if off < 12 || off >= p.size-20 {
+		return h, fmt.Errorf("pack %s: offset %d out of range", p.name, off)
 	}
-	i := off
-	next := func() (byte, bool) {
-		if i >= int64(len(d)) {
-			return 0, false
-		}
-		c := d[i]
-		i++
-		return c, true
+	s := bytes.NewReader(p.data[off : p.size-20])
+	trunc := func(err error) (header, error) {
+		return h, fmt.Errorf("pack %s: object at %d: truncated header: %w", p.name, off, err)
 	}
-	trunc := fmt.Errorf("pack %s: object at %d is truncated", filepath.Base(p.name), off)
-	c, _ := next()
-	typ = int(c>>4) & 7
-	size = int64(c & 15)
+	c, err := s.ReadByte()
+	if err != nil {
+		return trunc(err)
+	}
+	h.typ = int(c>>4) & 7
+	h.size = int64(c & 15)
 	shift := 4
 	for c&0x80 != 0 {
-		var ok bool
-		if c, ok = next(); !ok || shift > 56 {
-			return 0, 0, 0, baseRef, 0, trunc
+		if shift > 56 {
+			return h, fmt.Errorf("pack %s: object at %d: size overflows", p.name, off)
 		}
-		size |= int64(c&0x7f) << shift
+		if c, err = s.ReadByte(); err != nil {
+			return trunc(err)
+		}
+		h.size |= int64(c&0x7f) << shift
 		shift += 7
 	}
-	switch typ {
+	switch h.typ {
 	case objOFSDelta:
-		c, ok := next()
-		if !ok {
-			return 0, 0, 0, baseRef, 0, trunc
+		if c, err = s.ReadByte(); err != nil {
+			return trunc(err)
 		}
 		rel := int64(c & 0x7f)
 		for c&0x80 != 0 {
-			if c, ok = next(); !ok || rel > 1<<50 {
-				return 0, 0, 0, baseRef, 0, trunc
+			if rel > 1<<50 {
+				return h, fmt.Errorf("pack %s: delta at %d has a bad base offset", p.name, off)
+			}
+			if c, err = s.ReadByte(); err != nil {
+				return trunc(err)
 			}
 			rel = (rel+1)<<7 | int64(c&0x7f)
 		}
-		baseOff = off - rel
-		if baseOff < 12 || baseOff >= off {
-			return 0, 0, 0, baseRef, 0, fmt.Errorf("pack %s: delta at %d has a bad base offset", filepath.Base(p.name), off)
+		h.baseOff = off - rel
+		if h.baseOff < 12 || h.baseOff >= off {
+			return h, fmt.Errorf("pack %s: delta at %d has a bad base offset", p.name, off)
 		}
 	case objREFDelta:
-		if i+20 > int64(len(d)) {
-			return 0, 0, 0, baseRef, 0, trunc
+		if _, err := io.ReadFull(s, h.baseRef[:]); err != nil {
+			return trunc(err)
 		}
-		copy(baseRef[:], d[i:i+20])
-		i += 20
 	case objCommit, objTree, objBlob, objTag:
 	default:
-		return 0, 0, 0, baseRef, 0, fmt.Errorf("pack %s: object at %d has unknown type %d", filepath.Base(p.name), off, typ)
+		return h, fmt.Errorf("pack %s: object at %d has unknown type %d", p.name, off, h.typ)
 	}
-	return typ, size, baseOff, baseRef, i, nil
+	h.dataOff = p.size - 20 - int64(s.Len())
+	return h, nil
 }
 
-// sizer checks the sizes of packed objects for one goroutine. It
-// remembers the largest object of every delta chain below a base it has
-// checked, so that a base shared by many objects is inflated once.
-type sizer struct {
-	packs []*pack
-	max   map[location]int64 // a checked delta base: the largest size of its chain
-	zr    io.ReadCloser
-	buf   bytes.Reader
+// corrupt reports an object whose data does not match its header: more
+// or fewer bytes than it states, or a delta that does not fit its base or
+// its declared size.
+type corrupt struct{ msg string }
+
+func (e *corrupt) Error() string {
+	return e.msg + "; the repository is corrupt or crafted (git fsck reports it)"
 }
 
-type location struct {
-	pack int
-	off  int64
+func lie(want int64, more bool) error {
+	if more {
+		return &corrupt{fmt.Sprintf("inflates to more than the %s its header says", size(want))}
+	}
+	return &corrupt{fmt.Sprintf("inflates to fewer than the %s its header says", size(want))}
 }
 
-func newSizer(packs []*pack) *sizer {
-	return &sizer{packs: packs, max: map[location]int64{}}
-}
-
-// deltaSizes inflates the start of a delta's data and returns the base
-// and result sizes it declares.
-func (z *sizer) deltaSizes(p *pack, dataOff int64) (int64, int64, error) {
-	z.buf.Reset(p.data[dataOff:])
-	var err error
-	if z.zr == nil {
-		z.zr, err = zlib.NewReader(&z.buf)
-	} else {
-		err = z.zr.(zlib.Resetter).Reset(&z.buf, nil)
-	}
-	if err != nil {
-		z.zr = nil
-		return 0, 0, fmt.Errorf("pack %s: delta at %d: %w", filepath.Base(p.name), dataOff, err)
-	}
-	var hdr [20]byte
-	n, err := io.ReadFull(z.zr, hdr[:])
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return 0, 0, fmt.Errorf("pack %s: delta at %d: %w", filepath.Base(p.name), dataOff, err)
-	}
-	b := hdr[:n]
+// applyDelta applies a git delta to base, producing at most limit bytes:
+// the result's size is read from the delta before anything is made, and
+// every instruction is checked against it and against base.
+func applyDelta(base, delta []byte, limit int64) ([]byte, error) {
 	varint := func() (int64, bool) {
 		var v int64
-		shift := 0
-		for len(b) > 0 && shift < 63 {
-			c := b[0]
-			b = b[1:]
+		for shift := 0; len(delta) > 0 && shift < 63; shift += 7 {
+			c := delta[0]
+			delta = delta[1:]
 			v |= int64(c&0x7f) << shift
-			shift += 7
 			if c&0x80 == 0 {
 				return v, true
 			}
@@ -199,9 +260,57 @@ func (z *sizer) deltaSizes(p *pack, dataOff int64) (int64, int64, error) {
 	src, ok1 := varint()
 	dst, ok2 := varint()
 	if !ok1 || !ok2 {
-		return 0, 0, fmt.Errorf("pack %s: delta at %d has a malformed header", filepath.Base(p.name), dataOff)
+		return nil, &corrupt{"is a delta with a malformed header"}
 	}
-	return src, dst, nil
+	if dst > limit {
+		return nil, &tooLarge{size: dst}
+	}
+	if src != int64(len(base)) {
+		return nil, &corrupt{fmt.Sprintf("is a delta of a base of %s, but its base is %s", size(src), size(int64(len(base))))}
+	}
+	out := make([]byte, 0, dst)
+	for len(delta) > 0 {
+		c := delta[0]
+		delta = delta[1:]
+		switch {
+		case c&0x80 != 0:
+			var off, n int64
+			for i := 0; i < 7; i++ {
+				if c&(1<<i) == 0 {
+					continue
+				}
+				if len(delta) == 0 {
+					return nil, &corrupt{"is a delta with a truncated copy instruction"}
+				}
+				if i < 4 {
+					off |= int64(delta[0]) << (8 * i)
+				} else {
+					n |= int64(delta[0]) << (8 * (i - 4))
+				}
+				delta = delta[1:]
+			}
+			if n == 0 {
+				n = 0x10000
+			}
+			if off+n > int64(len(base)) || int64(len(out))+n > dst {
+				return nil, &corrupt{fmt.Sprintf("is a delta that copies beyond its base or its declared size of %s", size(dst))}
+			}
+			out = append(out, base[off:off+n]...)
+		case c != 0:
+			n := int(c)
+			if n > len(delta) || int64(len(out)+n) > dst {
+				return nil, &corrupt{fmt.Sprintf("is a delta that inserts beyond its data or its declared size of %s", size(dst))}
+			}
+			out = append(out, delta[:n]...)
+			delta = delta[n:]
+		default:
+			return nil, &corrupt{"is a delta with the reserved instruction 0"}
+		}
+	}
+	if int64(len(out)) != dst {
+		return nil, &corrupt{fmt.Sprintf("is a delta that makes %s, not the %s it declares", size(int64(len(out))), size(dst))}
+	}
+	return out, nil
 }
 
 // tooLarge reports an object of a delta chain over the limit.
@@ -211,93 +320,3 @@ type tooLarge struct {
 }
 
 func (e *tooLarge) Error() string { return fmt.Sprintf("%d bytes", e.size) }
-
-// check returns the size of the object at off in pack k without inflating
-// more than delta headers, and refuses (*tooLarge) an object, or any base
-// of its delta chain, larger than limit: resolving a delta inflates its
-// base whole, so a small result on a huge base is a bomb too.
-func (z *sizer) check(k int, off int64, limit int64) (int64, error) {
-	type step struct {
-		at   location
-		size int64
-	}
-	var chain []step
-	result := int64(-1)
-	at := location{k, off}
-	chainMax := int64(0)
-	for depth := 0; ; depth++ {
-		if depth > maxDeltaChain {
-			return 0, fmt.Errorf("pack %s: the delta chain of the object at %d is longer than %d", filepath.Base(z.packs[k].name), off, maxDeltaChain)
-		}
-		if m, ok := z.max[at]; ok && depth > 0 {
-			chainMax = m
-			break
-		}
-		p := z.packs[at.pack]
-		typ, size, baseOff, baseRef, dataOff, err := p.header(at.off)
-		if err != nil {
-			return 0, err
-		}
-		if typ != objOFSDelta && typ != objREFDelta {
-			if result < 0 {
-				result = size
-			}
-			chain = append(chain, step{at, size})
-			break
-		}
-		src, dst, err := z.deltaSizes(p, dataOff)
-		if err != nil {
-			return 0, err
-		}
-		if result < 0 {
-			result = dst
-		}
-		if dst > limit {
-			return 0, &tooLarge{size: dst, base: depth > 0}
-		}
-		if src > limit {
-			return 0, &tooLarge{size: src, base: true}
-		}
-		chain = append(chain, step{at, max(src, dst)})
-		if typ == objOFSDelta {
-			at = location{at.pack, baseOff}
-			continue
-		}
-		i, o, ok := findPacked(z.packs, baseRef)
-		if !ok {
-			return 0, fmt.Errorf("pack %s: delta base %s is missing", filepath.Base(p.name), baseRef)
-		}
-		at = location{i, o}
-	}
-	// Remember the largest size below every base of the chain.
-	for i := len(chain) - 1; i >= 0; i-- {
-		chainMax = max(chainMax, chain[i].size)
-		if i > 0 {
-			z.max[chain[i].at] = chainMax
-		}
-	}
-	if chainMax > limit {
-		return 0, &tooLarge{size: chainMax, base: chainMax != result}
-	}
-	return result, nil
-}
-
-// reader returns a go-git pack reader over p's memory, for one goroutine.
-// Without a file system, go-git reads every object into memory, which
-// checkSize has bounded.
-func (p *pack) reader() *packfile.Packfile {
-	return packfile.NewPackfileWithCache(p.idx, nil, &memFile{Reader: bytes.NewReader(p.data), name: p.name}, cache.NewObjectLRU(8*cache.MiByte), 0)
-}
-
-// memFile is a read-only billy.File over bytes, for packfile.NewPackfile.
-type memFile struct {
-	*bytes.Reader
-	name string
-}
-
-func (m *memFile) Name() string              { return m.name }
-func (m *memFile) Write([]byte) (int, error) { return 0, errors.New("read-only") }
-func (m *memFile) Close() error              { return nil }
-func (m *memFile) Lock() error               { return nil }
-func (m *memFile) Unlock() error             { return nil }
-func (m *memFile) Truncate(int64) error      { return errors.New("read-only") }

@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 )
 
 // ReadFiles reads the regular files at paths and calls fn(i, data, err)
@@ -30,7 +29,10 @@ func (f *FS) ReadFiles(paths []string, workers int, fn func(i int, data []byte, 
 	}
 	items := make([]item, len(paths))
 	f.mu.Lock()
-	f.openPacks()
+	var packs []*pack
+	if f.objs != nil {
+		packs = f.objs.packList()
+	}
 	for i, p := range paths {
 		n, err := f.fileNode("read", p)
 		if err != nil {
@@ -38,11 +40,10 @@ func (f *FS) ReadFiles(paths []string, workers int, fn func(i int, data []byte, 
 			return err
 		}
 		items[i] = item{i: int32(i), pack: -1, h: n.hash}
-		if k, off, ok := findPacked(f.packs, n.hash); ok {
+		if k, off, ok := findPacked(packs, n.hash); ok {
 			items[i].pack, items[i].off = int32(k), off
 		}
 	}
-	packs := f.packs
 	f.mu.Unlock()
 	sort.Slice(items, func(a, b int) bool {
 		if items[a].pack != items[b].pack {
@@ -82,15 +83,17 @@ func (f *FS) ReadFiles(paths []string, workers int, fn func(i int, data []byte, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			readers := make([]*packfile.Packfile, len(packs))
-			z := newSizer(packs)
+			var rd *reader
+			if f.objs != nil {
+				rd = newReader(f.objs, packs)
+			}
 			for k := lo; k < hi; k++ {
 				if k%64 == 0 && stopped() {
 					return
 				}
 				it := items[k]
 				p := paths[it.i]
-				data, ferr, err := f.readOne(packs, readers, z, p, it.h, int(it.pack), it.off)
+				data, ferr, err := f.readOne(rd, p, it.h, it.pack >= 0)
 				if err != nil {
 					stop(err)
 					return
@@ -106,49 +109,31 @@ func (f *FS) ReadFiles(paths []string, workers int, fn func(i int, data []byte, 
 	return stopErr
 }
 
-// readOne reads one blob for ReadFiles: from its pack without holding mu
-// when it is packed, through object otherwise. ferr is a per-file error.
-func (f *FS) readOne(packs []*pack, readers []*packfile.Packfile, z *sizer, p string, h plumbing.Hash, k int, off int64) (data []byte, ferr, err error) {
+// readOne reads one blob for ReadFiles: a packed one with the worker's
+// reader, without holding mu; others through object. ferr is a per-file
+// error (a file over the limit).
+func (f *FS) readOne(rd *reader, p string, h plumbing.Hash, packed bool) (data []byte, ferr, err error) {
 	perFile := func(err error) ([]byte, error, error) {
-		var te *Error
-		if errors.As(err, &te) && errors.Is(err, ErrFileTooLarge) {
+		if errors.Is(err, ErrFileTooLarge) {
 			return nil, err, nil
 		}
 		return nil, nil, err
 	}
-	if k >= 0 {
-		sz, err := z.check(k, off, f.lim.FileSize)
-		var big *tooLarge
-		if errors.As(err, &big) {
-			e := &Error{Path: p, Kind: "blob", ID: h.String(), Err: ErrFileTooLarge}
-			if big.base {
-				e.Msg = "is stored as a delta of an object of " + size(big.size) + ", more than the limit of " + size(f.lim.FileSize) + " for " + fileWhat
-			} else {
-				e.Msg = "is " + size(big.size) + ", more than the limit of " + size(f.lim.FileSize) + " for " + fileWhat
-			}
-			return nil, e, nil
+	if packed && rd != nil {
+		b, _, err := rd.read(h, "blob", f.lim.FileSize)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if err != nil {
+			return perFile(f.objectError(p, "blob", h, f.lim.FileSize, fileWhat, err))
 		}
-		if err == nil {
-			f.mu.Lock()
-			err = f.count(p, "blob", h, sz)
-			f.mu.Unlock()
-			if err != nil {
-				return nil, nil, err
-			}
-			if readers[k] == nil {
-				readers[k] = packs[k].reader()
-			}
-			if b, err := readPacked(readers[k], h, off, sz); err == nil {
-				return b, nil, nil
-			}
-			f.mu.Lock()
-			f.bytes -= sz
-			f.mu.Unlock()
+		if err := f.count(p, "blob", h, int64(len(b))); err != nil {
+			return nil, nil, err
 		}
+		return b, nil, nil
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	b, err := f.object(p, "blob", h, f.lim.FileSize, fileWhat)
+	b, err := f.object(p, "blob", h, f.lim.FileSize, fileWhat, false)
 	if err != nil {
 		return perFile(err)
 	}
