@@ -10,24 +10,27 @@
 # order, ROUNDS times each:
 #   nix      nix-build --no-out-link -A top (evaluate, write nothing new,
 #            build nothing)
-#   poison   poison build -f wide.nix -A top (evaluate through
+#   poison   poison build --no-link -f wide.nix -A top (evaluate through
 #            nix-instantiate, load and check the closure, write nothing,
 #            ask the daemon to build: all valid)
 #
 # Usage: scripts/bench-build-noop.sh [N]     (default 1000)
-# Env: ROUNDS (default 7), BENCH_DIR (default /tmp/poison-bench-noop).
+# Env: ROUNDS (default 11), BENCH_DIR (default /tmp/poison-bench-noop),
+#      POISON (the poison binary to measure; default: built from this tree).
+# Wall times are taken with the shell's microsecond clock (EPOCHREALTIME).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 n=${1:-1000}
-rounds=${ROUNDS:-7}
+rounds=${ROUNDS:-11}
 dir=${BENCH_DIR:-/tmp/poison-bench-noop}
 mkdir -p "$dir"
 export NIX_CONFIG="substituters =
 ${NIX_CONFIG:-}"
 file=$PWD/testdata/daemon/wide.nix
 nonce=noop-$n
-go build -o "$dir/poison" ./cmd/poison
+poison=${POISON:-$dir/poison}
+[ -n "${POISON:-}" ] || go build -o "$dir/poison" ./cmd/poison
 
 echo "bench: building the closure of $((n + 1)) derivations once" >&2
 nix-build --no-out-link "$file" -A top --arg n "$n" --argstr nonce "$nonce" >"$dir/built" 2>"$dir/build.err" ||
@@ -46,23 +49,25 @@ for r in $(seq 0 $((rounds - 1))); do
 		if [ "$m" = nix ]; then
 			cmd=(nix-build --no-out-link "$file" -A top --arg n "$n" --argstr nonce "$nonce")
 		else
-			cmd=("$dir/poison" build --lock "$dir/poison.lock" --max-age 0 --print-out-paths -f "$file" -A top --arg n "$n" --argstr nonce "$nonce")
+			cmd=("$poison" build --no-link --lock "$dir/poison.lock" --max-age 0 --print-out-paths -f "$file" -A top --arg n "$n" --argstr nonce "$nonce")
 		fi
-		/usr/bin/time -f "%e" -o "$dir/run.time" "${cmd[@]}" >"$dir/run.out" 2>"$dir/run.err" || { cat "$dir/run.err" >&2; exit 1; }
+		t0=$EPOCHREALTIME
+		"${cmd[@]}" >"$dir/run.out" 2>"$dir/run.err" || { cat "$dir/run.err" >&2; exit 1; }
+		t1=$EPOCHREALTIME
 		if ! cmp -s "$dir/run.out" "$dir/built"; then
 			echo "bench: $m printed $(cat "$dir/run.out"), want $(cat "$dir/built")" >&2
 			exit 1
 		fi
-		t=$(cat "$dir/run.time")
+		t=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')
 		echo "$t" >>"$dir/$m.s"
-		printf 'round %d: %-6s %6.3f s  load %s\n' "$r" "$m" "$t" "$(cut -d' ' -f1 /proc/loadavg)"
+		printf 'round %d: %-6s %7.4f s  load %s\n' "$r" "$m" "$t" "$(cut -d' ' -f1 /proc/loadavg)"
 	done
 done
 awk -v p="$(median <"$dir/poison.s")" -v x="$(median <"$dir/nix.s")" -v n="$n" -v rounds="$rounds" \
 	-v load="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
 	printf "closure        %d derivations, all built, nothing poisoned; %d rounds, medians\n", n + 1, rounds
-	printf "nix-build      %.3f s\n", x
-	printf "poison build   %.3f s\n", p
+	printf "nix-build      %.4f s\n", x
+	printf "poison build   %.4f s\n", p
 	printf "poison/nix     %.2f  (target <= 1.1)\n", p / x
 	printf "load average   %s (2 shared cores: wall times are noisy when it is high)\n", load
 }'

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -217,22 +218,36 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 		defer dp.Close()
 		ex, jobs = dp, dp.Slots()
 	}
-	// Connect first: a missing daemon is the most common problem.
-	conn, err := p.Get(ctx)
-	if err != nil {
-		return withHint(fmt.Errorf("build: connect to store %s: %w", o.store, err), connectHint(o.store, "pass --store URI"))
-	}
-	if o.builders != "" && !fleet {
-		if err := checkBuilders(ctx, o.store, dopts); err != nil {
-			p.Put(conn, false)
-			return err
+	// Connect while nix-instantiate evaluates: the daemon forks its
+	// worker meanwhile (on a build with nothing to do, connecting was a
+	// fifth of what poison adds to nix-build). A missing daemon is the
+	// most common problem: a failed connection stops the evaluation and
+	// is what is reported.
+	rctx, stopResolve := context.WithCancel(ctx)
+	defer stopResolve()
+	wc := &waitConn{done: make(chan struct{})}
+	go func() {
+		defer close(wc.done)
+		if wc.c, wc.err = p.Get(ctx); wc.err != nil {
+			wc.err = withHint(fmt.Errorf("build: connect to store %s: %w", o.store, wc.err), connectHint(o.store, "pass --store URI"))
+		} else if o.builders != "" && !fleet {
+			if wc.err = checkBuilders(ctx, o.store, dopts); wc.err != nil {
+				p.Put(wc.c, false)
+			}
 		}
-	}
-	iroots, err := installable.Resolve(ctx, conn, installable.Options{
+		if wc.err != nil {
+			stopResolve()
+		}
+	}()
+	iroots, err := installable.Resolve(rctx, wc, installable.Options{
 		Dir: e.dir, StoreDir: storeDir, Attrs: o.attrs, Args: o.args, Include: o.include,
 		File: absOrEmpty(e, o.file), Expr: o.expr, Store: instantiateStore(o.store),
 	}, o.installables)
-	p.Put(conn, err != nil)
+	<-wc.done
+	if wc.err != nil {
+		return wc.err
+	}
+	p.Put(wc.c, err != nil)
 	if err != nil {
 		return fmt.Errorf("%w", err)
 	}
@@ -242,7 +257,11 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 	}
 
 	realDir := chrootStoreDir(o.store, storeDir)
+	// Nearly everything LoadClosure allocates stays live: collecting
+	// while it runs only re-marks the growing closure.
+	gc := debug.SetGCPercent(-1)
 	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: storeDir, RealStoreDir: realDir}, roots)
+	debug.SetGCPercent(gc)
 	if err != nil {
 		return fmt.Errorf("build: %w", err)
 	}
@@ -519,6 +538,39 @@ func (a *nixArg) Placeholder() string {
 
 // instantiateStore is the --store nix-instantiate gets: chroot and other
 // local stores; the daemon and remote stores evaluate locally.
+// waitConn is the installable.Store of a connection still being made:
+// its methods wait for it.
+type waitConn struct {
+	done chan struct{} // closed when c or err is set
+	c    *daemon.Conn
+	err  error
+}
+
+func (w *waitConn) conn(ctx context.Context) (*daemon.Conn, error) {
+	select {
+	case <-w.done:
+		return w.c, w.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (w *waitConn) QueryPathInfo(ctx context.Context, path string) (*daemon.PathInfo, error) {
+	c, err := w.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.QueryPathInfo(ctx, path)
+}
+
+func (w *waitConn) IsValidPath(ctx context.Context, path string) (bool, error) {
+	c, err := w.conn(ctx)
+	if err != nil {
+		return false, err
+	}
+	return c.IsValidPath(ctx, path)
+}
+
 func instantiateStore(store string) string {
 	if store == "auto" || store == "daemon" || strings.HasPrefix(store, "ssh-ng://") {
 		return ""
