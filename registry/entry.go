@@ -148,7 +148,6 @@ func (d *entryDecoder) decode(now time.Time) *Entry {
 	e.Date = d.date(m, now)
 
 	seenDrv := map[string]string{} // path -> key where first listed
-	seenOut := map[string]string{}
 	if v, ok := m["derivation"]; ok {
 		tables, ok := tableArray(v)
 		if !ok {
@@ -156,7 +155,7 @@ func (d *entryDecoder) decode(now time.Time) *Entry {
 		}
 		for i, t := range tables {
 			key := "derivation[" + strconv.Itoa(i) + "]"
-			if drv, ok := d.derivation(key, t, seenDrv, seenOut); ok {
+			if drv, ok := d.derivation(key, t, seenDrv); ok {
 				e.Derivations = append(e.Derivations, drv)
 			}
 		}
@@ -241,7 +240,7 @@ func (d *entryDecoder) date(m map[string]any, now time.Time) time.Time {
 	return day
 }
 
-func (d *entryDecoder) derivation(key string, t map[string]any, seenDrv, seenOut map[string]string) (Derivation, bool) {
+func (d *entryDecoder) derivation(key string, t map[string]any, seenDrv map[string]string) (Derivation, bool) {
 	var drv Derivation
 	ok := true
 	for _, k := range sortedKeys(t) {
@@ -290,6 +289,11 @@ func (d *entryDecoder) derivation(key string, t map[string]any, seenDrv, seenOut
 		d.at(Warning, key+".outputs", "is empty; record the outputs of %s with poison add", p.Base())
 	}
 	name := p.DrvName()
+	// An output listed twice in one derivation is a mistake. Listed under
+	// two derivations of the entry it is not: fixed-output twins (the same
+	// source fetched from two URLs) are different .drv files with the same
+	// output path. The lock counts it once per entry all the same.
+	seenOut := map[string]string{}
 	for i, o := range list {
 		ok2 := true
 		okey := key + ".outputs[" + strconv.Itoa(i) + "]"

@@ -187,6 +187,23 @@ func TestSerials(t *testing.T) {
 			names: map[string]int{"a": 2},
 		},
 		{
+			name: "fixed-output twins in one entry: the shared output counts once",
+			entries: []string{
+				entry(deriv(drvA, outA)+deriv(drvA2, outA), ""),
+			},
+			drvs:  map[string]int{drvA: 1, drvA2: 1},
+			names: map[string]int{"a": 1},
+		},
+		{
+			name: "twins in one entry and one of them in another: 2",
+			entries: []string{
+				entry(deriv(drvA, outA)+deriv(drvA2, outA), ""),
+				entry(deriv(drvA2, outA), ""),
+			},
+			drvs:  map[string]int{drvA: 2, drvA2: 2},
+			names: map[string]int{"a": 2},
+		},
+		{
 			name:    "a name and a derivation of that name in one entry count once",
 			entries: []string{entry(deriv(drvA, outA), `"a", "zlib"`), entry("", `"a"`)},
 			drvs:    map[string]int{drvA: 1},
