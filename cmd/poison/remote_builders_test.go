@@ -2,10 +2,12 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/poison-nix/poison/internal/daemontest"
 	"github.com/poison-nix/poison/internal/fleettest"
 	"github.com/poison-nix/poison/internal/nixtest"
 )
@@ -123,4 +125,45 @@ func TestBuildersFlag(t *testing.T) {
 			t.Errorf("the host was contacted %d times", n-before)
 		}
 	})
+}
+
+// TestBuildersFlagModernNix: a Nix 2.26 daemon says in the handshake
+// whether it trusts the client (protocol 1.35): poison refuses
+// --builders when it does not, and goes on when it does.
+func TestBuildersFlagModernNix(t *testing.T) {
+	bin := daemontest.ModernNix(t)
+	f := fleettest.Start(t, 1, nil)
+	machine := f.Machine("ssh-ng", f.Hosts[0].Name, 2, 1, "", "")
+	// Not in the 2.26 store: a trusted client gets past the check and
+	// stops at the missing .drv.
+	drv := "/nix/store/" + strings.Repeat("0", 32) + "-missing.drv"
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		refused bool
+	}{
+		{"not trusted", []string{"--option", "trusted-users", "nobody"}, true},
+		{"trusted", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := daemontest.StartWith(t, daemontest.Config{Program: filepath.Join(bin, "nix-daemon"), Args: tc.args, Env: []string{}})
+			dir := t.TempDir()
+			writeLock(t, dir)
+			code, _, stderr := runPoisonRemote(t, dir, nil, "build", "--store", d.URI(), "--builders", machine, drv)
+			errs, hints := errorLines(stderr)
+			if code != 1 || len(errs) != 1 {
+				t.Fatalf("exit %d, errors %q\n%s", code, errs, stderr)
+			}
+			refused := strings.Contains(errs[0], "ignores --builders: the daemon does not trust this user")
+			if refused != tc.refused {
+				t.Fatalf("refused = %v, want %v: %q", refused, tc.refused, errs[0])
+			}
+			if tc.refused && (len(hints) != 1 || !strings.Contains(hints[0], "trusted-users")) {
+				t.Errorf("hints %q", hints)
+			}
+			if len(f.Hosts[0].Commands(t)) != 0 {
+				t.Errorf("the host was contacted")
+			}
+		})
+	}
 }

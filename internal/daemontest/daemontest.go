@@ -39,31 +39,93 @@ func (d *Daemon) PID() int { return d.cmd.Process.Pid }
 func (d *Daemon) URI() string { return "unix://" + d.Socket }
 
 // Start runs `nix-daemon` listening on a socket of its own (through
-// NIX_DAEMON_SOCKET_PATH), in its own process group, and stops it when
-// the test ends. It skips or fails like nixtest.Need when Nix is absent.
+// NIX_DAEMON_SOCKET_PATH), in its own process group, with the test's Nix
+// settings (nixtest.Environ), and stops it when the test ends. It skips
+// or fails like nixtest.Need when Nix is absent.
 func Start(t testing.TB) *Daemon {
+	t.Helper()
+	return StartWith(t, Config{})
+}
+
+// Config says how StartWith runs a daemon.
+type Config struct {
+	// Program is the daemon's executable, "nix-daemon" when empty (a Nix
+	// 2.26 wrapper: ModernNix).
+	Program string
+	// Args are its arguments ("--option", "trusted-users", "nobody").
+	Args []string
+	// Env is added to the daemon's environment: the test's, without
+	// NIX_REMOTE (a daemon whose workers connect to a daemon forks
+	// without end) and, when Env sets them, without the test's
+	// NIX_CONFIG, NIX_CONF_DIR and NIX_SSHOPTS. When Env is nil the
+	// test's Nix settings (nixtest.Environ) are added.
+	Env []string
+}
+
+// StartWith runs a daemon as configured by cfg, on a socket of its own in
+// a world-readable directory (Daemon.Dir), in its own process group; its
+// output goes to Dir/daemon.log. It is killed with the processes it
+// forked when the test ends.
+func StartWith(t testing.TB, cfg Config) *Daemon {
 	t.Helper()
 	nixtest.Need(t)
 	dir := WorldDir(t)
 	d := &Daemon{Dir: dir, Socket: filepath.Join(dir, "socket"), done: make(chan struct{})}
-	cmd := exec.Command("nix-daemon")
-	cmd.Env = append(os.Environ(), nixtest.Environ()...)
-	cmd.Env = append(cmd.Env, "NIX_DAEMON_SOCKET_PATH="+d.Socket)
+	prog := cfg.Program
+	if prog == "" {
+		prog = "nix-daemon"
+	}
+	cmd := exec.Command(prog, cfg.Args...)
+	set := map[string]bool{}
+	for _, e := range cfg.Env {
+		set[e[:strings.IndexByte(e, '=')+1]] = true
+	}
+	for _, e := range os.Environ() {
+		name := e[:strings.IndexByte(e, '=')+1]
+		if name == "NIX_REMOTE=" || name == "NIX_DAEMON_SOCKET_PATH=" || set[name] ||
+			(len(cfg.Env) > 0 && (name == "NIX_CONFIG=" || name == "NIX_CONF_DIR=" || name == "NIX_SSHOPTS=")) {
+			continue
+		}
+		cmd.Env = append(cmd.Env, e)
+	}
+	if cfg.Env == nil {
+		cmd.Env = append(cmd.Env, nixtest.Environ()...)
+	}
+	cmd.Env = append(append(cmd.Env, cfg.Env...), "NIX_DAEMON_SOCKET_PATH="+d.Socket)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	errFile, err := os.Create(filepath.Join(dir, "daemon.stderr"))
+	logf, err := os.Create(filepath.Join(dir, "daemon.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer errFile.Close()
-	cmd.Stderr = errFile
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start nix-daemon: %v", err)
+		t.Fatalf("start %s: %v", prog, err)
 	}
 	d.cmd = cmd
 	go func() { cmd.Wait(); close(d.done) }()
 	t.Cleanup(d.Kill)
-	WaitAccepting(t, d.Socket, d.done, errFile.Name())
+	WaitAccepting(t, d.Socket, d.done, logf.Name())
 	return d
+}
+
+// ModernNix returns the bin directory of Nix 2.26 named by
+// POISON_MODERN_NIX (made by scripts/modern-nix.sh). It skips t when the
+// variable is unset, and fails it then under POISON_REQUIRE_NIX=1 or when
+// the Nix there does not run.
+func ModernNix(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv("POISON_MODERN_NIX")
+	if bin == "" {
+		if nixtest.Required() {
+			t.Fatal("Nix 2.26 is required (POISON_REQUIRE_NIX=1) but POISON_MODERN_NIX is not set; run scripts/modern-nix.sh DIR and set POISON_MODERN_NIX=DIR/bin")
+		}
+		t.Skip("set POISON_MODERN_NIX=DIR/bin (scripts/modern-nix.sh DIR) to test against Nix 2.26")
+	}
+	if out, err := exec.Command(filepath.Join(bin, "nix-daemon"), "--version").CombinedOutput(); err != nil {
+		t.Fatalf("POISON_MODERN_NIX=%s: nix-daemon --version: %v: %s (rerun scripts/modern-nix.sh)", bin, err, out)
+	}
+	return bin
 }
 
 // WaitAccepting waits until a nix-daemon started by a test accepts a
@@ -93,19 +155,24 @@ func WaitAccepting(t testing.TB, socket string, done <-chan struct{}, log string
 	}
 }
 
-// Kill kills the daemon and the connection processes it forked (they run
-// in sessions of their own, so they are found as its children in /proc),
-// then removes the socket. Builders may survive.
+// Kill kills the daemon, the connection processes it forked (they run in
+// sessions of their own, so they are found as its descendants in /proc)
+// and their children (build hooks, ssh), then removes the socket.
+// Builders in a sandbox of their own may survive.
 func (d *Daemon) Kill() {
 	if d.cmd == nil || d.cmd.Process == nil {
 		return
 	}
 	pid := d.cmd.Process.Pid
-	kids := procs.Children(pid)
-	syscall.Kill(-pid, syscall.SIGKILL)
-	for _, k := range kids {
-		syscall.Kill(k, syscall.SIGKILL)
+	var kill func(p int)
+	kill = func(p int) {
+		for _, k := range procs.Children(p) {
+			kill(k)
+			syscall.Kill(k, syscall.SIGKILL)
+		}
 	}
+	kill(pid)
+	syscall.Kill(-pid, syscall.SIGKILL)
 	<-d.done
 	os.Remove(d.Socket)
 }

@@ -14,12 +14,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/poison-nix/poison/internal/daemontest"
-	"github.com/poison-nix/poison/internal/nixtest"
-	"github.com/poison-nix/poison/internal/procs"
 	"github.com/poison-nix/poison/internal/remotetest"
 )
 
@@ -127,14 +124,9 @@ func System() string {
 // NixDaemon is a private nix-daemon on this machine's store whose
 // nix.conf sends every build to remote builders.
 type NixDaemon struct {
-	Socket  string
+	*daemontest.Daemon
 	ConfDir string
-	cmd     *exec.Cmd
-	done    chan struct{}
 }
-
-// URI returns "unix://SOCKET".
-func (d *NixDaemon) URI() string { return "unix://" + d.Socket }
 
 // StartNixDaemon starts a nix-daemon on its own socket with `builders =
 // builders`, `max-jobs = 0` and extra appended to its nix.conf; it
@@ -142,52 +134,14 @@ func (d *NixDaemon) URI() string { return "unix://" + d.Socket }
 // its children when the test ends.
 func (f *Fleet) StartNixDaemon(t testing.TB, builders, extra string) *NixDaemon {
 	t.Helper()
-	nixtest.Need(t)
-	dir := daemontest.WorldDir(t)
-	d := &NixDaemon{Socket: filepath.Join(dir, "socket"), ConfDir: filepath.Join(dir, "etc"), done: make(chan struct{})}
-	if err := os.MkdirAll(d.ConfDir, 0o755); err != nil {
+	confDir := filepath.Join(daemontest.WorldDir(t), "etc")
+	if err := os.MkdirAll(confDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	conf := fmt.Sprintf("builders = %s\nmax-jobs = 0\nsubstituters =\nrequire-sigs = false\nbuilders-use-substitutes = false\n%s\n", builders, extra)
-	if err := os.WriteFile(filepath.Join(d.ConfDir, "nix.conf"), []byte(conf), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(confDir, "nix.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("nix-daemon")
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "NIX_CONFIG=") && !strings.HasPrefix(e, "NIX_CONF_DIR=") && !strings.HasPrefix(e, "NIX_SSHOPTS=") {
-			cmd.Env = append(cmd.Env, e)
-		}
-	}
-	cmd.Env = append(cmd.Env, "NIX_CONF_DIR="+d.ConfDir, "NIX_DAEMON_SOCKET_PATH="+d.Socket, "NIX_SSHOPTS="+f.NixSSHOpts())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logf, err := os.Create(filepath.Join(dir, "daemon.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start nix-daemon: %v", err)
-	}
-	d.cmd = cmd
-	go func() { cmd.Wait(); close(d.done) }()
-	t.Cleanup(d.kill)
-	daemontest.WaitAccepting(t, d.Socket, d.done, logf.Name())
-	return d
-}
-
-// kill kills the daemon, the connection processes it forked and their
-// children (build hooks, ssh).
-func (d *NixDaemon) kill() {
-	pid := d.cmd.Process.Pid
-	var kill func(p int)
-	kill = func(p int) {
-		for _, k := range procs.Children(p) {
-			kill(k)
-			syscall.Kill(k, syscall.SIGKILL)
-		}
-	}
-	kill(pid)
-	syscall.Kill(-pid, syscall.SIGKILL)
-	<-d.done
+	d := daemontest.StartWith(t, daemontest.Config{Env: []string{"NIX_CONF_DIR=" + confDir, "NIX_SSHOPTS=" + f.NixSSHOpts()}})
+	return &NixDaemon{Daemon: d, ConfDir: confDir}
 }
