@@ -32,6 +32,7 @@ cd "$(dirname "$0")/.."
 nodes=${1:-20000}
 seed=${2:-1}
 rounds=${ROUNDS:-3}
+# shellcheck disable=SC2206
 modes=(${MODES:-poison nix nixd})
 dir=${BENCH_DIR:-/tmp/poison-bench-write}
 mkdir -p "$dir"
