@@ -124,18 +124,21 @@ func (s *serials) add(e *Entry) {
 func Load(fsys fs.FS, opts LoadOptions) (*Registry, error) {
 	lim := opts.Limits.WithDefaults()
 	if t, ok := fsys.(*gittree.FS); ok {
-		return load(fsys, t.ReadFiles, opts)
+		r, err := load(fsys, t.ReadFiles, opts)
+		return r, limitError(err)
 	}
-	return load(fsys, parallelReader(opts.Parallelism, func(name string) ([]byte, error) { return readLimited(fsys, name, lim.FileSize) }), opts)
+	r, err := load(fsys, parallelReader(opts.Parallelism, func(name string) ([]byte, error) { return readLimited(fsys, name, lim.FileSize) }), opts)
+	return r, limitError(err)
 }
 
 // LoadDir is Load of the work tree dir (like os.DirFS(dir)), reading files
 // with fewer system calls.
 func LoadDir(dir string, opts LoadOptions) (*Registry, error) {
 	lim := opts.Limits.WithDefaults()
-	return load(os.DirFS(dir), parallelReader(opts.Parallelism, func(name string) ([]byte, error) {
+	r, err := load(os.DirFS(dir), parallelReader(opts.Parallelism, func(name string) ([]byte, error) {
 		return readFileFast(filepath.Join(dir, filepath.FromSlash(name)), lim.FileSize)
 	}), opts)
+	return r, limitError(err)
 }
 
 // readAll reads files[i] for every i and calls fn with its content or a
@@ -204,9 +207,9 @@ func readLimited(fsys fs.FS, name string, limit int64) ([]byte, error) {
 func tooLargeMessage(err error, limit int64, what string) string {
 	var te *gittree.Error
 	if errors.As(err, &te) {
-		return fmt.Sprintf("blob %s %s; %s", te.ID, te.Msg, what)
+		return fmt.Sprintf("blob %s %s; %s%s", te.ID, te.Msg, what, limitHint("FileSize"))
 	}
-	return fmt.Sprintf("file is more than the limit of %d bytes; %s", limit, what)
+	return fmt.Sprintf("file is more than the limit of %d bytes; %s%s", limit, what, limitHint("FileSize"))
 }
 
 func isTooLarge(err error) bool {
@@ -325,14 +328,14 @@ func walk(fsys fs.FS, root string, lim Limits, fn func(p string, d fs.DirEntry))
 		top.ents = top.ents[1:]
 		p := top.dir + "/" + d.Name()
 		if seen++; seen > lim.Entries {
-			return fmt.Errorf("%s: more than the limit of %d files and directories", gittree.QuotePath(p), lim.Entries)
+			return fmt.Errorf("%s: more than the limit of %d files and directories%s", gittree.QuotePath(p), lim.Entries, limitHint("Entries"))
 		}
 		fn(p, d)
 		if !d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
 			continue
 		}
 		if depth := strings.Count(p, "/") + 1; depth > lim.Depth {
-			return fmt.Errorf("%s: nested %d directories deep, more than the limit of %d", gittree.QuotePath(p), depth, lim.Depth)
+			return fmt.Errorf("%s: nested %d directories deep, more than the limit of %d%s", gittree.QuotePath(p), depth, lim.Depth, limitHint("Depth"))
 		}
 		ents, err := fs.ReadDir(fsys, p)
 		if err != nil {

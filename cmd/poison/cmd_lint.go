@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/poison-nix/poison/internal/settings"
@@ -19,16 +20,18 @@ type lintOptions struct {
 	rev      string
 	ff       bool
 	format   string
+	limits   registry.Limits
 }
 
 func lintCommand() command {
 	return command{
 		name:    "lint",
 		summary: "validate a registry: every entry, registry.toml and (with --base) append-only history",
-		usage:   "[--registry DIR] [--rev REV] [--base REV [--fast-forward]] [--json | --format text|json]",
+		usage: "[--registry DIR] [--rev REV] [--base REV [--fast-forward]] [--json | --format text|json] [--max-entries N] [--max-tree-depth N]\n" +
+			"              [--max-entry-size SIZE] [--max-tree-size SIZE] [--max-registry-bytes SIZE]",
 		setup: func(fs *flag.FlagSet) runFunc {
 			var o lintOptions
-			sf := settings.Register(fs, "registry")
+			sf := settings.Register(fs, append([]string{"registry"}, settings.LimitSettings...)...)
 			fs.StringVar(&o.base, "base", "", "also refuse history since `REV` that deleted, renamed or modified an entry")
 			fs.BoolVar(&o.ff, "fast-forward", false, "with --base: also require REV to be an ancestor (for pushes to a protected branch)")
 			fs.StringVar(&o.rev, "rev", "", "lint the tree of commit `REV` instead of the work tree (works in a bare repository)")
@@ -53,6 +56,7 @@ func lintCommand() command {
 				}
 				o.dir = s.RegistryDir(e.dir)
 				o.registry = displayPath(e, o.dir)
+				o.limits = registryLimits(s)
 				return runLint(ctx, e, o)
 			}
 		},
@@ -75,15 +79,15 @@ func runLint(ctx context.Context, e *env, o lintOptions) error {
 	var reg *registry.Registry
 	var err error
 	if o.rev != "" {
-		fsys, commit, terr := registry.TreeFS(repo, o.rev, registry.Limits{})
+		fsys, commit, terr := registry.TreeFS(repo, o.rev, o.limits)
 		if terr != nil {
 			return withHint(fmt.Errorf("lint --rev: %w", terr), "--rev takes a commit, branch or tag of the registry")
 		}
 		defer fsys.Close()
 		head = commit
-		reg, err = registry.Load(fsys, registry.LoadOptions{Now: e.now()})
+		reg, err = registry.Load(fsys, registry.LoadOptions{Now: e.now(), Limits: o.limits})
 	} else {
-		reg, err = registry.LoadDir(dir, registry.LoadOptions{Now: e.now()})
+		reg, err = registry.LoadDir(dir, registry.LoadOptions{Now: e.now(), Limits: o.limits})
 	}
 	var ps registry.Problems
 	isProblems := errors.As(err, &ps)
@@ -126,5 +130,17 @@ func printProblems(e *env, format string, problems registry.Problems) {
 	}
 	for _, p := range problems {
 		fmt.Fprintf(e.stderr, "poison: %s: %s\n", p.Severity, p)
+	}
+}
+
+// registryLimits are the limits the settings give to reading a registry
+// (zero fields take registry.DefaultLimits).
+func registryLimits(s settings.Settings) registry.Limits {
+	return registry.Limits{
+		Entries:    s.MaxEntries,
+		Depth:      int(min(s.MaxTreeDepth, math.MaxInt32)),
+		FileSize:   s.MaxEntrySize,
+		TreeSize:   s.MaxTreeSize,
+		TotalBytes: s.MaxRegistryBytes,
 	}
 }

@@ -20,10 +20,11 @@ func resolveCommand() command {
 		summary: "fetch the registry, pin a commit and write poison.lock",
 		usage: "[--registry URL|DIR] [--ref REF] [--lock FILE] [--nix FILE] [--offline] [--max-age DURATION]\n" +
 			"              [--skip-invalid] [--allow-serial-decrease] [--trusted-keys FILE]\n" +
-			"              [--ssh-key FILE] [--connect-timeout DURATION] [--stall-timeout DURATION]",
+			"              [--ssh-key FILE] [--connect-timeout DURATION] [--stall-timeout DURATION]\n" +
+			"              [--max-entries N] [--max-tree-depth N] [--max-entry-size SIZE] [--max-tree-size SIZE] [--max-registry-bytes SIZE]",
 		setup: func(fs *flag.FlagSet) runFunc {
-			sf := settings.Register(fs, "registry", "ref", "lock", "nix", "max-age", "trusted-keys", "offline",
-				"ssh-key", "connect-timeout", "stall-timeout")
+			sf := settings.Register(fs, append([]string{"registry", "ref", "lock", "nix", "max-age", "trusted-keys", "offline",
+				"ssh-key", "connect-timeout", "stall-timeout"}, settings.LimitSettings...)...)
 			skip := fs.Bool("skip-invalid", false, "resolve the valid entries when some are invalid (warns, naming the skipped files)")
 			allowDecrease := fs.Bool("allow-serial-decrease", false, "accept a registry state that lowers serials of the previous lock")
 			asJSON := fs.Bool("json", false, "print the result as one JSON document on stdout (warnings stay on stderr)")
@@ -56,6 +57,7 @@ func runResolve(ctx context.Context, e *env, s settings.Settings, skip, allowDec
 			SkipInvalid: skip,
 			Now:         e.now(),
 			Network:     resolveNetwork(e, s),
+			Limits:      registryLimits(s),
 		},
 		LockPath:            s.Lock,
 		NixPath:             s.Nix,

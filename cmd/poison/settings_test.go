@@ -2,13 +2,19 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/poison-nix/poison/internal/settings"
+	"github.com/poison-nix/poison/registry"
 )
 
 // settingsCommands are the commands that read a lock, each with arguments
@@ -177,4 +183,100 @@ func runPoisonEnv(t *testing.T, dir string, vars map[string]string, args ...stri
 		now: func() time.Time { return time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC) }}
 	code := run(args, e)
 	return code, out.String(), errb.String()
+}
+
+// TestSettingsLimits: the registry limits come from flag, environment or
+// poison.toml like every setting; resolve, lint of a commit and lint of
+// the work tree refuse a registry over one in one line naming the setting
+// that raises it, and a higher value from a higher source lets it through.
+func TestSettingsLimits(t *testing.T) {
+	dir := t.TempDir()
+	if code, _, stderr := runPoisonEnv(t, dir, nil, "init", "--ci", "none", "reg"); code != 0 {
+		t.Fatalf("init: %s", stderr)
+	}
+	entry := "reason = \"a reason long enough to make this entry larger than registry.toml\"\nauthor = \"A <a@example.com>\"\ndate = 2026-11-01\nnames = [\"openssl-3.0.13\"]\n"
+	os.MkdirAll(filepath.Join(dir, "reg", "entries", "2026", "11"), 0o755)
+	os.WriteFile(filepath.Join(dir, "reg", "entries", "2026", "11", "e.toml"), []byte(entry), 0o644)
+	for _, args := range [][]string{{"add", "-A"}, {"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "e"}} {
+		cmd := exec.Command("git", append([]string{"-C", filepath.Join(dir, "reg")}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	commands := map[string][]string{
+		"resolve":    {"resolve", "--registry", "reg", "--lock", "l.lock"},
+		"lint --rev": {"lint", "--registry", "reg", "--rev", "HEAD"},
+		"lint":       {"lint", "--registry", "reg"},
+	}
+	for _, c := range []struct {
+		name    string
+		cmds    []string // keys of commands
+		toml    string
+		env     map[string]string
+		flags   []string
+		setting string // "" when the registry must pass
+	}{
+		{name: "entries flag", cmds: []string{"resolve", "lint --rev", "lint"}, flags: []string{"--max-entries", "3"}, setting: "max-entries"},
+		{name: "depth env", cmds: []string{"resolve", "lint --rev", "lint"}, env: map[string]string{"POISON_MAX_TREE_DEPTH": "1"}, setting: "max-tree-depth"},
+		{name: "entry size poison.toml", cmds: []string{"resolve", "lint --rev", "lint"}, toml: "max-entry-size = \"128\"\n", setting: "max-entry-size"},
+		{name: "tree size flag", cmds: []string{"resolve", "lint --rev"}, flags: []string{"--max-tree-size=16"}, setting: "max-tree-size"},
+		{name: "registry bytes flag", cmds: []string{"resolve", "lint --rev"}, flags: []string{"--max-registry-bytes", "200"}, setting: "max-registry-bytes"},
+		{name: "flag over env", cmds: []string{"resolve", "lint --rev", "lint"}, env: map[string]string{"POISON_MAX_ENTRIES": "3"}, flags: []string{"--max-entries", "1K"}},
+		{name: "env over poison.toml", cmds: []string{"resolve", "lint --rev", "lint"}, toml: "max-entry-size = \"128\"\n", env: map[string]string{"POISON_MAX_ENTRY_SIZE": "1K"}},
+	} {
+		os.Remove(filepath.Join(dir, "poison.toml"))
+		if c.toml != "" {
+			os.WriteFile(filepath.Join(dir, "poison.toml"), []byte(c.toml), 0o644)
+		}
+		for _, k := range c.cmds {
+			env := map[string]string{"POISON_CACHE_DIR": filepath.Join(dir, "cache")}
+			for k, v := range c.env {
+				env[k] = v
+			}
+			args := append(append([]string{}, commands[k]...), c.flags...)
+			code, _, stderr := runPoisonEnv(t, dir, env, args...)
+			if c.setting == "" {
+				if code != 0 {
+					t.Errorf("%s: poison %s: exit %d, want 0\n%s", c.name, strings.Join(args, " "), code, stderr)
+				}
+				continue
+			}
+			limitLines := regexp.MustCompile(`(?m)^poison: error: .*more than the limit of .*$`).FindAllString(stderr, -1)
+			if code != 1 || len(limitLines) != 1 || !strings.Contains(limitLines[0], "; if the registry is right, raise the limit with --"+c.setting) {
+				t.Errorf("%s: poison %s: exit %d, want 1 and one error line naming the limit and the setting --%s:\n%s", c.name, strings.Join(args, " "), code, c.setting, stderr)
+			}
+		}
+	}
+}
+
+// TestLimitDefaults: the defaults the limit settings document are
+// registry.DefaultLimits, and every limit has its setting.
+func TestLimitDefaults(t *testing.T) {
+	d := registry.DefaultLimits
+	want := map[string]int64{"Entries": d.Entries, "Depth": int64(d.Depth), "FileSize": d.FileSize, "TreeSize": d.TreeSize, "TotalBytes": d.TotalBytes}
+	if len(registry.LimitSettings) != len(want) || len(settings.LimitSettings) != len(want) {
+		t.Fatalf("%d limits, %d registry.LimitSettings, %d settings.LimitSettings", len(want), len(registry.LimitSettings), len(settings.LimitSettings))
+	}
+	for field, name := range registry.LimitSettings {
+		st, ok := settings.Lookup(name)
+		if !ok || !slices.Contains(settings.LimitSettings, name) {
+			t.Errorf("limit %s: setting %s is not a limit setting", field, name)
+			continue
+		}
+		var s settings.Settings
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		sf := settings.Register(fs, name)
+		if err := fs.Parse([]string{"--" + name, st.Default}); err != nil {
+			t.Fatal(err)
+		}
+		s, err := sf.Load(t.TempDir(), func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := registryLimits(s)
+		got := map[string]int64{"Entries": l.Entries, "Depth": int64(l.Depth), "FileSize": l.FileSize, "TreeSize": l.TreeSize, "TotalBytes": l.TotalBytes}[field]
+		if got != want[field] {
+			t.Errorf("--%s default %q is %d, registry.DefaultLimits.%s is %d", name, st.Default, got, field, want[field])
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -52,6 +53,13 @@ type Settings struct {
 	// (0: no limit).
 	ConnectTimeout time.Duration
 	StallTimeout   time.Duration
+	// Limits on the work one registry commit may cause (resolve, lint);
+	// 0 takes the registry's default (registry.DefaultLimits).
+	MaxEntries       int64 // files and directories of the tree
+	MaxTreeDepth     int64 // directory levels below the root
+	MaxEntrySize     int64 // bytes of one file (an entry, registry.toml)
+	MaxTreeSize      int64 // bytes of one git tree object (one directory)
+	MaxRegistryBytes int64 // bytes of all trees and files read
 
 	origin map[string]string
 }
@@ -83,6 +91,13 @@ const (
 	Duration
 	// Bool is true or false (1 or 0 in the environment).
 	Bool
+	// Count is a positive whole number ("4000000"), with the suffixes
+	// of Size ("4M").
+	Count
+	// Size is a positive number of bytes, with an optional K, M, G or T
+	// suffix for KiB, MiB, GiB or TiB ("64K", "4G"), as Nix's size
+	// settings take.
+	Size
 )
 
 // Setting is one row of the settings table.
@@ -100,7 +115,7 @@ type Setting struct {
 	// Usage is the flag's help text, without the sources (added by Usage).
 	Usage string
 	// field returns a pointer into Settings of the type Kind implies
-	// (*string, *time.Duration, *bool).
+	// (*string, *time.Duration, *bool, *int64).
 	field func(*Settings) any
 }
 
@@ -143,7 +158,26 @@ var Table = []Setting{
 	{Name: "stall-timeout", Arg: "DURATION", Env: "POISON_STALL_TIMEOUT", Kind: Duration, Default: "30s",
 		Usage: "give up a fetch when the server sends nothing for this long; 0 waits forever",
 		field: func(s *Settings) any { return &s.StallTimeout }},
+	{Name: "max-entries", Arg: "N", Env: "POISON_MAX_ENTRIES", Kind: Count, Default: "4000000",
+		Usage: "refuse a registry tree of more files and directories",
+		field: func(s *Settings) any { return &s.MaxEntries }},
+	{Name: "max-tree-depth", Arg: "N", Env: "POISON_MAX_TREE_DEPTH", Kind: Count, Default: "64",
+		Usage: "refuse a registry tree nested deeper",
+		field: func(s *Settings) any { return &s.MaxTreeDepth }},
+	{Name: "max-entry-size", Arg: "SIZE", Env: "POISON_MAX_ENTRY_SIZE", Kind: Size, Default: "64K",
+		Usage: "refuse a registry file (entry, registry.toml) larger than this, e.g. 64K or 1M",
+		field: func(s *Settings) any { return &s.MaxEntrySize }},
+	{Name: "max-tree-size", Arg: "SIZE", Env: "POISON_MAX_TREE_SIZE", Kind: Size, Default: "64M",
+		Usage: "refuse a git tree object (one registry directory) larger than this",
+		field: func(s *Settings) any { return &s.MaxTreeSize }},
+	{Name: "max-registry-bytes", Arg: "SIZE", Env: "POISON_MAX_REGISTRY_BYTES", Kind: Size, Default: "4G",
+		Usage: "refuse to read more bytes of trees and files from one registry commit",
+		field: func(s *Settings) any { return &s.MaxRegistryBytes }},
 }
+
+// LimitSettings names the settings of the registry limits, in Table
+// order: the flags of resolve and lint.
+var LimitSettings = []string{"max-entries", "max-tree-depth", "max-entry-size", "max-tree-size", "max-registry-bytes"}
 
 // Default network timeouts of a fetch.
 const (
@@ -316,8 +350,12 @@ func Load(dir string, getenv func(string) string) (Settings, error) {
 }
 
 // tomlText turns a poison.toml value into the text set parses: strings
-// for every kind, booleans for Bool.
+// for every kind but Bool, booleans for Bool, and integers too for Count
+// and Size.
 func tomlText(st Setting, v any) (string, error) {
+	if n, ok := v.(int64); ok && (st.Kind == Count || st.Kind == Size) {
+		return strconv.FormatInt(n, 10), nil
+	}
 	switch x := v.(type) {
 	case string:
 		if st.Kind == Bool {
@@ -366,6 +404,18 @@ func (st Setting) set(s *Settings, text, base string, fromFile bool) error {
 			return fmt.Errorf("want true or false (1 or 0), got %q", text)
 		}
 		*p = b
+	case *int64:
+		var n int64
+		var err error
+		if st.Kind == Size {
+			n, err = ParseSize(text)
+		} else {
+			n, err = parseCount(text)
+		}
+		if err != nil {
+			return err
+		}
+		*p = n
 	default:
 		panic("settings: field of " + st.Name + " has an unsupported type")
 	}
@@ -412,4 +462,50 @@ func ParseAge(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("invalid duration %q: want e.g. 7d or 36h", s)
 	}
 	return d, nil
+}
+
+// parseCount parses a positive whole number, with the suffixes ParseSize
+// takes (Nix's integer settings take them too).
+func parseCount(s string) (int64, error) {
+	n, ok := parseSuffixed(s)
+	if !ok {
+		return 0, fmt.Errorf("invalid number %q: want a positive whole number, with an optional K, M, G or T suffix (powers of 1024), such as 4000000 or 4M", s)
+	}
+	return n, nil
+}
+
+// ParseSize parses a positive number of bytes with an optional K, M, G or
+// T suffix (powers of 1024, as in Nix's settings): "65536", "64K", "4G".
+func ParseSize(s string) (int64, error) {
+	n, ok := parseSuffixed(s)
+	if !ok {
+		return 0, fmt.Errorf("invalid size %q: want a positive number of bytes, with an optional K, M, G or T suffix, such as 64K or 4G", s)
+	}
+	return n, nil
+}
+
+// parseSuffixed parses a positive decimal number with an optional K, M, G
+// or T suffix (powers of 1024).
+func parseSuffixed(s string) (int64, bool) {
+	num, shift := s, 0
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'K':
+			shift = 10
+		case 'M':
+			shift = 20
+		case 'G':
+			shift = 30
+		case 'T':
+			shift = 40
+		}
+		if shift > 0 {
+			num = s[:n-1]
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64>>shift {
+		return 0, false
+	}
+	return n << shift, true
 }

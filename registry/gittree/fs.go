@@ -112,9 +112,9 @@ func (f *FS) objectError(p, kind string, h plumbing.Hash, limit int64, what stri
 	var bad *corrupt
 	switch {
 	case errors.As(err, &big):
-		e := &Error{Path: p, Kind: kind, ID: h.String(), Err: ErrLimit}
+		e := &Error{Path: p, Kind: kind, ID: h.String(), Err: ErrLimit, Limit: "TreeSize"}
 		if kind == "blob" {
-			e.Err = ErrFileTooLarge
+			e.Err, e.Limit = ErrFileTooLarge, "FileSize"
 		}
 		if big.base {
 			e.Msg = fmt.Sprintf("is stored as a delta of an object of %s, more than the limit of %s for %s", size(big.size), size(limit), what)
@@ -190,7 +190,7 @@ func (f *FS) objectSize(h plumbing.Hash) (int64, error) {
 // holds mu.
 func (f *FS) count(p, kind string, h plumbing.Hash, sz int64) error {
 	if f.bytes+sz > f.lim.TotalBytes {
-		return &Error{Path: p, Kind: kind, ID: h.String(), Err: ErrLimit,
+		return &Error{Path: p, Kind: kind, ID: h.String(), Err: ErrLimit, Limit: "TotalBytes",
 			Msg: fmt.Sprintf("reading it would bring the bytes read to more than the limit of %s", size(f.lim.TotalBytes))}
 	}
 	f.bytes += sz
@@ -207,11 +207,11 @@ func (f *FS) load(n *node, p string, depth int) (*dir, error) {
 		return n.dir, nil
 	}
 	bad := badf(p, n.hash)
-	limit := func(format string, a ...any) error {
-		return &Error{Path: p, Kind: "tree", ID: n.hash.String(), Msg: fmt.Sprintf(format, a...), Err: ErrLimit}
+	limit := func(field, format string, a ...any) error {
+		return &Error{Path: p, Kind: "tree", ID: n.hash.String(), Msg: fmt.Sprintf(format, a...), Err: ErrLimit, Limit: field}
 	}
 	if depth > f.lim.Depth {
-		return nil, limit("is nested %d directories deep, more than the limit of %d", depth, f.lim.Depth)
+		return nil, limit("Depth", "is nested %d directories deep, more than the limit of %d", depth, f.lim.Depth)
 	}
 	raw, err := f.object(p, "tree", n.hash, f.lim.TreeSize, "one tree", false)
 	if err != nil {
@@ -220,7 +220,7 @@ func (f *FS) load(n *node, p string, depth int) (*dir, error) {
 	children, err := parseTree(raw, bad, func() error {
 		f.entries++
 		if f.entries > f.lim.Entries {
-			return limit("brings the tree entries read to more than the limit of %d", f.lim.Entries)
+			return limit("Entries", "brings the tree entries read to more than the limit of %d", f.lim.Entries)
 		}
 		return nil
 	})

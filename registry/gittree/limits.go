@@ -79,6 +79,10 @@ type Error struct {
 	ID   string // object id (40 hex digits)
 	Msg  string // what is wrong and what to do
 	Err  error  // ErrFileTooLarge, ErrLimit or ErrInvalidTree
+	// Limit names the field of Limits that was reached ("Entries",
+	// "Depth", "FileSize", "TreeSize", "TotalBytes"), so that a caller can
+	// say which setting raises it; "" for an invalid tree.
+	Limit string
 }
 
 func (e *Error) Error() string {
