@@ -11,6 +11,7 @@ import (
 	"github.com/poison-nix/poison/builder"
 	"github.com/poison-nix/poison/builder/daemon"
 	"github.com/poison-nix/poison/builder/storecopy"
+	"github.com/poison-nix/poison/internal/progress"
 )
 
 // homeStore is the store the .drv files of a build are read from when the
@@ -80,7 +81,7 @@ func copyInputs(ctx context.Context, e *env, build *daemon.Pool, store string, d
 		return copyError(fmt.Errorf("build: copy the inputs the store %s lacks: %w", store, err))
 	}
 	if len(r.Copied) > 0 {
-		fmt.Fprintf(e.stderr, "poison: copied %d paths (%s) that %s lacked in %s\n", len(r.Copied), mib(r.Bytes), store, time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(e.stderr, "poison: copied %d paths (%s) that %s lacked in %s\n", len(r.Copied), progress.MiB(r.Bytes), store, time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }
@@ -113,6 +114,6 @@ func copyBack(ctx context.Context, e *env, build *daemon.Pool, store string, dop
 		}
 		return err
 	}
-	fmt.Fprintf(e.stderr, "poison: copied %d paths (%s) back from %s in %s\n", len(r.Copied), mib(r.Bytes), store, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(e.stderr, "poison: copied %d paths (%s) back from %s in %s\n", len(r.Copied), progress.MiB(r.Bytes), store, time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/poison-nix/poison/builder/daemon"
 	"github.com/poison-nix/poison/builder/storecopy"
 	"github.com/poison-nix/poison/internal/nixconf"
+	"github.com/poison-nix/poison/internal/progress"
 	"github.com/poison-nix/poison/storepath"
 )
 
@@ -79,12 +80,31 @@ func runCopy(ctx context.Context, e *env, o copyOptions) error {
 	defer dst.Pool.Close()
 
 	start := time.Now()
-	res, err := storecopy.CopyClosure(ctx, localSource(src, o.from, o.storeDir), dst, paths, storecopy.Options{AddOptions: storecopy.AddOptions{NoCheckSigs: o.noCheckSigs}})
+	source := localSource(src, o.from, o.storeDir)
+	missing, valid, err := storecopy.Missing(ctx, source, dst, paths)
 	if err != nil {
 		return copyError(fmt.Errorf("copy to %s: %w", o.to, err))
 	}
+	copts := storecopy.Options{AddOptions: storecopy.AddOptions{NoCheckSigs: o.noCheckSigs}}
+	finish := func() {}
+	if progress.IsTerminal(e.stderr, e.getenv) && len(missing) > 0 {
+		// A live line on a terminal, as nix copy draws.
+		var total uint64
+		for _, in := range missing {
+			total += in.NarSize
+		}
+		bar := progress.NewCopyBar(e.stderr, o.to, len(missing), total)
+		copts.Progress = bar.Update
+		finish = bar.Finish
+	}
+	res, err := storecopy.Copy(ctx, source, dst, missing, copts)
+	finish()
+	if err != nil {
+		return copyError(fmt.Errorf("copy to %s: %w", o.to, err))
+	}
+	res.Valid = valid
 	fmt.Fprintf(e.stderr, "poison: copied %d paths (%s) to %s in %s; %d were there already\n",
-		len(res.Copied), mib(res.Bytes), o.to, time.Since(start).Round(time.Millisecond), res.Valid)
+		len(res.Copied), progress.MiB(res.Bytes), o.to, time.Since(start).Round(time.Millisecond), res.Valid)
 	return nil
 }
 
@@ -138,12 +158,4 @@ func storePathArg(e *env, storeDir, arg string) (string, error) {
 		return "", withHint(fmt.Errorf("copy: %s is not a store path: %w", arg, err), "pass store paths, or symlinks to them such as ./result")
 	}
 	return root, nil
-}
-
-// mib renders a byte count for people.
-func mib(n uint64) string {
-	if n < 1<<20 {
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
