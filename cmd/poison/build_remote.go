@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/poison-nix/poison/builder"
@@ -116,4 +117,57 @@ func copyBack(ctx context.Context, e *env, build *daemon.Pool, store string, dop
 	}
 	fmt.Fprintf(e.stderr, "poison: copied %d paths (%s) back from %s in %s\n", len(r.Copied), progress.MiB(r.Bytes), store, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// homeLookup answers installable resolution from the home store when the
+// build store is remote: an output path or result link given here names
+// a path of this machine, and its deriver is here (as the .drv files
+// poison reads are). It connects on the first question only.
+type homeLookup struct {
+	dopts daemon.Options
+	once  sync.Once
+	pool  *daemon.Pool
+	c     *daemon.Conn
+	err   error
+}
+
+func (h *homeLookup) conn(ctx context.Context) (*daemon.Conn, error) {
+	h.once.Do(func() {
+		o := h.dopts
+		o.Log = nil
+		h.pool = daemon.NewPool(homeStore, o, 1)
+		if h.c, h.err = h.pool.Get(ctx); h.err != nil {
+			h.err = withHint(fmt.Errorf("build: connect to this machine's store to find the derivation of an output path: %w", h.err), "start the nix-daemon here, or pass the .drv path")
+		}
+	})
+	return h.c, h.err
+}
+
+// QueryPathInfo asks the home store (installable.Store).
+func (h *homeLookup) QueryPathInfo(ctx context.Context, path string) (*daemon.PathInfo, error) {
+	c, err := h.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.QueryPathInfo(ctx, path)
+}
+
+// IsValidPath asks the home store (installable.Store).
+func (h *homeLookup) IsValidPath(ctx context.Context, path string) (bool, error) {
+	c, err := h.conn(ctx)
+	if err != nil {
+		return false, err
+	}
+	return c.IsValidPath(ctx, path)
+}
+
+// close ends the connection, if one was made.
+func (h *homeLookup) close() {
+	if h.pool == nil {
+		return
+	}
+	if h.c != nil {
+		h.pool.Put(h.c, false)
+	}
+	h.pool.Close()
 }

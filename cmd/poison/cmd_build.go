@@ -239,7 +239,15 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 			stopResolve()
 		}
 	}()
-	iroots, err := installable.Resolve(rctx, wc, installable.Options{
+	// Output paths name paths of this machine: with a remote build store
+	// their derivers are looked up here, where the .drv files are read.
+	var lookup installable.Store = wc
+	if remoteStore(o.store) {
+		home := &homeLookup{dopts: dopts}
+		defer home.close()
+		lookup = home
+	}
+	iroots, err := installable.Resolve(rctx, lookup, installable.Options{
 		Dir: e.dir, StoreDir: storeDir, Attrs: o.attrs, Args: o.args, Include: o.include,
 		File: absOrEmpty(e, o.file), Expr: o.expr, Store: instantiateStore(o.store),
 	}, o.installables)

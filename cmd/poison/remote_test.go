@@ -141,6 +141,39 @@ func TestBuildRemoteStoreFromScratch(t *testing.T) {
 	}
 }
 
+// TestBuildRemoteStoreOutputPath: with --store ssh-ng://HOST an output
+// path (here a result link) is resolved in this machine's store, where it
+// was given: its deriver is found here, copied to the host with its
+// inputs, and built there.
+func TestBuildRemoteStoreOutputPath(t *testing.T) {
+	remotetest.Need(t)
+	h := remotetest.Start(t, "remote", remotetest.Options{})
+	home := daemontest.Start(t)
+	g := newRemoteGraph(t, "b")
+	vars := map[string]string{"NIX_DAEMON_SOCKET_PATH": home.Socket, "NIX_SSHOPTS": strings.Join(h.SSH.SSHOpts(), " ")}
+	link := filepath.Join(g.dir, "result")
+	nixtest.Output(t, "nix-store", "--realise", g.drvs["a"], "--add-root", link, "--indirect")
+	out, err := filepath.EvalSymlinks(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Valid(t, out) || h.Valid(t, g.drvs["a"]) {
+		t.Fatalf("a valid on a fresh host")
+	}
+	code, stdout, stderr := runPoisonRemote(t, g.dir, vars, "build", "--store", h.URI("ssh-ng"), "--print-out-paths", "./result")
+	if code != 0 || strings.TrimSpace(stdout) != out {
+		t.Fatalf("poison build --store ssh-ng ./result: exit %d, stdout %q, want %s\n%s", code, stdout, out, stderr)
+	}
+	for _, p := range []string{g.drvs["a"], out} {
+		if !h.Valid(t, p) {
+			t.Errorf("%s not valid on the host", p)
+		}
+	}
+	if got := h.Read(t, out); !strings.HasPrefix(got, h.Marker+"\n") {
+		t.Errorf("output on the host holds %q, want the host's marker", got)
+	}
+}
+
 // TestCopyCommand: poison copy of content-addressed and built paths to an
 // ssh-ng host, and its errors.
 func TestCopyCommand(t *testing.T) {
