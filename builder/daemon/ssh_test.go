@@ -31,7 +31,7 @@ func TestSSHOpenSSH(t *testing.T) {
 	}
 	s := sshtest.Start(t)
 	opts := func() daemon.Options {
-		return daemon.Options{SSHOpts: s.SSHOpts(), Settings: offline(), HandshakeTimeout: 20 * time.Second}
+		return daemon.Options{SSHOpts: s.SSHOpts(), Settings: offline(), HandshakeTimeout: time.Minute}
 	}
 	dialSSH := func(t *testing.T, ctx context.Context, q url.Values, o daemon.Options) *daemon.Conn {
 		t.Helper()
@@ -46,7 +46,7 @@ func TestSSHOpenSSH(t *testing.T) {
 
 	t.Run("operations", func(t *testing.T) {
 		t.Parallel()
-		ctx := daemontest.Context(t, time.Minute)
+		ctx := daemontest.Context(t, 2*time.Minute)
 		g := daemontest.Instantiate(t, daemontest.WorldDir(t), daemontest.GraphArgs{})
 		rec := &recorder{}
 		o := opts()
@@ -127,7 +127,7 @@ func TestSSHOpenSSH(t *testing.T) {
 	// breaks the connection.
 	t.Run("remote-store", func(t *testing.T) {
 		t.Parallel()
-		ctx := daemontest.Context(t, time.Minute)
+		ctx := daemontest.Context(t, 2*time.Minute)
 		d := daemontest.Start(t)
 		c := dialSSH(t, ctx, url.Values{"remote-store": {d.URI()}}, opts())
 		if ok, err := c.IsValidPath(ctx, "/nix/store/00000000000000000000000000000000-x"); err != nil || ok {
@@ -164,7 +164,7 @@ func TestSSHOpenSSH(t *testing.T) {
 	for _, tt := range failures {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := daemontest.Context(t, 10*time.Second)
+			ctx := daemontest.Context(t, time.Minute)
 			o := opts()
 			o.SSHOpts = append(slices.Clone(tt.sshOpts), o.SSHOpts...)
 			uri := s.URI("ssh-ng", tt.q)
@@ -184,7 +184,7 @@ func TestSSHOpenSSH(t *testing.T) {
 				}
 			}
 			if ctx.Err() != nil {
-				t.Errorf("Dial(%s) ran into the test's 10 s bound", uri)
+				t.Errorf("Dial(%s) ran into the test's 1 min bound", uri)
 			}
 			t.Logf("%v: %v", time.Since(start).Round(time.Millisecond), err)
 		})

@@ -15,29 +15,7 @@ import (
 	"github.com/poison-nix/poison/internal/daemontest"
 	"github.com/poison-nix/poison/internal/fleettest"
 	"github.com/poison-nix/poison/internal/nixtest"
-	"github.com/poison-nix/poison/internal/remotetest"
 )
-
-// fleetGraph instantiates fleet/dispatch/testdata/graph.nix (a, b(a),
-// c(a), top(b, c), k(a) needing kvm) and returns .drv paths by name.
-func fleetGraph(t *testing.T, args ...string) map[string]string {
-	t.Helper()
-	file := filepath.Join(daemontest.RepoRoot(t), "fleet", "dispatch", "testdata", "graph.nix")
-	names := []string{"a", "b", "c", "top", "k"}
-	cl := append([]string{file, "--argstr", "nonce", fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())}, args...)
-	for _, n := range names {
-		cl = append(cl, "-A", n)
-	}
-	paths := strings.Fields(nixtest.Output(t, "nix-instantiate", cl...))
-	if len(paths) != len(names) {
-		t.Fatalf("nix-instantiate printed %q", paths)
-	}
-	out := map[string]string{}
-	for i, n := range names {
-		out[n] = paths[i]
-	}
-	return out
-}
 
 type fleetRun struct {
 	code           int
@@ -83,15 +61,10 @@ func writeLock(t testing.TB, dir string, drvs ...string) string {
 // marker, it is back in the home store, and --json and the progress name
 // the machine of each build. The home daemon builds nothing itself.
 func TestBuildPerDerivationFleet(t *testing.T) {
-	f := fleettest.Start(t, 2, func(i int) remotetest.Options {
-		if i == 1 {
-			return remotetest.Options{SystemFeatures: []string{"kvm"}}
-		}
-		return remotetest.Options{}
-	})
+	f := fleettest.Start(t, 2, fleettest.KVMOnSecond)
 	home := daemontest.Start(t)
 	dir := t.TempDir()
-	drvs := fleetGraph(t)
+	drvs := fleettest.Graph(t)
 	lockFile := writeLock(t, dir, drvs["b"])
 	machines := f.MachinesFile(t, "machines", f.Machine("ssh-ng", "h1", 2, 1, "", ""), f.Machine("ssh-ng", "h2", 2, 1, "kvm", ""))
 	vars := map[string]string{"NIX_SSHOPTS": f.NixSSHOpts(), "NIX_CONF_DIR": dir}
@@ -139,7 +112,7 @@ func TestBuildPerDerivationFleet(t *testing.T) {
 func TestBuildPerDerivationSetup(t *testing.T) {
 	home := daemontest.Start(t)
 	dir := t.TempDir()
-	drvs := fleetGraph(t)
+	drvs := fleettest.Graph(t)
 	lockFile := writeLock(t, dir)
 	vars := map[string]string{"NIX_CONF_DIR": dir}
 	for _, tc := range []struct {
@@ -180,7 +153,7 @@ func TestBuildUnit(t *testing.T) {
 			if r := runFleetPoison(t, dir, nil, "init", reg); r.code != 0 {
 				t.Fatalf("init: %d %s", r.code, r.stderr)
 			}
-			drvs := fleetGraph(t, "--argstr", "fail", "c", "--argstr", "slow", "c", "--argstr", "sleep", "1")
+			drvs := fleettest.Graph(t, "--argstr", "fail", "c", "--argstr", "slow", "c", "--argstr", "sleep", "1")
 			lockFile := writeLock(t, dir)
 			args := []string{"build", "--lock", lockFile, "--store", home.URI(), "-k", "--unit", "release-42", "--registry", reg}
 			vars := map[string]string{"NIX_CONF_DIR": dir}
@@ -232,7 +205,7 @@ func TestBuildBuildersDefaultMode(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "machines"), []byte(f.Machine("ssh-ng", "h1", 1, 1, "", "")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	drvs := fleetGraph(t)
+	drvs := fleettest.Graph(t)
 	lockFile := writeLock(t, dir, drvs["a"])
 	r := runFleetPoison(t, dir, map[string]string{"NIX_CONF_DIR": dir}, "build", "--lock", lockFile, "--store", d.URI(), "-j", "0", "--builders", "@machines", "--print-out-paths", drvs["b"])
 	if r.code != 0 {

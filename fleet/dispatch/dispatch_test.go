@@ -24,30 +24,6 @@ import (
 	"github.com/poison-nix/poison/internal/remotetest"
 )
 
-// graph instantiates testdata/graph.nix and returns the .drv paths by
-// node name.
-func graph(t *testing.T, args ...string) map[string]string {
-	t.Helper()
-	file, err := filepath.Abs("testdata/graph.nix")
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := []string{"a", "b", "c", "top", "k"}
-	cl := append([]string{file, "--argstr", "nonce", fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())}, args...)
-	for _, n := range names {
-		cl = append(cl, "-A", n)
-	}
-	paths := strings.Fields(nixtest.Output(t, "nix-instantiate", cl...))
-	if len(paths) != len(names) {
-		t.Fatalf("nix-instantiate printed %q", paths)
-	}
-	out := map[string]string{}
-	for i, n := range names {
-		out[n] = paths[i]
-	}
-	return out
-}
-
 type events struct {
 	mu  sync.Mutex
 	all []dispatch.Event
@@ -79,12 +55,7 @@ func (e *events) kinds(drv string) []string {
 // machine's store and a dispatcher over spec (entries of the fleet).
 func setup(t *testing.T, spec func(f *fleettest.Fleet) string, retries int, ev *events) (*fleettest.Fleet, *daemon.Pool, *dispatch.Dispatcher) {
 	t.Helper()
-	f := fleettest.Start(t, 2, func(i int) remotetest.Options {
-		if i == 1 {
-			return remotetest.Options{SystemFeatures: []string{"kvm"}}
-		}
-		return remotetest.Options{}
-	})
+	f := fleettest.Start(t, 2, fleettest.KVMOnSecond)
 	d := daemontest.Start(t)
 	s := daemon.DefaultSettings()
 	s.Overrides = map[string]string{"substituters": ""}
@@ -119,7 +90,7 @@ func twoHosts(f *fleettest.Fleet) string {
 func TestDispatch(t *testing.T) {
 	ev := &events{}
 	f, home, dp := setup(t, twoHosts, 0, ev)
-	drvs := graph(t)
+	drvs := fleettest.Graph(t)
 	ctx := daemontest.Context(t, 2*time.Minute)
 	rep, err := builder.Build(ctx, builder.DaemonStore(home), []string{drvs["top"], drvs["k"]}, builder.BuildOptions{PerDerivation: true, Executor: dp, Jobs: dp.Slots()})
 	if err != nil || rep.Failed() {
@@ -166,7 +137,7 @@ func TestDispatchMachineDrops(t *testing.T) {
 			f, home, dp := setup(t, func(f *fleettest.Fleet) string {
 				return f.Machine("ssh-ng", "h1", tc.slots, 4, "", "") + "\n" + f.Machine("ssh-ng", "h2", 1, 1, "", "")
 			}, retries, ev)
-			drvs := graph(t, "--argstr", "slow", "a", "--argstr", "sleep", "5")
+			drvs := fleettest.Graph(t, "--argstr", "slow", "a", "--argstr", "sleep", "5")
 			ctx := daemontest.Context(t, 3*time.Minute)
 			// Drop h1 once a's builder sleeps there: mid-build, however
 			// slowly the machine got there.
@@ -224,7 +195,7 @@ func TestDispatchUnreachable(t *testing.T) {
 	f, home, dp := setup(t, func(f *fleettest.Fleet) string {
 		return "ssh-ng://nowhere.invalid " + fleettest.System() + " - 1 9\n" + f.Machine("ssh-ng", "h1", 1, 1, "", "")
 	}, 0, ev)
-	drvs := graph(t)
+	drvs := fleettest.Graph(t)
 	ctx := daemontest.Context(t, 2*time.Minute)
 	rep, err := builder.Build(ctx, builder.DaemonStore(home), []string{drvs["b"]}, builder.BuildOptions{PerDerivation: true, Executor: dp, Jobs: 1})
 	if err != nil || rep.Failed() {
@@ -297,7 +268,7 @@ func TestDispatchHostKey(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer dp.Close()
-			drvs := graph(t)
+			drvs := fleettest.Graph(t)
 			ctx := daemontest.Context(t, time.Minute)
 			rep, err := builder.Build(ctx, builder.DaemonStore(hp), []string{drvs["a"]}, builder.BuildOptions{PerDerivation: true, Executor: dp, Jobs: 1})
 			if tc.ok {
@@ -329,7 +300,7 @@ func TestDispatchSharesLogin(t *testing.T) {
 		return f.Machine("ssh-ng", "h1", 3, 1, "", "")
 	}, 0, ev)
 	// b sleeps: c needs a second slot while b holds the first.
-	drvs := graph(t, "--argstr", "slow", "b", "--argstr", "sleep", "2")
+	drvs := fleettest.Graph(t, "--argstr", "slow", "b", "--argstr", "sleep", "2")
 	ctx := daemontest.Context(t, 2*time.Minute)
 	rep, err := builder.Build(ctx, builder.DaemonStore(home), []string{drvs["b"], drvs["c"]}, builder.BuildOptions{PerDerivation: true, Executor: dp, Jobs: dp.Slots()})
 	if err != nil || rep.Failed() {

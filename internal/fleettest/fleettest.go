@@ -12,11 +12,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/poison-nix/poison/internal/daemontest"
+	"github.com/poison-nix/poison/internal/nixtest"
 	"github.com/poison-nix/poison/internal/remotetest"
 )
 
@@ -144,4 +147,41 @@ func (f *Fleet) StartNixDaemon(t testing.TB, builders, extra string) *NixDaemon 
 	}
 	d := daemontest.StartWith(t, daemontest.Config{Env: []string{"NIX_CONF_DIR=" + confDir, "NIX_SSHOPTS=" + f.NixSSHOpts()}})
 	return &NixDaemon{Daemon: d, ConfDir: confDir}
+}
+
+// Graph instantiates testdata/graph.nix (a, b(a), c(a), top(b, c), and
+// k(a) needing the kvm feature; every builder writes its host's marker
+// and reads its inputs) with a fresh nonce and args (--argstr slow NAME,
+// --argstr sleep SECONDS, --argstr fail NAME), and returns the .drv paths
+// by node name.
+func Graph(t testing.TB, args ...string) map[string]string {
+	t.Helper()
+	_, self, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("fleettest: no caller information")
+	}
+	file := filepath.Join(filepath.Dir(self), "testdata", "graph.nix")
+	names := []string{"a", "b", "c", "top", "k"}
+	cl := append([]string{file, "--argstr", "nonce", fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())}, args...)
+	for _, n := range names {
+		cl = append(cl, "-A", n)
+	}
+	paths := strings.Fields(nixtest.Output(t, "nix-instantiate", cl...))
+	if len(paths) != len(names) {
+		t.Fatalf("nix-instantiate printed %q", paths)
+	}
+	out := map[string]string{}
+	for i, n := range names {
+		out[n] = paths[i]
+	}
+	return out
+}
+
+// KVMOnSecond is a Start option: host h2 (and only h2) has the kvm
+// system feature.
+func KVMOnSecond(i int) remotetest.Options {
+	if i == 1 {
+		return remotetest.Options{SystemFeatures: []string{"kvm"}}
+	}
+	return remotetest.Options{}
 }
