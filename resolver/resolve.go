@@ -433,7 +433,7 @@ func (res *Result) load(fsys fs.FS, only []string, o Options, src lock.Source) e
 		}
 		res.Skipped = ps
 	default:
-		return fmt.Errorf("load registry %s: %w", src.URL, err)
+		return fmt.Errorf("registry %s: %w", src.URL, err)
 	}
 	res.Warnings = reg.Warnings
 	res.Lock, res.Pinned = reg.Lock(src), src

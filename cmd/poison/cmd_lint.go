@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 
 	git "github.com/go-git/go-git/v5"
@@ -92,7 +93,11 @@ func runLint(ctx context.Context, e *env, o lintOptions) error {
 	var ps registry.Problems
 	isProblems := errors.As(err, &ps)
 	if reg == nil && !isProblems {
-		return withHint(fmt.Errorf("lint %s: %w", o.registry, err), "pass --registry DIR of a registry work tree")
+		err = fmt.Errorf("lint %s: %w", o.registry, err)
+		if errors.Is(err, registry.ErrNotRegistry) || errors.Is(err, fs.ErrNotExist) {
+			return withHint(err, "pass --registry DIR of a registry work tree")
+		}
+		return err // the registry's content (a refused tree, a limit): its one line says what to do
 	}
 	if reg == nil { // registry.toml is invalid: nothing else can be read
 		reg = &registry.Registry{}
