@@ -40,16 +40,7 @@ outputs = ["/nix/store/bgzy1gmnwailjvdn2v79cvkn4xmr45v8-b"]
 // and commits through hooks/pre-commit; poison is the test binary, which
 // testscript put in $PATH.
 func TestHooks(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed")
-	}
-	if _, err := exec.LookPath("poison"); err != nil {
-		t.Fatalf("poison is not in $PATH: %v", err)
-	}
-	hooks, err := filepath.Abs("../../hooks")
-	if err != nil {
-		t.Fatal(err)
-	}
+	hooks := hooksDir(t)
 	dir := t.TempDir()
 	g := &gitEnv{t: t, home: dir}
 	if code, _, stderr := runPoison(t, dir, "init", "reg"); code != 0 {
@@ -128,6 +119,24 @@ func TestHooks(t *testing.T) {
 		t.Errorf("pre-receive left scratch directories: %v", left)
 	}
 	g.run(dir, true, "--git-dir=srv.git", "fsck", "--no-progress")
+}
+
+// hooksDir returns the absolute path of the repository's hooks/ for a
+// test that runs them: git must be installed (else the test is skipped)
+// and poison, the test binary testscript puts in $PATH, must be found.
+func hooksDir(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed")
+	}
+	if _, err := exec.LookPath("poison"); err != nil {
+		t.Fatalf("poison is not in $PATH: %v", err)
+	}
+	hooks, err := filepath.Abs("../../hooks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hooks
 }
 
 func copyFile(t *testing.T, from, to string) {

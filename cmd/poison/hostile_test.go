@@ -49,19 +49,11 @@ var hostileCases = []struct {
 var errorLine = regexp.MustCompile(`(?m)^poison: error: (?:(?:resolve|lint [^:]*): (?:registry [^:]*: )?load registry: )?(.*?)(?:; no previous lock)?\s*$`)
 
 // TestHostileSameLine runs resolve, lint --rev and the pre-receive hook
-// (hooks/pre-receive, with real git) over each crafted registry, and checks that all three fail with exit 1 and
-// the same one-line error naming the object.
+// (hooks/pre-receive, with real git) over each crafted registry, and
+// checks that all three fail with exit 1 and the same one-line error
+// naming the object.
 func TestHostileSameLine(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed")
-	}
-	if _, err := exec.LookPath("poison"); err != nil {
-		t.Fatalf("poison is not in $PATH: %v", err)
-	}
-	hooks, err := filepath.Abs("../../hooks")
-	if err != nil {
-		t.Fatal(err)
-	}
+	hooks := hooksDir(t)
 	for _, tc := range hostileCases {
 		t.Run(tc.kind, func(t *testing.T) {
 			if _, ok := hostile.Kinds[tc.kind]; !ok {
