@@ -18,9 +18,9 @@ var LimitSettings = map[string]string{
 	"TotalBytes": "max-registry-bytes",
 }
 
-// limitHint is the end of a message about limit field: the setting that
-// raises it.
-func limitHint(field string) string {
+// LimitHint is the end of a message about the limit field (a field of
+// Limits): the setting that raises it.
+func LimitHint(field string) string {
 	return "; if the registry is right, raise the limit with --" + LimitSettings[field]
 }
 
@@ -32,5 +32,5 @@ func limitError(err error) error {
 	if err == nil || !errors.As(err, &te) || te.Limit == "" {
 		return err
 	}
-	return fmt.Errorf("%w%s", err, limitHint(te.Limit))
+	return fmt.Errorf("%w%s", err, LimitHint(te.Limit))
 }

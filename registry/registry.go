@@ -207,9 +207,9 @@ func readLimited(fsys fs.FS, name string, limit int64) ([]byte, error) {
 func tooLargeMessage(err error, limit int64, what string) string {
 	var te *gittree.Error
 	if errors.As(err, &te) {
-		return fmt.Sprintf("blob %s %s; %s%s", te.ID, te.Msg, what, limitHint("FileSize"))
+		return fmt.Sprintf("blob %s %s; %s%s", te.ID, te.Msg, what, LimitHint("FileSize"))
 	}
-	return fmt.Sprintf("file is more than the limit of %d bytes; %s%s", limit, what, limitHint("FileSize"))
+	return fmt.Sprintf("file is more than the limit of %d bytes; %s%s", limit, what, LimitHint("FileSize"))
 }
 
 func isTooLarge(err error) bool {
@@ -328,14 +328,14 @@ func walk(fsys fs.FS, root string, lim Limits, fn func(p string, d fs.DirEntry))
 		top.ents = top.ents[1:]
 		p := top.dir + "/" + d.Name()
 		if seen++; seen > lim.Entries {
-			return fmt.Errorf("%s: more than the limit of %d files and directories%s", gittree.QuotePath(p), lim.Entries, limitHint("Entries"))
+			return fmt.Errorf("%s: more than the limit of %d files and directories%s", gittree.QuotePath(p), lim.Entries, LimitHint("Entries"))
 		}
 		fn(p, d)
 		if !d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
 			continue
 		}
 		if depth := strings.Count(p, "/") + 1; depth > lim.Depth {
-			return fmt.Errorf("%s: nested %d directories deep, more than the limit of %d%s", gittree.QuotePath(p), depth, lim.Depth, limitHint("Depth"))
+			return fmt.Errorf("%s: nested %d directories deep, more than the limit of %d%s", gittree.QuotePath(p), depth, lim.Depth, LimitHint("Depth"))
 		}
 		ents, err := fs.ReadDir(fsys, p)
 		if err != nil {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/poison-nix/poison/registry"
 	"github.com/poison-nix/poison/resolver/internal/gitnet"
 )
 
@@ -68,7 +70,41 @@ func (o *Options) gitnetConfig(label string) gitnet.Config {
 		Auth:     o.Auth,
 		Progress: n.Progress,
 		Label:    label,
+		// The network caps follow the registry limits when those are
+		// raised above them: a registry allowed larger trees or files,
+		// or more bytes, may send them.
+		MaxObject:  raised(gitnet.DefaultMaxObject, o.Limits.TreeSize, o.Limits.FileSize),
+		MaxReceive: raised(gitnet.DefaultMaxReceive, o.Limits.TotalBytes),
 	}
+}
+
+// raised is the largest of limits when one is above def, else 0 (the
+// default).
+func raised(def int64, limits ...int64) int64 {
+	var m int64
+	for _, l := range limits {
+		m = max(m, l)
+	}
+	if m > def {
+		return m
+	}
+	return 0
+}
+
+// fetchLimitError adds to a fetch refused for its size the setting that
+// raises the limit.
+func fetchLimitError(err error) error {
+	var ot *gitnet.ObjectTooLargeError
+	var tl *gitnet.TooLargeError
+	switch {
+	case errors.As(err, &ot) && ot.Type == plumbing.BlobObject:
+		return fmt.Errorf("%w%s", err, registry.LimitHint("FileSize"))
+	case errors.As(err, &ot):
+		return fmt.Errorf("%w%s", err, registry.LimitHint("TreeSize"))
+	case errors.As(err, &tl):
+		return fmt.Errorf("%w%s", err, registry.LimitHint("TotalBytes"))
+	}
+	return err
 }
 
 // IsTimeout reports whether err is a connect or stall timeout of a fetch.

@@ -339,7 +339,7 @@ func fetchAndRead(ctx context.Context, src Source, o Options, dir string, publis
 		if !isNetwork(err) {
 			err = &corruptError{err}
 		}
-		fe := &FetchError{URL: src.URL, Err: err}
+		fe := &FetchError{URL: src.URL, Err: fetchLimitError(err)}
 		if prev, ok := c.readState(src.URL); ok {
 			fe.LastFetch = prev.LastFetch
 			fe.Cached = prev.cachedCommit(r, o.Ref)
