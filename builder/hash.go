@@ -3,6 +3,7 @@ package builder
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"hash"
 	"slices"
@@ -39,29 +40,55 @@ func fixedHash(o aterm.Output) [32]byte {
 // each input's hash-modulo (hex) mapped to the SET of output names used,
 // merged when two inputs have the same hash (R6, Nix ≥ 2.8).
 func moduloInputs(d *aterm.Derivation, hmOf func(j int) [32]byte) []aterm.InputDrv {
-	out := make([]aterm.InputDrv, 0, len(d.InputDrvs))
-	for j, in := range d.InputDrvs {
-		h := hmOf(j)
-		key := hex.EncodeToString(h[:])
-		k := slices.IndexFunc(out, func(x aterm.InputDrv) bool { return x.Path == key })
-		if k < 0 {
-			out = append(out, aterm.InputDrv{Path: key, Outputs: in.Outputs})
-			continue
-		}
-		merged := slices.Concat(out[k].Outputs, in.Outputs)
-		slices.Sort(merged)
-		out[k].Outputs = slices.Compact(merged)
+	// Sorted by the raw hashes: lowercase hex keeps their order, and equal
+	// hashes (merged) end up next to each other. The hex keys share one
+	// allocation (wide graphs have tens of inputs per derivation).
+	type entry struct {
+		h    [32]byte
+		outs []string
 	}
-	slices.SortFunc(out, func(a, b aterm.InputDrv) int {
-		if a.Path < b.Path {
-			return -1
+	es := make([]entry, len(d.InputDrvs))
+	for j, in := range d.InputDrvs {
+		es[j] = entry{hmOf(j), in.Outputs}
+	}
+	slices.SortFunc(es, func(a, b entry) int { return compareHash(&a.h, &b.h) })
+	keys := make([]byte, hex.EncodedLen(32)*len(es))
+	out := make([]aterm.InputDrv, 0, len(es))
+	for k := 0; k < len(es); {
+		m := k + 1
+		for m < len(es) && es[m].h == es[k].h {
+			m++
 		}
-		if a.Path > b.Path {
+		outs := es[k].outs
+		if m > k+1 {
+			var merged []string
+			for _, e := range es[k:m] {
+				merged = append(merged, e.outs...)
+			}
+			slices.Sort(merged)
+			outs = slices.Compact(merged)
+		}
+		key := keys[:hex.EncodedLen(32)]
+		keys = keys[len(key):]
+		hex.Encode(key, es[k].h[:])
+		out = append(out, aterm.InputDrv{Path: unsafe.String(&key[0], len(key)), Outputs: outs})
+		k = m
+	}
+	return out
+}
+
+// compareHash orders two hashes as bytes.Compare does, a word at a time.
+func compareHash(a, b *[32]byte) int {
+	for i := 0; i < 32; i += 8 {
+		x, y := binary.BigEndian.Uint64(a[i:]), binary.BigEndian.Uint64(b[i:])
+		if x != y {
+			if x < y {
+				return -1
+			}
 			return 1
 		}
-		return 0
-	})
-	return out
+	}
+	return 0
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}

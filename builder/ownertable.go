@@ -6,7 +6,7 @@ import "math/bits"
 // to their owners. Every window of hash characters in every rewritten or
 // scanned string is looked up, so it is an open-addressing table keyed by
 // the first 8 bytes (hash parts are uniformly distributed nixbase32) that
-// compares the full key only when those match; it replaces a
+// compares the rest only when those match; it replaces a
 // map[string]owner that cost more than the SHA-256 passes.
 type ownerTable struct {
 	slots []ownerSlot
@@ -15,8 +15,10 @@ type ownerTable struct {
 }
 
 type ownerSlot struct {
-	tag    uint64 // first 8 bytes of key; 0 = empty (hash characters are never 0)
-	key    string
+	// key holds the 32 characters, 8 to a word; key[0] is the tag, 0 for
+	// an empty slot (hash characters are never 0). Keeping them in the
+	// slot compares a hit without reading the path it came from.
+	key    [4]uint64
 	o      owner
 	shared bool // several members have this output hash (twins)
 }
@@ -29,20 +31,29 @@ func newOwnerTable(capacity int) *ownerTable {
 	return &ownerTable{slots: make([]ownerSlot, size), shift: uint(64 - bits.TrailingZeros(uint(size)))}
 }
 
-func tagOf(w string) uint64 {
+func word(w string) uint64 {
 	_ = w[7]
 	return uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
 		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
 }
 
-// find returns the slot of w, or the empty slot where it would go.
+func keyOf(w string) [4]uint64 {
+	_ = w[31]
+	return [4]uint64{word(w[0:8]), word(w[8:16]), word(w[16:24]), word(w[24:32])}
+}
+
+// find returns the slot of w (32 characters), or the empty slot where it
+// would go.
 func (t *ownerTable) find(w string) *ownerSlot {
-	tag := tagOf(w)
+	return t.findKey(keyOf(w))
+}
+
+func (t *ownerTable) findKey(k [4]uint64) *ownerSlot {
 	mask := len(t.slots) - 1
-	i := int((tag * 0x9E3779B97F4A7C15) >> t.shift)
+	i := int((k[0] * 0x9E3779B97F4A7C15) >> t.shift)
 	for {
 		s := &t.slots[i]
-		if s.tag == 0 || s.tag == tag && s.key == w {
+		if s.key[0] == 0 || s.key == k {
 			return s
 		}
 		i = (i + 1) & mask
@@ -52,13 +63,13 @@ func (t *ownerTable) find(w string) *ownerSlot {
 // get returns the owner of the hash part w (32 characters).
 func (t *ownerTable) get(w string) (owner, bool) {
 	s := t.find(w)
-	return s.o, s.tag != 0
+	return s.o, s.key[0] != 0
 }
 
 // lookup is get that also says whether w is shared by twins.
 func (t *ownerTable) lookup(w string) (o owner, shared, ok bool) {
 	s := t.find(w)
-	return s.o, s.shared, s.tag != 0
+	return s.o, s.shared, s.key[0] != 0
 }
 
 // put sets the owner of w, growing the table when it is half full.
@@ -67,15 +78,15 @@ func (t *ownerTable) put(w string, o owner) {
 		old := t.slots
 		*t = *newOwnerTable(len(old))
 		for i := range old {
-			if old[i].tag != 0 {
-				*t.find(old[i].key) = old[i]
+			if old[i].key[0] != 0 {
+				*t.findKey(old[i].key) = old[i]
 				t.n++
 			}
 		}
 	}
 	s := t.find(w)
-	if s.tag == 0 {
-		s.tag, s.key = tagOf(w), w
+	if s.key[0] == 0 {
+		s.key = keyOf(w)
 		t.n++
 	}
 	s.o = o
@@ -83,7 +94,7 @@ func (t *ownerTable) put(w string, o owner) {
 
 // markShared flags w (present) as shared by twins.
 func (t *ownerTable) markShared(w string) {
-	if s := t.find(w); s.tag != 0 {
+	if s := t.find(w); s.key[0] != 0 {
 		s.shared = true
 	}
 }
