@@ -22,8 +22,9 @@ import (
 // The master is an optimisation only: the slots' ssh runs with
 // ControlMaster=no, so when the master is not up (it failed to start, or
 // the machine dropped it) a slot logs in on its own, as it would without
-// sharing. A master that ended is started again by the next slot that
-// dials.
+// sharing. A master that ended after coming up (the machine dropped the
+// connection) is started again by the next slot that dials; one that
+// never came up is not tried again in the run.
 type sshMaster struct {
 	prog string
 	args []string // up to the destination, master options included
@@ -33,6 +34,9 @@ type sshMaster struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
+	// off: a master failed to log in or to come up in time; the slots
+	// log in on their own for the rest of the run.
+	off bool
 }
 
 // maxSocketPath bounds the control socket's path: a unix socket path has
@@ -76,6 +80,9 @@ func (m *sshMaster) ensure(ctx context.Context) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.off {
+		return
+	}
 	if m.cmd != nil {
 		select {
 		case <-m.done:
@@ -105,12 +112,15 @@ func (m *sshMaster) ensure(ctx context.Context) {
 		}
 		select {
 		case <-done:
-			return // the login failed: the slot's own login says why
+			// The login failed: the slot's own login says why.
+			m.off = true
+			return
 		case <-ctx.Done():
 			m.stopLocked()
 			return
 		case <-deadline.C:
 			m.stopLocked()
+			m.off = true
 			return
 		case <-tick.C:
 		}
