@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/poison-nix/poison/registry/gittree"
 )
 
 // Severity says whether a Problem fails lint.
@@ -37,10 +39,13 @@ type Problem struct {
 }
 
 // String formats p as "PATH:LINE:COL: KEY: what is wrong; what to do"; the
-// position is left out for whole-file problems and the key when there is none.
+// position is left out for whole-file problems and the key when there is
+// none. A path that is not printable UTF-8 (a newline, a control
+// character, an invalid byte in a file name) is Go-quoted, so a problem
+// stays one line.
 func (p Problem) String() string {
 	var b strings.Builder
-	b.WriteString(p.Path)
+	b.WriteString(gittree.QuotePath(p.Path))
 	if p.Line > 0 {
 		fmt.Fprintf(&b, ":%d:%d", p.Line, max(p.Col, 1))
 	}

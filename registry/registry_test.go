@@ -362,3 +362,29 @@ func TestLoadDirMatchesLoad(t *testing.T) {
 		t.Errorf("missing problems:\n%v", err1)
 	}
 }
+
+// TestProblemOddFileNames: a problem in a file whose name holds a newline
+// or a control character stays one line, the name quoted; printable
+// names are left as they are.
+func TestProblemOddFileNames(t *testing.T) {
+	for name, shown := range map[string]string{
+		"entries/2026/11/a\nb.toml":      `"entries/2026/11/a\nb.toml"`,
+		"entries/2026/11/tab\there.toml": `"entries/2026/11/tab\there.toml"`,
+		"entries/2026/11/bell\a.toml":    `"entries/2026/11/bell\a.toml"`,
+		"entries/2026/11/ünï cödé.toml":  `entries/2026/11/ünï cödé.toml`,
+	} {
+		fsys := fstest.MapFS{
+			"registry.toml": {Data: []byte("")},
+			name:            {Data: []byte("author = \"A <a@b.c>\"\ndate = 2026-11-01\nnames = [\"a\"]\n")},
+		}
+		_, err := registry.Load(fsys, registry.LoadOptions{Now: testNow})
+		var ps registry.Problems
+		if !errors.As(err, &ps) || len(ps) != 1 {
+			t.Fatalf("%q: %v, want one problem", name, err)
+		}
+		got := ps[0].String()
+		if strings.Contains(got, "\n") || !strings.HasPrefix(got, shown+":") || !strings.Contains(got, "reason: missing") {
+			t.Errorf("%q: problem %q, want one line starting %s:", name, got, shown)
+		}
+	}
+}
