@@ -15,6 +15,7 @@ package registry
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -78,33 +80,119 @@ type Registry struct {
 	byName    map[string][]*Entry
 }
 
-// serials is the serial map of a set of entries.
+// serials counts the serial map of a set of entries compactly: every
+// key occurrence is appended to a tally, and the tallies are sorted and
+// counted once, at the end. A map of strings costs about three times the
+// bytes of its keys; a registry of a million entries has three million.
 type serials struct {
-	drv, out, names map[string]int
+	drv, out, names tally
 }
 
-func newSerials() *serials {
-	return &serials{drv: map[string]int{}, out: map[string]int{}, names: map[string]int{}}
-}
+func newSerials() *serials { return &serials{} }
 
 // add counts e. Keys are copied: the entry's strings point into its file.
 func (s *serials) add(e *Entry) {
-	inc := func(m map[string]int, k string) {
-		if _, ok := m[k]; ok {
-			m[k]++
-			return
-		}
-		m[strings.Clone(k)] = 1
-	}
 	for _, k := range e.drvBases() {
-		inc(s.drv, k)
+		s.drv.add(k)
 	}
 	for _, k := range e.outputBases() {
-		inc(s.out, k)
+		s.out.add(k)
 	}
 	for _, k := range e.allNames() {
-		inc(s.names, k)
+		s.names.add(k)
 	}
+}
+
+// tally is a multiset of strings: their bytes, each after its length as a
+// uvarint, in chunks of at least chunkSize bytes, and one reference
+// (chunk<<32 | offset) per occurrence.
+type tally struct {
+	chunks [][]byte
+	refs   []uint64
+	sorted bool
+}
+
+const chunkSize = 1 << 20
+
+func (t *tally) add(k string) {
+	need := binary.MaxVarintLen64 + len(k)
+	if len(t.chunks) == 0 || cap(t.chunks[len(t.chunks)-1])-len(t.chunks[len(t.chunks)-1]) < need {
+		t.chunks = append(t.chunks, make([]byte, 0, max(chunkSize, need)))
+	}
+	c := &t.chunks[len(t.chunks)-1]
+	t.refs = append(t.refs, uint64(len(t.chunks)-1)<<32|uint64(len(*c)))
+	*c = binary.AppendUvarint(*c, uint64(len(k)))
+	*c = append(*c, k...)
+	t.sorted = false
+}
+
+func (t *tally) key(ref uint64) []byte {
+	c := t.chunks[ref>>32][uint32(ref):]
+	n, w := binary.Uvarint(c)
+	return c[w : w+int(n)]
+}
+
+// each calls fn for every distinct key in byte order with the number of
+// times it was added, until fn returns false. key is valid only during
+// the call.
+func (t *tally) each(fn func(key []byte, n int) bool) {
+	if !t.sorted {
+		slices.SortFunc(t.refs, func(a, b uint64) int { return bytes.Compare(t.key(a), t.key(b)) })
+		t.sorted = true
+	}
+	for i := 0; i < len(t.refs); {
+		k := t.key(t.refs[i])
+		j := i + 1
+		for j < len(t.refs) && bytes.Equal(t.key(t.refs[j]), k) {
+			j++
+		}
+		if !fn(k, j-i) {
+			return
+		}
+		i = j
+	}
+}
+
+// toMap returns the tally as a map of counts.
+func (t *tally) toMap() map[string]int {
+	m := map[string]int{}
+	t.each(func(k []byte, n int) bool {
+		m[string(k)] = n
+		return true
+	})
+	return m
+}
+
+// Serial map kinds, for EachSerial: the keys of lock.File's Derivations,
+// Outputs and Names.
+const (
+	Derivations = iota
+	Outputs
+	Names
+)
+
+// EachSerial calls fn, in byte order of the keys, for every key of kind
+// (Derivations, Outputs or Names) of the serial map counted by a load
+// with OnlyLock, with its serial, until fn returns false. key is valid
+// only during the call. It reports false when the registry was not loaded
+// with OnlyLock (or Lock handed the serial map over already).
+func (r *Registry) EachSerial(kind int, fn func(key []byte, serial int) bool) bool {
+	if r.counts == nil {
+		return false
+	}
+	[]*tally{&r.counts.drv, &r.counts.out, &r.counts.names}[kind].each(fn)
+	return true
+}
+
+// LockHeader returns the lock of the registry without its serial maps
+// (empty): the source, attribute and store directory.
+func (r *Registry) LockHeader(src lock.Source) *lock.File {
+	cfg := r.Config.withDefaults()
+	f := lock.New(src, cfg.Env)
+	if cfg.StoreDir != lock.DefaultStoreDir {
+		f.StoreDir = cfg.StoreDir
+	}
+	return f
 }
 
 // Load reads registry.toml and every entries/**/*.toml from fsys (os.DirFS
@@ -424,19 +512,32 @@ func (r *Registry) decodeFiles(read readAll, files []string, opts LoadOptions, l
 		return nil, fmt.Errorf("load registry: %w", err)
 	}
 	// An incident filed twice by copying a file counts twice: warn, in
-	// file order.
-	first := map[[16]byte]int32{}
+	// file order, naming the first file of the same content. Sorting the
+	// valid files by content hash (then file order) needs no map.
+	order := make([]int32, 0, len(files))
 	for i := range files {
-		if !valid[i] {
-			continue
-		}
-		if f, dup := first[hashes[i]]; dup {
-			problems = append(problems, Problem{Path: files[i], Severity: Warning,
-				Message: "has the same content as " + gittree.QuotePath(files[f]) + "; an incident counts once: if this is a copy, remove it before it is merged"})
-		} else {
-			first[hashes[i]] = int32(i)
+		if valid[i] {
+			order = append(order, int32(i))
 		}
 	}
+	slices.SortFunc(order, func(a, b int32) int {
+		if c := bytes.Compare(hashes[a][:], hashes[b][:]); c != 0 {
+			return c
+		}
+		return int(a - b)
+	})
+	var dups []Problem
+	first := 0 // where the run of equal hashes starts
+	for k := 1; k < len(order); k++ {
+		if hashes[order[k]] != hashes[order[k-1]] {
+			first = k
+			continue
+		}
+		dups = append(dups, Problem{Path: files[order[k]], Severity: Warning,
+			Message: "has the same content as " + gittree.QuotePath(files[order[first]]) + "; an incident counts once: if this is a copy, remove it before it is merged"})
+	}
+	sort.SliceStable(dups, func(i, j int) bool { return dups[i].Path < dups[j].Path })
+	problems = append(problems, dups...)
 	sort.Slice(r.Entries, func(i, j int) bool { return r.Entries[i].File < r.Entries[j].File })
 	return problems, nil
 }
@@ -460,14 +561,10 @@ func (ps Problems) Sort() {
 // entries naming it. After a load with OnlyLock, Lock hands over the
 // serial map it counted: call it once.
 func (r *Registry) Lock(src lock.Source) *lock.File {
-	cfg := r.Config.withDefaults()
-	f := lock.New(src, cfg.Env)
-	if cfg.StoreDir != lock.DefaultStoreDir {
-		f.StoreDir = cfg.StoreDir
-	}
+	f := r.LockHeader(src)
 	if r.counts != nil {
-		// The maps are handed over: the lock is built once per load.
-		f.Derivations, f.Outputs, f.Names = r.counts.drv, r.counts.out, r.counts.names
+		// The counts are handed over: the lock is built once per load.
+		f.Derivations, f.Outputs, f.Names = r.counts.drv.toMap(), r.counts.out.toMap(), r.counts.names.toMap()
 		r.counts = nil
 		return f
 	}

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/poison-nix/poison/registry"
 	"github.com/poison-nix/poison/registry/lock"
 )
 
@@ -19,7 +20,7 @@ import (
 
 // plainKey reports whether s encodes in JSON as itself between quotes
 // (encoding/json with SetEscapeHTML(false)).
-func plainKey(s string) bool {
+func plainKey[S string | []byte](s S) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
@@ -31,13 +32,10 @@ func plainKey(s string) bool {
 
 // encodeLock returns exactly l.Marshal().
 func encodeLock(l *lock.File) ([]byte, error) {
-	maps := []struct {
-		name string
-		m    map[string]int
-	}{{"derivations", l.Derivations}, {"outputs", l.Outputs}, {"names", l.Names}}
+	maps := []map[string]int{l.Derivations, l.Outputs, l.Names}
 	size := 512
-	for _, f := range maps {
-		for k := range f.m {
+	for _, m := range maps {
+		for k := range m {
 			if !plainKey(k) {
 				return l.Marshal()
 			}
@@ -46,6 +44,86 @@ func encodeLock(l *lock.File) ([]byte, error) {
 	}
 	var b bytes.Buffer
 	b.Grow(size)
+	writeHeader(&b, l)
+	for i, m := range maps {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b.WriteString(mapNames[i])
+		for j, k := range keys {
+			writeSerial(&b, j == 0, func() { b.WriteString(k) }, m[k])
+		}
+		endMap(&b, len(keys))
+	}
+	b.WriteString("\n}\n")
+	return b.Bytes(), nil
+}
+
+var mapNames = [...]string{",\n  \"derivations\": {", ",\n  \"outputs\": {", ",\n  \"names\": {"}
+
+// encodeRegistry returns exactly reg.Lock(src).Marshal() for a registry
+// loaded with OnlyLock, from its compact serial counts, without building
+// the lock's maps. ok is false when it cannot (a key that is not plain):
+// reg is left untouched then.
+func encodeRegistry(reg *registry.Registry, src lock.Source) (data []byte, ok bool) {
+	size := 512
+	plain := true
+	for kind := range mapNames {
+		if !reg.EachSerial(kind, func(k []byte, _ int) bool {
+			if !plainKey(k) {
+				plain = false
+			}
+			size += len(k) + 16
+			return plain
+		}) {
+			return nil, false
+		}
+	}
+	if !plain {
+		return nil, false
+	}
+	var b bytes.Buffer
+	b.Grow(size)
+	writeHeader(&b, reg.LockHeader(src))
+	for kind, name := range mapNames {
+		b.WriteString(name)
+		n := 0
+		reg.EachSerial(kind, func(k []byte, serial int) bool {
+			writeSerial(&b, n == 0, func() { b.Write(k) }, serial)
+			n++
+			return true
+		})
+		endMap(&b, n)
+	}
+	b.WriteString("\n}\n")
+	return b.Bytes(), true
+}
+
+// writeSerial writes one "key": serial line of a serial map; the key is
+// written by key.
+func writeSerial(b *bytes.Buffer, first bool, key func(), serial int) {
+	if !first {
+		b.WriteByte(',')
+	}
+	b.WriteString("\n    \"")
+	key()
+	b.WriteString("\": ")
+	var num [20]byte
+	b.Write(strconv.AppendInt(num[:0], int64(serial), 10))
+}
+
+func endMap(b *bytes.Buffer, n int) {
+	if n == 0 {
+		b.WriteString("}")
+		return
+	}
+	b.WriteString("\n  }")
+}
+
+// writeHeader writes the lock up to its serial maps.
+func writeHeader(b *bytes.Buffer, l *lock.File) {
 	str := func(s string) {
 		if plainKey(s) {
 			b.WriteByte('"')
@@ -77,32 +155,6 @@ func encodeLock(l *lock.File) ([]byte, error) {
 		b.WriteString(",\n  \"storeDir\": ")
 		str(l.StoreDir)
 	}
-	for _, f := range maps {
-		b.WriteString(",\n  \"")
-		b.WriteString(f.name)
-		b.WriteString("\": {")
-		if len(f.m) == 0 {
-			b.WriteString("}")
-			continue
-		}
-		keys := make([]string, 0, len(f.m))
-		for k := range f.m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for i, k := range keys {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("\n    \"")
-			b.WriteString(k)
-			b.WriteString("\": ")
-			b.WriteString(strconv.Itoa(f.m[k]))
-		}
-		b.WriteString("\n  }")
-	}
-	b.WriteString("\n}\n")
-	return b.Bytes(), nil
 }
 
 var errLayout = errors.New("not in the canonical layout")

@@ -1,11 +1,17 @@
 package resolver
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/poison-nix/poison/registry"
 	"github.com/poison-nix/poison/registry/lock"
 	"github.com/poison-nix/poison/resolver/internal/regtest"
 )
@@ -156,5 +162,66 @@ func TestExtendEncoded(t *testing.T) {
 	b, _ := encodeLock(randomLock(rng, 3, false))
 	if _, ok := extendEncoded(b, lock.Source{}, other); ok {
 		t.Error("extended across env attributes")
+	}
+}
+
+// TestEncodeRegistry checks that the lock written from a registry's
+// compact serial counts is byte for byte the lock the lock package
+// marshals from maps, on a registry with repeated derivations, outputs
+// and names. (Keys that are not plain cannot come from a valid registry:
+// names are store path names.)
+func TestEncodeRegistry(t *testing.T) {
+	for _, weird := range []bool{false} {
+		dir := t.TempDir()
+		write := func(name, content string) {
+			p := filepath.Join(dir, filepath.FromSlash(name))
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write("registry.toml", "env = \"POISON_SERIAL\"\n")
+		for i := 0; i < 3000; i++ {
+			j := i
+			if i%10 == 9 {
+				j = i - 9 // a second incident of the same derivation
+			}
+			h := regtest.Hash(fmt.Sprint("drv", j))
+			name := fmt.Sprintf("pkg%d-1.%d", j%97, j%13)
+			names := ""
+			if i%7 == 0 {
+				names = fmt.Sprintf("names = [%q]\n", name)
+			}
+			write(fmt.Sprintf("entries/2026/%02d/incident-%d.toml", 1+i%12, i), fmt.Sprintf(
+				"reason = \"incident %d\"\nauthor = \"A <a@example.com>\"\ndate = 2026-01-01\n%s\n[[derivation]]\npath = \"/nix/store/%s-%s.drv\"\noutputs = [\"/nix/store/%s-%s\"]\n",
+				i, names, h, name, regtest.Hash(fmt.Sprint("out", j)), name))
+		}
+		src := lock.Source{URL: "git://h/r", Ref: "main", Commit: strings.Repeat("ab", 20)}
+		load := func() *registry.Registry {
+			reg, err := registry.Load(os.DirFS(dir), registry.LoadOptions{OnlyLock: true, Now: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return reg
+		}
+		want, err := load().Lock(src).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := encodeRegistry(load(), src)
+		if ok == weird {
+			t.Errorf("weird=%v: encodeRegistry ok = %v", weird, ok)
+		}
+		if !ok {
+			continue
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("encodeRegistry differs from Marshal (%d bytes, want %d)", len(got), len(want))
+		}
+		if !bytes.Contains(got, []byte("-pkg0-1.0.drv\": 2")) {
+			t.Errorf("no serial of 2 in the lock: the repeated incidents were not counted")
+		}
 	}
 }

@@ -73,6 +73,9 @@ type Result struct {
 	Unchanged bool
 	// data is Lock encoded, when known.
 	data []byte
+	// reg is the registry just loaded, whose serial counts Lock (nil)
+	// is made of: encode writes data from them without building maps.
+	reg *registry.Registry
 	// base is the encoded lock that Lock extends with added entries only
 	// (so no serial of base is lower in Lock).
 	base   []byte
@@ -167,8 +170,8 @@ func Resolve(ctx context.Context, o Options) (*Result, error) {
 
 // LockFile returns Lock, decoding it from the lock's bytes when needed.
 func (res *Result) LockFile() (*lock.File, error) {
-	if res.Lock != nil {
-		return res.Lock, nil
+	if res.Lock != nil || res.reg != nil {
+		return res.lockOf(), nil
 	}
 	if res.data == nil {
 		return nil, errors.New("resolve: no lock")
@@ -200,6 +203,9 @@ func resolve(ctx context.Context, o Options) (*Result, error) {
 		}
 		res := &Result{Source: src, Fetched: true, LastFetch: o.Now}
 		if err := res.load(os.DirFS(src.URL), nil, o, lock.Source{URL: src.URL}); err != nil {
+			return nil, err
+		}
+		if err := res.encode(o.Cache, res.Pinned, o); err != nil {
 			return nil, err
 		}
 		o.Cache.writeState(state{URL: src.URL, LastFetch: o.Now})
@@ -436,7 +442,7 @@ func (res *Result) load(fsys fs.FS, only []string, o Options, src lock.Source) e
 		return fmt.Errorf("registry %s: %w", src.URL, err)
 	}
 	res.Warnings = reg.Warnings
-	res.Lock, res.Pinned = reg.Lock(src), src
+	res.Lock, res.Pinned, res.reg = nil, src, reg
 	res.Loaded = reg.Count + len(skippedFiles(res.Skipped))
 	res.Entries = reg.Count
 	return nil
@@ -504,14 +510,33 @@ func (res *Result) loadCommit(r *repo, tree plumbing.Hash, src lock.Source, o Op
 	if err := res.load(tfs, nil, o, src); err != nil {
 		return err
 	}
+	tfs.Close() // its trees are no longer needed: free them before encoding
 	return res.encode(c, src, o)
+}
+
+// lockOf returns Lock, building it from the registry just loaded when
+// needed.
+func (res *Result) lockOf() *lock.File {
+	if res.Lock == nil && res.reg != nil {
+		res.Lock, res.reg = res.reg.Lock(res.Pinned), nil
+	}
+	return res.Lock
 }
 
 // encode fills res.data and remembers a clean lock in the cache.
 func (res *Result) encode(c Cache, src lock.Source, o Options) error {
-	data, err := encodeLock(res.Lock)
-	if err != nil {
-		return err
+	var data []byte
+	if res.Lock == nil && res.reg != nil {
+		data, _ = encodeRegistry(res.reg, src)
+		if data != nil {
+			res.reg = nil
+		}
+	}
+	if data == nil {
+		var err error
+		if data, err = encodeLock(res.lockOf()); err != nil {
+			return err
+		}
 	}
 	res.data = data
 	if len(res.Skipped) == 0 {
@@ -552,7 +577,7 @@ func (res *Result) extend(r *repo, tfs *gittree.FS, baseRaw []byte, baseCommit s
 	}
 	res.Skipped, res.Warnings = part.Skipped, part.Warnings
 	res.Loaded, res.Entries, res.Pinned = part.Loaded, -1, src
-	if data, ok := extendEncoded(baseRaw, src, part.Lock); ok {
+	if data, ok := extendEncoded(baseRaw, src, part.lockOf()); ok {
 		res.data = data
 		if !o.lazy {
 			_, err := res.LockFile()
@@ -565,7 +590,7 @@ func (res *Result) extend(r *repo, tfs *gittree.FS, baseRaw []byte, baseCommit s
 	if err != nil {
 		return errNotIncremental
 	}
-	p := part.Lock
+	p := part.lockOf()
 	if p.Env != base.Env || p.Store() != base.Store() {
 		return errNotIncremental
 	}

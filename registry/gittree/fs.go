@@ -89,15 +89,15 @@ func (f *FS) SetGitDir(gitDir string) { f.objs, f.ownObjs = OpenObjects(gitDir),
 // which Close leaves open.
 func (f *FS) SetObjects(o *Objects) { f.objs, f.ownObjs = o, false }
 
-// Close releases the pack files the FS opened. The FS must not be used
-// afterwards.
+// Close releases the pack files the FS opened and the trees it decoded.
+// The FS must not be used afterwards.
 func (f *FS) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.objs != nil && f.ownObjs {
 		f.objs.Close()
 	}
-	f.objs = nil
+	f.objs, f.root.dir = nil, nil
 	return nil
 }
 
