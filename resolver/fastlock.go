@@ -67,7 +67,8 @@ var mapNames = [...]string{",\n  \"derivations\": {", ",\n  \"outputs\": {", ",\
 // loaded with OnlyLock, from its compact serial counts, without building
 // the lock's maps. ok is false when it cannot (a key that is not plain):
 // reg is left untouched then.
-func encodeRegistry(reg *registry.Registry, src lock.Source) (data []byte, ok bool) {
+// sizes are the number of keys of each serial map.
+func encodeRegistry(reg *registry.Registry, src lock.Source) (data []byte, sizes [3]int, ok bool) {
 	size := 512
 	plain := true
 	for kind := range mapNames {
@@ -78,11 +79,11 @@ func encodeRegistry(reg *registry.Registry, src lock.Source) (data []byte, ok bo
 			size += len(k) + 16
 			return plain
 		}) {
-			return nil, false
+			return nil, sizes, false
 		}
 	}
 	if !plain {
-		return nil, false
+		return nil, sizes, false
 	}
 	var b bytes.Buffer
 	b.Grow(size)
@@ -96,9 +97,10 @@ func encodeRegistry(reg *registry.Registry, src lock.Source) (data []byte, ok bo
 			return true
 		})
 		endMap(&b, n)
+		sizes[kind] = n
 	}
 	b.WriteString("\n}\n")
-	return b.Bytes(), true
+	return b.Bytes(), sizes, true
 }
 
 // writeSerial writes one "key": serial line of a serial map; the key is

@@ -210,7 +210,7 @@ func TestEncodeRegistry(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, ok := encodeRegistry(load(), src)
+		got, _, ok := encodeRegistry(load(), src)
 		if ok == weird {
 			t.Errorf("weird=%v: encodeRegistry ok = %v", weird, ok)
 		}

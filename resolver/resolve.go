@@ -76,6 +76,10 @@ type Result struct {
 	// reg is the registry just loaded, whose serial counts Lock (nil)
 	// is made of: encode writes data from them without building maps.
 	reg *registry.Registry
+	// sizes are the numbers of derivations, outputs and names of the lock
+	// when sized is set (Lock may be nil).
+	sizes [3]int
+	sized bool
 	// base is the encoded lock that Lock extends with added entries only
 	// (so no serial of base is lower in Lock).
 	base   []byte
@@ -166,6 +170,16 @@ func Resolve(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	return res, err
+}
+
+// Sizes returns the numbers of derivations, outputs and names of the lock
+// when they are known without decoding it (ok is false otherwise: use
+// LockFile).
+func (res *Result) Sizes() (derivations, outputs, names int, ok bool) {
+	if res.Lock != nil {
+		return len(res.Lock.Derivations), len(res.Lock.Outputs), len(res.Lock.Names), true
+	}
+	return res.sizes[0], res.sizes[1], res.sizes[2], res.sized
 }
 
 // LockFile returns Lock, decoding it from the lock's bytes when needed.
@@ -527,9 +541,9 @@ func (res *Result) lockOf() *lock.File {
 func (res *Result) encode(c Cache, src lock.Source, o Options) error {
 	var data []byte
 	if res.Lock == nil && res.reg != nil {
-		data, _ = encodeRegistry(res.reg, src)
-		if data != nil {
-			res.reg = nil
+		var ok bool
+		if data, res.sizes, ok = encodeRegistry(res.reg, src); ok {
+			res.reg, res.sized = nil, true
 		}
 	}
 	if data == nil {

@@ -154,12 +154,12 @@ func runResolve(ctx context.Context, e *env, s settings.Settings, skip, allowDec
 		if prev != nil {
 			j.PreviousCommit = prev.Registry.Commit
 		}
-		l := res.Lock
-		if l == nil && res.Unchanged {
-			l, _ = lock.ReadFile(s.Lock) // unchanged: decoded lazily, read it for the counts
-		}
-		if l != nil {
-			j.Derivations, j.Outputs, j.Names = len(l.Derivations), len(l.Outputs), len(l.Names)
+		if d, o, n, ok := res.Sizes(); ok {
+			j.Derivations, j.Outputs, j.Names = d, o, n
+		} else if res.Unchanged {
+			if l, err := lock.ReadFile(s.Lock); err == nil { // unchanged: decoded lazily, read it for the counts
+				j.Derivations, j.Outputs, j.Names = len(l.Derivations), len(l.Outputs), len(l.Names)
+			}
 		}
 		if s.Nix != "" {
 			j.Nix = displayPath(e, s.Nix)
@@ -170,8 +170,8 @@ func runResolve(ctx context.Context, e *env, s settings.Settings, skip, allowDec
 		return writeReport(e.stdout, true, j, nil)
 	}
 	counts := ""
-	if l := res.Lock; l != nil {
-		counts = fmt.Sprintf(": %d derivations, %d outputs, %d names", len(l.Derivations), len(l.Outputs), len(l.Names))
+	if d, o, n, ok := res.Sizes(); ok {
+		counts = fmt.Sprintf(": %d derivations, %d outputs, %d names", d, o, n)
 	}
 	fmt.Fprintf(e.stdout, "%s: registry %s%s at commit %s (%s)%s\n", lockName, pin.URL, ref, shortCommit(pin.Commit), change, counts)
 	if s.Nix != "" {
