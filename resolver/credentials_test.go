@@ -143,7 +143,7 @@ func testCredentials(t *testing.T, user, password, userinfo, secret string) {
 		t.Errorf("Warning: %q", w)
 	}
 	// show reads the registry from the cache with the redacted URL.
-	sh, err := resolver.Show(ctx, w.cache, onDisk, filepath.Base(regtest.Drv("b-2.0")), now)
+	sh, err := resolver.Show(ctx, w.cache, onDisk, filepath.Base(regtest.Drv("b-2.0")), resolver.ShowOptions{Now: now})
 	if err != nil || sh.Serial != 2 || len(sh.Entries) != 2 {
 		t.Errorf("show: %+v, %v", sh, err)
 	}
@@ -243,7 +243,7 @@ func TestCredentialsLegacyLock(t *testing.T) {
 	if f := resolver.CheckFreshness(w.cache, l, time.Hour, now.Add(time.Minute)); f.LastFetch != now {
 		t.Errorf("freshness of the old lock: %+v", f)
 	}
-	if sh, err := resolver.Show(ctx, w.cache, l, "b-2.0", now); err != nil || sh.Serial != 2 {
+	if sh, err := resolver.Show(ctx, w.cache, l, "b-2.0", resolver.ShowOptions{Now: now}); err != nil || sh.Serial != 2 {
 		t.Errorf("show with the old lock: %+v, %v", sh, err)
 	}
 }

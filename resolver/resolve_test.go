@@ -555,7 +555,7 @@ func TestShow(t *testing.T) {
 		{regtest.Drv("zzz"), "derivation", 0, nil, ""},
 	}
 	for _, c := range cases {
-		s, err := resolver.Show(ctx, w.cache, l, c.key, now)
+		s, err := resolver.Show(ctx, w.cache, l, c.key, resolver.ShowOptions{Now: now})
 		if err != nil {
 			t.Fatalf("%s: %v", c.key, err)
 		}
@@ -570,7 +570,7 @@ func TestShow(t *testing.T) {
 			t.Errorf("%s: got %s serial %d %v, want %s serial %d %v", c.key, s.Kind, s.Serial, files, c.kind, c.serial, c.files)
 		}
 	}
-	if _, err := resolver.Show(ctx, resolver.Cache{Dir: t.TempDir()}, l, "a-1.0", now); err == nil || !strings.Contains(err.Error(), "poison resolve") {
+	if _, err := resolver.Show(ctx, resolver.Cache{Dir: t.TempDir()}, l, "a-1.0", resolver.ShowOptions{Now: now}); err == nil || !strings.Contains(err.Error(), "poison resolve") {
 		t.Errorf("show without a cache: %v", err)
 	}
 }

@@ -43,10 +43,22 @@ type ShownEntry struct {
 // maxHistory bounds the history walk that finds the commit adding an entry.
 const maxHistory = 10000
 
+// ShowOptions are the options of Show.
+type ShowOptions struct {
+	// Now dates the entries' checks (time.Now when zero).
+	Now time.Time
+	// Limits bound reading the registry commit, as for resolve; zero
+	// fields take registry.DefaultLimits.
+	Limits registry.Limits
+}
+
 // Show looks up a .drv path, output path (full or base name) or derivation
 // name in a lock and in the registry commit it pins, read from the cache
 // (or the local registry) without any network access.
-func Show(ctx context.Context, c Cache, l *lock.File, key string, now time.Time) (*Shown, error) {
+func Show(ctx context.Context, c Cache, l *lock.File, key string, o ShowOptions) (*Shown, error) {
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
 	base := key
 	if strings.HasPrefix(key, "/") {
 		if dir := path.Dir(key); dir != l.Store() {
@@ -63,7 +75,7 @@ func Show(ctx context.Context, c Cache, l *lock.File, key string, now time.Time)
 	default:
 		s.Kind, s.Serial = "name", l.Names[base]
 	}
-	reg, r, err := openAtLock(ctx, c, l, now)
+	reg, r, err := openAtLock(ctx, c, l, o)
 	if err != nil {
 		return s, err
 	}
@@ -102,7 +114,7 @@ func Show(ctx context.Context, c Cache, l *lock.File, key string, now time.Time)
 
 // openAtLock loads the registry at the lock's commit from the cache or the
 // local source. Entries with lint errors are left out, as in the lock.
-func openAtLock(ctx context.Context, c Cache, l *lock.File, now time.Time) (*registry.Registry, *repo, error) {
+func openAtLock(ctx context.Context, c Cache, l *lock.File, o ShowOptions) (*registry.Registry, *repo, error) {
 	commit := l.Registry.Commit
 	src, err := ParseSource(l.Registry.URL, "/")
 	if err != nil {
@@ -112,7 +124,7 @@ func openAtLock(ctx context.Context, c Cache, l *lock.File, now time.Time) (*reg
 	// earlier version may hold them).
 	url := src.URL
 	if src.Kind == LocalDir {
-		reg, err := loadValid(os.DirFS(url), now)
+		reg, err := loadValid(os.DirFS(url), o)
 		return reg, nil, err
 	}
 	var r *repo
@@ -144,10 +156,10 @@ func openAtLock(ctx context.Context, c Cache, l *lock.File, now time.Time) (*reg
 	if err != nil {
 		return fail(fmt.Errorf("read registry commit %s: %w", commit, err))
 	}
-	tfs := gittree.New(r.Storer, t.Hash, registry.Limits{})
+	tfs := gittree.New(r.Storer, t.Hash, o.Limits)
 	tfs.SetObjects(r.objs)
 	defer tfs.Close()
-	reg, err := loadValid(tfs, now)
+	reg, err := loadValid(tfs, o)
 	if err != nil {
 		return fail(err)
 	}
@@ -155,8 +167,8 @@ func openAtLock(ctx context.Context, c Cache, l *lock.File, now time.Time) (*reg
 }
 
 // loadValid loads a registry, keeping the valid entries when some are not.
-func loadValid(fsys fs.FS, now time.Time) (*registry.Registry, error) {
-	reg, err := registry.Load(fsys, registry.LoadOptions{Now: now})
+func loadValid(fsys fs.FS, o ShowOptions) (*registry.Registry, error) {
+	reg, err := registry.Load(fsys, registry.LoadOptions{Now: o.Now, Limits: o.Limits})
 	var ps registry.Problems
 	if err != nil && !(errors.As(err, &ps) && reg != nil) {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -34,10 +35,13 @@ func impactCommand() command {
 	return command{
 		name:    "impact",
 		summary: "how many derivations of a closure a pending registry change rebuilds (its blast radius)",
-		usage:   "[--registry DIR] [--lock FILE] [--json | --format text|json|markdown] [--stdin] [--by-name] [--max N] DRV...",
+		usage: "[--registry DIR] [--lock FILE] [--json | --format text|json|markdown] [--stdin] [--by-name] [--max N] DRV...\n" +
+			"              [--max-entries N] [--max-tree-depth N] [--max-entry-size SIZE]",
 		setup: func(fs *flag.FlagSet) runFunc {
 			var o impactOptions
-			sf := settings.Register(fs, "registry", "lock", "max-age")
+			// A work tree has no git objects: the tree-size and total-bytes
+			// limits do not apply.
+			sf := settings.Register(fs, "registry", "lock", "max-age", "max-entries", "max-tree-depth", "max-entry-size")
 			fs.BoolVar(&o.json, "json", false, "print one JSON document instead of text (the same as --format json)")
 			fs.StringVar(&o.format, "format", "text", "report `FORMAT`: text, json, or markdown (for a pull-request comment)")
 			fs.BoolVar(&o.stdin, "stdin", false, "read the .drv paths from standard input, one per line")
@@ -107,10 +111,14 @@ type impactReport struct {
 func runImpact(ctx context.Context, e *env, o impactOptions) error {
 	// The registry with the pending change, as `poison resolve` would see it.
 	dir := o.settings.RegistryDir(e.dir)
-	reg, err := registry.LoadDir(dir, registry.LoadOptions{Now: e.now()})
+	reg, err := registry.LoadDir(dir, registry.LoadOptions{Now: e.now(), Limits: registryLimits(o.settings)})
 	var ps registry.Problems
 	if err != nil && !errors.As(err, &ps) {
-		return withHint(fmt.Errorf("impact: registry %s: %w", o.registry, err), "pass --registry DIR of a registry work tree")
+		err = fmt.Errorf("impact: registry %s: %w", o.registry, err)
+		if errors.Is(err, registry.ErrNotRegistry) || errors.Is(err, iofs.ErrNotExist) {
+			return withHint(err, "pass --registry DIR of a registry work tree")
+		}
+		return err // the registry's content (a limit): its one line says what to do
 	}
 	// Warnings and errors in file order, as `poison lint` prints them.
 	problems := append(registry.Problems{}, ps...)

@@ -24,9 +24,10 @@ func showCommand() command {
 	return command{
 		name:    "show",
 		summary: "show the serial of a derivation, output or name, the entries behind it, or the poisoned dependencies that change it",
-		usage:   "[--lock FILE] [--max-age DURATION] [--store URI] [--json] DRV|OUTPUT|RESULT-LINK|NAME",
+		usage: "[--lock FILE] [--max-age DURATION] [--store URI] [--json] DRV|OUTPUT|RESULT-LINK|NAME\n" +
+			"              [--max-entries N] [--max-tree-depth N] [--max-entry-size SIZE] [--max-tree-size SIZE] [--max-registry-bytes SIZE]",
 		setup: func(fs *flag.FlagSet) runFunc {
-			sf := settings.Register(fs, "lock", "max-age")
+			sf := settings.Register(fs, append([]string{"lock", "max-age"}, settings.LimitSettings...)...)
 			asJSON := fs.Bool("json", false, "print one JSON document instead of text")
 			store := fs.String("store", "auto", "store `URI` asked for the derivation of an output path (daemon, unix://PATH, auto, ssh-ng://HOST)")
 			return func(ctx context.Context, e *env, args []string) error {
@@ -61,6 +62,7 @@ func runShow(ctx context.Context, e *env, s settings.Settings, l *lock.File, sto
 		return withHint(fmt.Errorf("show: %w", err), "pass a .drv path, an output path, a result link, a HASH-NAME base name or a derivation name")
 	}
 	cache := resolver.Cache{Dir: s.CacheDir}
+	so := resolver.ShowOptions{Now: e.now(), Limits: registryLimits(s)}
 	key := sa.Name
 	var sh shown
 	if sa.Path != "" {
@@ -84,7 +86,7 @@ func runShow(ctx context.Context, e *env, s settings.Settings, l *lock.File, sto
 			key, sh.builtBy = drv, sa.Path
 		}
 	}
-	res, err := resolver.Show(ctx, cache, l, key, e.now())
+	res, err := resolver.Show(ctx, cache, l, key, so)
 	if res == nil {
 		return fmt.Errorf("show: %w", err)
 	}
@@ -95,7 +97,7 @@ func runShow(ctx context.Context, e *env, s settings.Settings, l *lock.File, sto
 		if !strings.HasPrefix(drv, "/") {
 			drv = storeDir + "/" + drv
 		}
-		sh.causes, err = poisonedCauses(ctx, cache, l, drv, e)
+		sh.causes, err = poisonedCauses(ctx, cache, so, l, drv, e)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "poison: warning: show: cannot tell whether a dependency of %s is poisoned: %v\n", drv, err)
 		}
@@ -177,7 +179,7 @@ func deriverOf(ctx context.Context, e *env, store, storeDir, p string) (string, 
 // poisonedCauses rewrites the closure of drv with the lock and returns
 // the poisoned derivations in it (upstream of drv), with their entries.
 // It returns nothing when the .drv is not on this machine.
-func poisonedCauses(ctx context.Context, cache resolver.Cache, l *lock.File, drv string, e *env) ([]showCauseJSON, error) {
+func poisonedCauses(ctx context.Context, cache resolver.Cache, so resolver.ShowOptions, l *lock.File, drv string, e *env) ([]showCauseJSON, error) {
 	if !exists(drv) {
 		return nil, nil
 	}
@@ -199,7 +201,7 @@ func poisonedCauses(ctx context.Context, cache resolver.Cache, l *lock.File, drv
 			break
 		}
 		cj := showCauseJSON{DrvPath: p.DrvPath, Name: p.Name, Serial: p.Serial, Entries: append([]string{}, p.Entries...), Files: []string{}}
-		if sh, err := resolver.Show(ctx, cache, l, p.DrvPath, e.now()); err == nil {
+		if sh, err := resolver.Show(ctx, cache, l, p.DrvPath, so); err == nil {
 			cj.entries = sh.Entries
 			for _, en := range sh.Entries {
 				cj.Files = append(cj.Files, en.File)

@@ -249,6 +249,31 @@ func TestSettingsLimits(t *testing.T) {
 	}
 }
 
+// TestSettingsLimitsShowImpact: show (reading the cached registry commit
+// of the lock) and impact (reading the work tree) take the limits too.
+func TestSettingsLimitsShowImpact(t *testing.T) {
+	dir := t.TempDir()
+	if code, _, stderr := runPoisonEnv(t, dir, nil, "init", "--ci", "none", "reg"); code != 0 {
+		t.Fatalf("init: %s", stderr)
+	}
+	env := map[string]string{"POISON_CACHE_DIR": filepath.Join(dir, "cache")}
+	if code, _, stderr := runPoisonEnv(t, dir, env, "resolve", "--registry", "reg"); code != 0 {
+		t.Fatalf("resolve: %s", stderr)
+	}
+	for _, c := range []struct {
+		args    []string
+		setting string
+	}{
+		{[]string{"show", "--max-age", "0", "--max-entries", "2", "openssl-3.0.13"}, "max-entries"},
+		{[]string{"impact", "--registry", "reg", "--max-entry-size", "16", "/nix/store/0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a-a.drv"}, "max-entry-size"},
+	} {
+		code, _, stderr := runPoisonEnv(t, dir, env, c.args...)
+		if code != 1 || !strings.Contains(stderr, "raise the limit with --"+c.setting) {
+			t.Errorf("poison %s: exit %d, want 1 and the setting --%s named:\n%s", strings.Join(c.args, " "), code, c.setting, stderr)
+		}
+	}
+}
+
 // TestLimitDefaults: the defaults the limit settings document are
 // registry.DefaultLimits, and every limit has its setting.
 func TestLimitDefaults(t *testing.T) {
