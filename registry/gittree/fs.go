@@ -274,7 +274,7 @@ func readAtMost(r io.Reader, b []byte, max int64) ([]byte, error) {
 // decoding (and so validating) every tree on the way. Caller holds mu.
 func (f *FS) lookup(op, name string) (*node, error) {
 	if !fs.ValidPath(name) {
-		return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
+		return nil, pathError(op, name, fs.ErrInvalid)
 	}
 	n := &f.root
 	if name == "." {
@@ -284,14 +284,14 @@ func (f *FS) lookup(op, name string) (*node, error) {
 	p := "."
 	for _, part := range strings.Split(name, "/") {
 		if !n.isDir() {
-			return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+			return nil, pathError(op, name, fs.ErrNotExist)
 		}
 		d, err := f.load(n, p, depth)
 		if err != nil {
 			return nil, err
 		}
 		if n = d.child(part); n == nil {
-			return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+			return nil, pathError(op, name, fs.ErrNotExist)
 		}
 		p = path.Join(p, part)
 		depth++
@@ -306,7 +306,7 @@ func (f *FS) loadDir(op, name string) (*dir, error) {
 		return nil, err
 	}
 	if !n.isDir() {
-		return nil, &fs.PathError{Op: op, Path: name, Err: errors.New("not a directory")}
+		return nil, pathError(op, name, errors.New("not a directory"))
 	}
 	return f.load(n, name, strings.Count(name, "/")+boolInt(name != "."))
 }
@@ -332,11 +332,11 @@ func (f *FS) fileNode(op, name string) (*node, error) {
 	}
 	switch {
 	case n.isDir():
-		return nil, &fs.PathError{Op: op, Path: name, Err: errIsDir}
+		return nil, pathError(op, name, errIsDir)
 	case n.mode == filemode.Symlink:
-		return nil, &fs.PathError{Op: op, Path: name, Err: errSymlink}
+		return nil, pathError(op, name, errSymlink)
 	case n.mode == filemode.Submodule:
-		return nil, &fs.PathError{Op: op, Path: name, Err: errSubmodule}
+		return nil, pathError(op, name, errSubmodule)
 	}
 	return n, nil
 }
@@ -416,7 +416,7 @@ func (f *FS) Stat(name string) (fs.FileInfo, error) {
 	} else if n.mode != filemode.Submodule {
 		sz, err := f.objectSize(n.hash)
 		if err != nil {
-			return nil, &fs.PathError{Op: "stat", Path: name, Err: err}
+			return nil, pathError("stat", name, err)
 		}
 		i.size = sz
 	}
@@ -515,7 +515,7 @@ func (o *openDir) Stat() (fs.FileInfo, error) {
 }
 func (o *openDir) Close() error { return nil }
 func (o *openDir) Read([]byte) (int, error) {
-	return 0, &fs.PathError{Op: "read", Path: o.name, Err: errIsDir}
+	return 0, pathError("read", o.name, errIsDir)
 }
 
 // ReadDir implements fs.ReadDirFile.
@@ -533,4 +533,11 @@ func (o *openDir) ReadDir(count int) ([]fs.DirEntry, error) {
 	}
 	o.off += count
 	return out, nil
+}
+
+// pathError is an *fs.PathError whose path is quoted when it holds a
+// newline, a control character or invalid UTF-8 (QuotePath): git allows
+// any byte but NUL and "/" in a name, and the message must stay one line.
+func pathError(op, name string, err error) *fs.PathError {
+	return &fs.PathError{Op: op, Path: QuotePath(name), Err: err}
 }
