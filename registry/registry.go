@@ -15,7 +15,6 @@ package registry
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -103,33 +102,45 @@ func (s *serials) add(e *Entry) {
 	}
 }
 
-// tally is a multiset of strings: their bytes, each after its length as a
-// uvarint, in chunks of at least chunkSize bytes, and one reference
-// (chunk<<32 | offset) per occurrence.
+// tally is a multiset of strings: their bytes in chunks of chunkSize
+// bytes (a longer string has a chunk of its own), and one reference per
+// occurrence: chunk<<40 | offset<<20 | length (length refLong for a string
+// that fills its own chunk).
 type tally struct {
 	chunks [][]byte
 	refs   []uint64
 	sorted bool
 }
 
-const chunkSize = 1 << 20
+const (
+	chunkSize = 1 << 20
+	refLong   = 1<<20 - 1
+)
 
 func (t *tally) add(k string) {
-	need := binary.MaxVarintLen64 + len(k)
-	if len(t.chunks) == 0 || cap(t.chunks[len(t.chunks)-1])-len(t.chunks[len(t.chunks)-1]) < need {
-		t.chunks = append(t.chunks, make([]byte, 0, max(chunkSize, need)))
+	if len(k) >= refLong {
+		t.chunks = append(t.chunks, []byte(k))
+		t.refs = append(t.refs, uint64(len(t.chunks)-1)<<40|refLong)
+		t.sorted = false
+		return
+	}
+	if len(t.chunks) == 0 || len(t.chunks[len(t.chunks)-1])+len(k) >= chunkSize ||
+		cap(t.chunks[len(t.chunks)-1]) != chunkSize {
+		t.chunks = append(t.chunks, make([]byte, 0, chunkSize))
 	}
 	c := &t.chunks[len(t.chunks)-1]
-	t.refs = append(t.refs, uint64(len(t.chunks)-1)<<32|uint64(len(*c)))
-	*c = binary.AppendUvarint(*c, uint64(len(k)))
+	t.refs = append(t.refs, uint64(len(t.chunks)-1)<<40|uint64(len(*c))<<20|uint64(len(k)))
 	*c = append(*c, k...)
 	t.sorted = false
 }
 
 func (t *tally) key(ref uint64) []byte {
-	c := t.chunks[ref>>32][uint32(ref):]
-	n, w := binary.Uvarint(c)
-	return c[w : w+int(n)]
+	c := t.chunks[ref>>40]
+	if n := ref & refLong; n != refLong {
+		off := ref >> 20 & refLong
+		return c[off : off+n]
+	}
+	return c
 }
 
 // each calls fn for every distinct key in byte order with the number of

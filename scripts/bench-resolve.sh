@@ -50,14 +50,14 @@ done
 [ -n "$daemon" ] || { echo "git daemon did not start" >&2; exit 1; }
 url=git://127.0.0.1:$port/reg.git
 
-# timeit LABEL CMD...: prints LABEL, wall-clock seconds and CPU seconds
-# (user+sys, the command and its children): on a loaded machine the CPU
-# time is the fairer figure.
+# timeit LABEL CMD...: prints LABEL, wall-clock seconds, CPU seconds
+# (user+sys: on a loaded machine the fairer figure) and peak RSS
+# (/usr/bin/time).
+[ -x /usr/bin/time ] || { echo "bench-resolve.sh: /usr/bin/time is missing (apt-get install time; scripts/setup.sh does)" >&2; exit 1; }
 timeit() {
-  local out
-  out=$( { TIMEFORMAT='%R %U %S'; time "${@:2}" >/dev/null 2>"$tmp/err"; } 2>&1 ) || { cat "$tmp/err" >&2; exit 1; }
-  read -r real user sys <<<"$out"
-  printf '%-40s %6.2f s wall  %6.2f s cpu\n' "$1" "$real" "$(echo "$user + $sys" | bc)"
+  /usr/bin/time -f '%e %U %S %M' -o "$tmp/time" "${@:2}" >/dev/null 2>"$tmp/err" || { cat "$tmp/err" >&2; exit 1; }
+  read -r real user sys rss < <(tail -1 "$tmp/time")
+  printf '%-40s %7.2f s wall  %7.2f s cpu  %5d MiB peak\n' "$1" "$real" "$(echo "$user + $sys" | bc)" "$((rss / 1024))"
 }
 export POISON_CACHE_DIR=$tmp/cache
 resolve() { "$tmp/poison" resolve --registry "$url" --lock "$tmp/poison.lock"; }

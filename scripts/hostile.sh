@@ -15,8 +15,11 @@
 # Timeouts are the defaults (30 s) unless HOSTILE_TIMEOUT=DURATION.
 #
 # Registry cases (crafted git trees, read in place: zip-bomb pack, ./..
-# and .git entries, duplicate trees, a 1,000,000-entry registry) come from
-# the tree side's generator, internal/hostile/cmd/hostilerepo.
+# and .git entries, duplicate trees, objects whose header understates
+# their size (a loose object and a packed one holding 1 GiB of zeros under
+# a header of 16 bytes, a delta inserting more than it declares), a
+# 1,000,000-entry registry) come from the tree side's generator,
+# internal/hostile/cmd/hostilerepo.
 # HOSTILE_MANY=N changes the size of the large registry (default 1000000),
 # HOSTILE_BOMB=BYTES the zero blob (default 2 GiB).
 set -euo pipefail
@@ -126,7 +129,7 @@ switch good
 echo "running the registry cases..." >&2
 # read in place (a bare repository given as a directory): the tree side
 ln -s "$tmp/srv/bomb.git" "$tmp/repo-zipbomb" # made above
-for kind in zipbomb dot dotdot dotgit duplicate "many=$many"; do
+for kind in zipbomb dot dotdot dotgit duplicate looselie packlie deltalie "many=$many"; do
   expect=fail; [ "${kind%%=*}" = many ] && expect=ok
   if [ "$kind" != zipbomb ] && ! "$tmp/hostilerepo" "$kind" "$tmp/repo-${kind%%=*}" >/dev/null 2>"$tmp/gen.err"; then
     skip "registry: $kind" "generator failed: $(head -1 "$tmp/gen.err")"

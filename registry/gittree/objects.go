@@ -3,7 +3,6 @@ package gittree
 import (
 	"bytes"
 	"compress/zlib"
-	"container/list"
 	"errors"
 	"fmt"
 	"io"
@@ -183,18 +182,9 @@ func (r *reader) read(h plumbing.Hash, kind string, limit int64) (b []byte, shar
 		return nil, false, &ObjectError{ID: h, Kind: kind, Err: err}
 	}
 	if k, off, ok := findPacked(r.packs, h); ok {
-		if r.reads++; r.reads >= dropEvery {
-			r.reads = 0
-			for _, p := range r.packs {
-				dropPages(p.data)
-			}
-		}
-		typ, b, err := r.packed(location{k, off}, limit)
+		b, err := r.readAt(location{k, off}, kind, limit)
 		if err != nil {
 			return fail(err)
-		}
-		if typeNames[typ] != kind {
-			return fail(fmt.Errorf("is a %s, not a %s", typeNames[typ], kind))
 		}
 		return b, true, nil
 	}
@@ -203,6 +193,25 @@ func (r *reader) read(h plumbing.Hash, kind string, limit int64) (b []byte, shar
 		return fail(err)
 	}
 	return b, false, nil
+}
+
+// readAt reads the packed object at at, which must be of type kind. The
+// bytes are shared with the cache.
+func (r *reader) readAt(at location, kind string, limit int64) ([]byte, error) {
+	if r.reads++; r.reads >= dropEvery {
+		r.reads = 0
+		for _, p := range r.packs {
+			dropPages(p.data)
+		}
+	}
+	typ, b, err := r.packed(at, limit)
+	if err != nil {
+		return nil, err
+	}
+	if typeNames[typ] != kind {
+		return nil, fmt.Errorf("is a %s, not a %s", typeNames[typ], kind)
+	}
+	return b, nil
 }
 
 // packed reads the object at at, resolving its delta chain: every object
@@ -400,46 +409,46 @@ func looseHeader(zr io.Reader) (string, int64, error) {
 	return string(typ), n, nil
 }
 
-// cache is a least-recently-used cache of packed objects, bounded in
-// bytes.
+// cache keeps recent packed objects for later deltas, as git's delta
+// base cache does: direct-mapped by location (a newer object takes the
+// slot of an older one), bounded in bytes.
 type cache struct {
 	max, used int64
-	m         map[location]*list.Element
-	l         list.List
+	slots     []cached
 }
 
 type cached struct {
 	at   location
 	typ  int
-	data []byte
+	data []byte // nil: the slot is empty
+}
+
+const cacheSlots = 4096
+
+func (c *cache) slot(at location) *cached {
+	if c.slots == nil {
+		c.slots = make([]cached, cacheSlots)
+	}
+	h := uint64(at.off)*0x9e3779b97f4a7c15 + uint64(at.pack)
+	return &c.slots[h>>52] // the top 12 bits: cacheSlots = 1<<12
 }
 
 func (c *cache) get(at location) (*cached, bool) {
-	if e, ok := c.m[at]; ok {
-		c.l.MoveToFront(e)
-		return e.Value.(*cached), true
-	}
-	return nil, false
+	e := c.slot(at)
+	return e, e.data != nil && e.at == at
 }
 
 func (c *cache) put(at location, typ int, data []byte) {
-	n := int64(len(data)) + 64
-	if n > c.max/4 {
+	n := int64(len(data))
+	if n > c.max/8 {
 		return
 	}
-	if c.m == nil {
-		c.m = map[location]*list.Element{}
-	}
-	if _, ok := c.m[at]; ok {
+	e := c.slot(at)
+	c.used -= int64(len(e.data))
+	e.data = nil
+	if c.used+n > c.max {
 		return
 	}
-	c.m[at] = c.l.PushFront(&cached{at: at, typ: typ, data: data})
+	*e = cached{at: at, typ: typ, data: data}
 	c.used += n
-	for c.used > c.max {
-		e := c.l.Back()
-		v := e.Value.(*cached)
-		c.l.Remove(e)
-		delete(c.m, v.at)
-		c.used -= int64(len(v.data)) + 64
-	}
 }

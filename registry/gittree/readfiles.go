@@ -21,11 +21,10 @@ import (
 // Blobs are never held beyond the call of fn, so the memory ReadFiles
 // needs does not grow with the number of files.
 func (f *FS) ReadFiles(paths []string, workers int, fn func(i int, data []byte, err error) error) error {
-	type item struct {
+	type item struct { // 16 bytes: a million files cost 16 MB
 		i    int32
 		pack int32
 		off  int64
-		h    plumbing.Hash
 	}
 	items := make([]item, len(paths))
 	f.mu.Lock()
@@ -39,7 +38,7 @@ func (f *FS) ReadFiles(paths []string, workers int, fn func(i int, data []byte, 
 			f.mu.Unlock()
 			return err
 		}
-		items[i] = item{i: int32(i), pack: -1, h: n.hash}
+		items[i] = item{i: int32(i), pack: -1}
 		if k, off, ok := findPacked(packs, n.hash); ok {
 			items[i].pack, items[i].off = int32(k), off
 		}
@@ -93,7 +92,7 @@ func (f *FS) ReadFiles(paths []string, workers int, fn func(i int, data []byte, 
 				}
 				it := items[k]
 				p := paths[it.i]
-				data, ferr, err := f.readOne(rd, p, it.h, it.pack >= 0)
+				data, ferr, err := f.readOne(rd, p, location{int(it.pack), it.off})
 				if err != nil {
 					stop(err)
 					return
@@ -109,31 +108,42 @@ func (f *FS) ReadFiles(paths []string, workers int, fn func(i int, data []byte, 
 	return stopErr
 }
 
-// readOne reads one blob for ReadFiles: a packed one with the worker's
-// reader, without holding mu; others through object. ferr is a per-file
-// error (a file over the limit).
-func (f *FS) readOne(rd *reader, p string, h plumbing.Hash, packed bool) (data []byte, ferr, err error) {
+// readOne reads one blob for ReadFiles: a packed one (at.pack >= 0) with
+// the worker's reader, without holding mu; others through object. ferr is
+// a per-file error (a file over the limit).
+func (f *FS) readOne(rd *reader, p string, at location) (data []byte, ferr, err error) {
 	perFile := func(err error) ([]byte, error, error) {
 		if errors.Is(err, ErrFileTooLarge) {
 			return nil, err, nil
 		}
 		return nil, nil, err
 	}
-	if packed && rd != nil {
-		b, _, err := rd.read(h, "blob", f.lim.FileSize)
+	if at.pack >= 0 && rd != nil {
+		b, err := rd.readAt(at, "blob", f.lim.FileSize)
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if err != nil {
+			var h plumbing.Hash
+			if n, lerr := f.fileNode("read", p); lerr == nil {
+				h = n.hash
+			}
 			return perFile(f.objectError(p, "blob", h, f.lim.FileSize, fileWhat, err))
 		}
-		if err := f.count(p, "blob", h, int64(len(b))); err != nil {
+		if err := f.count(p, "blob", plumbing.ZeroHash, int64(len(b))); err != nil {
+			if n, lerr := f.fileNode("read", p); lerr == nil {
+				err.(*Error).ID = n.hash.String()
+			}
 			return nil, nil, err
 		}
 		return b, nil, nil
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	b, err := f.object(p, "blob", h, f.lim.FileSize, fileWhat, false)
+	n, err := f.fileNode("read", p)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := f.object(p, "blob", n.hash, f.lim.FileSize, fileWhat, false)
 	if err != nil {
 		return perFile(err)
 	}
