@@ -61,10 +61,24 @@ func storePack(st storer.Storer, r io.Reader, dir string, max int64) error {
 	return packfile.UpdateObjectStorage(st, f)
 }
 
+// LieError is a pack holding an object whose data inflates to more than
+// its header says: go-git would inflate all of it into memory.
+type LieError struct {
+	Type   plumbing.ObjectType
+	Offset int64
+	Size   int64 // what the header says
+}
+
+func (e *LieError) Error() string {
+	return fmt.Sprintf("the server's pack holds a %s (at pack offset %d) that inflates to more than the %s its header says; refused before unpacking it (a corrupt or crafted pack)",
+		e.Type, e.Offset, human(e.Size))
+}
+
 // checkPack reads the object headers of a pack and refuses an object
 // whose size (for a delta: the size of the object it produces) exceeds
-// max. Objects are skipped by inflating them into nothing, so memory
-// stays small whatever the pack holds.
+// max, or whose data inflates to more than its header says. Objects are
+// inflated into nothing, never past the size their header states, so
+// memory and work stay small whatever the pack holds.
 func checkPack(r io.ReadSeeker, max int64) error {
 	s := packfile.NewScanner(r)
 	_, n, err := s.Header()
@@ -77,30 +91,42 @@ func checkPack(r io.ReadSeeker, max int64) error {
 			return fmt.Errorf("pack object %d of %d: %w", i+1, n, err)
 		}
 		size := oh.Length
+		if size > max {
+			return &ObjectTooLargeError{Type: oh.Type, Offset: oh.Offset, Size: size, Max: max}
+		}
+		h := deltaHead{max: oh.Length}
+		if _, _, err := s.NextObject(&h); err != nil {
+			if errors.Is(err, errInflatesMore) || errors.Is(err, packfile.ErrInflatedSizeMismatch) {
+				return &LieError{Type: oh.Type, Offset: oh.Offset, Size: oh.Length}
+			}
+			return fmt.Errorf("pack object %d of %d: %w", i+1, n, err)
+		}
 		if oh.Type == plumbing.OFSDeltaObject || oh.Type == plumbing.REFDeltaObject {
-			if oh.Length > max {
-				return &ObjectTooLargeError{Type: oh.Type, Offset: oh.Offset, Size: oh.Length, Max: max}
-			}
-			var h deltaHead
-			if _, _, err := s.NextObject(&h); err != nil {
-				return fmt.Errorf("pack object %d of %d: %w", i+1, n, err)
-			}
 			if size, err = h.targetSize(); err != nil {
 				return fmt.Errorf("pack object %d of %d: %w", i+1, n, err)
 			}
-		}
-		if size > max {
-			return &ObjectTooLargeError{Type: oh.Type, Offset: oh.Offset, Size: size, Max: max}
+			if size > max {
+				return &ObjectTooLargeError{Type: oh.Type, Offset: oh.Offset, Size: size, Max: max}
+			}
 		}
 	}
 	return nil
 }
 
-// deltaHead keeps the first bytes of a delta: the sizes of its base and of
+// deltaHead receives an inflated object, refusing more than max bytes,
+// and keeps its first bytes: for a delta, the sizes of its base and of
 // its result.
-type deltaHead struct{ b []byte }
+type deltaHead struct {
+	b      []byte
+	n, max int64
+}
+
+var errInflatesMore = errors.New("inflates to more than its header says")
 
 func (d *deltaHead) Write(p []byte) (int, error) {
+	if d.n += int64(len(p)); d.n > d.max {
+		return 0, errInflatesMore
+	}
 	if room := 20 - len(d.b); room > 0 {
 		d.b = append(d.b, p[:min(room, len(p))]...)
 	}

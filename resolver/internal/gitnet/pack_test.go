@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/go-git/go-billy/v5/osfs"
@@ -147,4 +148,31 @@ func ofsDeltaOffset(off int) []byte {
 		b = append([]byte{byte(0x80 | (off & 0x7f))}, b...)
 	}
 	return b
+}
+
+// TestCheckPackLie checks a hand-made pack whose blob header says 16
+// bytes while its data inflates to 64 MiB of zeros: refused at the 17th
+// byte, without inflating the rest.
+func TestCheckPackLie(t *testing.T) {
+	var pack bytes.Buffer
+	pack.WriteString("PACK")
+	pack.Write([]byte{0, 0, 0, 2, 0, 0, 0, 1})
+	off := pack.Len()
+	pack.Write([]byte{3<<4 | 0x80, 1}) // a blob of 16 bytes, it says
+	zw := zlib.NewWriter(&pack)
+	zw.Write(make([]byte, 64<<20))
+	zw.Close()
+	sum := sha1.Sum(pack.Bytes())
+	pack.Write(sum[:])
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err := checkPack(bytes.NewReader(pack.Bytes()), DefaultMaxObject)
+	runtime.ReadMemStats(&after)
+	var le *LieError
+	if !errors.As(err, &le) || le.Offset != int64(off) || le.Size != 16 {
+		t.Fatalf("checkPack: %v, want a LieError for the blob at %d", err, off)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
+		t.Errorf("checkPack allocated %d bytes", n)
+	}
 }
