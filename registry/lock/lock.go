@@ -85,7 +85,7 @@ var (
 // reaches poison.nix or a rewrite.
 func (f *File) Validate() error {
 	if f.Version != Version {
-		return fmt.Errorf("lock version %d is not supported (want %d); run 'poison resolve' to regenerate it", f.Version, Version)
+		return fmt.Errorf("lock version %d is not supported (want %d)", f.Version, Version)
 	}
 	if err := ValidateEnv(f.Env); err != nil {
 		return fmt.Errorf("lock env: %w", err)
@@ -103,26 +103,26 @@ func (f *File) Validate() error {
 	}
 	for k, v := range f.Derivations {
 		if storepath.CheckBase(k) != nil || !strings.HasSuffix(k, ".drv") {
-			return fmt.Errorf("lock derivations key %q is not a .drv store path base name", k)
+			return fmt.Errorf("lock derivations key %q is not a .drv store path base name", short(k))
 		}
 		if v < 1 {
-			return fmt.Errorf("lock derivations[%q] = %d: serials must be at least 1", k, v)
+			return fmt.Errorf("lock derivations[%q] = %d: serials must be at least 1", short(k), v)
 		}
 	}
 	for k, v := range f.Outputs {
 		if storepath.CheckBase(k) != nil {
-			return fmt.Errorf("lock outputs key %q is not a store path base name", k)
+			return fmt.Errorf("lock outputs key %q is not a store path base name", short(k))
 		}
 		if v < 1 {
-			return fmt.Errorf("lock outputs[%q] = %d: serials must be at least 1", k, v)
+			return fmt.Errorf("lock outputs[%q] = %d: serials must be at least 1", short(k), v)
 		}
 	}
 	for k, v := range f.Names {
 		if err := storepath.CheckName(k); err != nil {
-			return fmt.Errorf("lock names key %q is not a derivation name (%v); a registry names only valid ones: run 'poison resolve' to regenerate the lock", short(k), err)
+			return fmt.Errorf("lock names key %q is not a derivation name (%v)", short(k), err)
 		}
 		if v < 1 {
-			return fmt.Errorf("lock names[%q] = %d: serials must be at least 1", k, v)
+			return fmt.Errorf("lock names[%q] = %d: serials must be at least 1", short(k), v)
 		}
 	}
 	return nil
@@ -196,7 +196,9 @@ func Unmarshal(data []byte) (*File, error) {
 		f.Names = map[string]int{}
 	}
 	if err := f.Validate(); err != nil {
-		return nil, err
+		// Only a lock edited by hand, or written by another tool, fails:
+		// poison writes none that does.
+		return nil, fmt.Errorf("%w; run 'poison resolve' to regenerate the lock", err)
 	}
 	return &f, nil
 }

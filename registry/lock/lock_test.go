@@ -114,6 +114,11 @@ func TestUnmarshalRejects(t *testing.T) {
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("Unmarshal error spans lines: %q", err)
 			}
+			// A lock that decodes but breaks an invariant says what to do.
+			decodeErr := strings.HasPrefix(err.Error(), "decode lock")
+			if hint := "; run 'poison resolve' to regenerate the lock"; !decodeErr && !strings.HasSuffix(err.Error(), hint) {
+				t.Errorf("Unmarshal error %q does not end in %q", err, hint)
+			}
 		})
 	}
 }
