@@ -507,6 +507,9 @@ func (res *Result) loadCommit(r *repo, tree plumbing.Hash, src lock.Source, o Op
 	tfs.SetObjects(r.objs)
 	defer tfs.Close()
 	baseRaw, baseCommit, ok := c.latestRaw(src.URL)
+	if ok && bytes.Equal(baseRaw, o.prev) {
+		baseRaw = o.prev // one copy in memory
+	}
 	if ok && baseCommit != src.Commit {
 		if err := res.extend(r, tfs, baseRaw, baseCommit, src, o); err == nil {
 			res.base = baseRaw

@@ -94,6 +94,8 @@ func Update(ctx context.Context, o UpdateOptions) (*Result, *lock.File, error) {
 	}
 	if !bytes.Equal(prevBytes, hint) {
 		prev = sourceOnly(prevBytes) // another update wrote it meanwhile
+	} else if hint != nil {
+		prevBytes = hint // one copy in memory (a lock of 1M entries is 140 MB)
 	}
 	data := res.data
 	if data == nil {
