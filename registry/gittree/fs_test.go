@@ -17,7 +17,7 @@ import (
 	"github.com/poison-nix/poison/registry/gittree"
 )
 
-func openRepo(t *testing.T, dir string) *git.Repository {
+func openRepo(t testing.TB, dir string) *git.Repository {
 	t.Helper()
 	r, err := git.PlainOpen(dir)
 	if err != nil {
