@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/poison-nix/poison/internal/daemontest"
 	"github.com/poison-nix/poison/internal/nixtest"
+	"github.com/poison-nix/poison/internal/ptytest"
 	"github.com/poison-nix/poison/internal/remotetest"
 )
 
@@ -171,6 +173,44 @@ func TestBuildRemoteStoreOutputPath(t *testing.T) {
 	}
 	if got := h.Read(t, out); !strings.HasPrefix(got, h.Marker+"\n") {
 		t.Errorf("output on the host holds %q, want the host's marker", got)
+	}
+}
+
+// TestCopyProgressTerminal: on a terminal poison copy draws a live line
+// of the paths and bytes copied, and clears it before its closing line;
+// elsewhere it prints the closing line only.
+func TestCopyProgressTerminal(t *testing.T) {
+	nixtest.Need(t)
+	if os.Geteuid() != 0 {
+		t.Skip("copying into a chroot store needs root")
+	}
+	home := daemontest.Start(t)
+	g := newRemoteGraph(t, "a")
+	vars := map[string]string{"NIX_DAEMON_SOCKET_PATH": home.Socket, "TERM": "xterm"}
+	getenv := func(k string) string {
+		if k == "NIX_CONFIG" {
+			return nixtest.Config
+		}
+		return vars[k]
+	}
+	to := "local?root=" + t.TempDir()
+	pty := ptytest.Open(t)
+	e := &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: pty.TTY, now: time.Now, dir: g.dir, getenv: getenv}
+	if code := run([]string{"copy", "--to", to, g.drvs["top"]}, e); code != 0 {
+		t.Fatalf("poison copy on a terminal: exit %d\n%s", code, pty.Output())
+	}
+	out := pty.Output()
+	bar := "\r\x1b[K[4/4 copied ("
+	end := "\r\x1b[Kpoison: copied 4 paths"
+	if !strings.Contains(out, bar) || !strings.Contains(out, "copying to "+to) || !strings.Contains(out, end) || strings.Index(out, bar) > strings.Index(out, end) {
+		t.Errorf("terminal shows %q, want the live line %q, cleared before %q", out, bar, end)
+	}
+
+	// Not a terminal: the closing line only.
+	to2 := "local?root=" + t.TempDir()
+	code, _, stderr := runPoisonRemote(t, g.dir, vars, "copy", "--to", to2, g.drvs["top"])
+	if code != 0 || strings.Contains(stderr, "\x1b") || !strings.HasPrefix(stderr, "poison: copied 4 paths") {
+		t.Errorf("poison copy to a pipe: exit %d, stderr %q", code, stderr)
 	}
 }
 
