@@ -28,6 +28,12 @@ import (
 // system configuration, feeding it stdin (may be nil), and returns its
 // trimmed standard output.
 func Git(dir string, stdin io.Reader, args ...string) (string, error) {
+	out, err := GitBytes(dir, stdin, args...)
+	return strings.TrimSpace(string(out)), err
+}
+
+// GitBytes is Git returning standard output as it is.
+func GitBytes(dir string, stdin io.Reader, args ...string) ([]byte, error) {
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
@@ -40,9 +46,9 @@ func Git(dir string, stdin io.Reader, args ...string) (string, error) {
 	cmd.Stdout = &out
 	cmd.Stderr = &errb
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+		return nil, fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
 	}
-	return strings.TrimSpace(out.String()), nil
+	return out.Bytes(), nil
 }
 
 // Repo is a bare repository under construction.

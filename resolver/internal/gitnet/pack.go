@@ -9,6 +9,9 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+
+	"github.com/poison-nix/poison/registry/gittree"
 )
 
 // DefaultMaxObject bounds the size of one object of a fetched pack: far
@@ -32,8 +35,10 @@ func (e *ObjectTooLargeError) Error() string {
 
 // storePack receives a pack into a temporary file (in dir, else the
 // system's), checks the size of every object it declares, and only then
-// lets go-git index it into st: no object above max is ever inflated into
-// memory.
+// indexes it into st: no object above max is ever inflated into memory.
+// A repository on disk is indexed by gittree.IndexPack, in about 50 bytes
+// per object (go-git's indexer holds several hundred: 500 MB for a pack of
+// a million objects); others by go-git.
 func storePack(st storer.Storer, r io.Reader, dir string, max int64) error {
 	if dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -54,6 +59,16 @@ func storePack(st storer.Storer, r io.Reader, dir string, max int64) error {
 	}
 	if err := checkPack(f, max); err != nil {
 		return err
+	}
+	if fst, ok := st.(*filesystem.Storage); ok {
+		if err := f.Close(); err != nil {
+			return err
+		}
+		if _, err := gittree.IndexPack(fst.Filesystem().Root(), f.Name(), max); err != nil {
+			return err
+		}
+		fst.ObjectStorage.Reindex() // go-git read the pack list before
+		return nil
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
