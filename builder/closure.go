@@ -91,9 +91,8 @@ type Closure struct {
 	par      int
 	roots    []int32
 	nodes    []node
-	index    map[string]int32 // .drv path → node
-	order    []int32          // topological: inputs first
-	pos      []int32          // node → position in order
+	order    []int32 // topological: inputs first
+	pos      []int32 // node → position in order
 
 	// owners maps the hash part of every .drv path (out -1) and of every
 	// output path but fixed ones to its member.
@@ -141,7 +140,8 @@ type loaded struct {
 	path, parent string
 	n            node
 	inputPaths   []string // inputDrvs then .drv inputSrcs
-	unseen       []string // inputPaths not seen before this level
+	inputs       []int32  // their nodes; -1 while not known
+	unseen       []int32  // positions in inputPaths not seen before this level
 }
 
 // LoadClosure reads and parses every derivation reachable from roots
@@ -165,9 +165,12 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 	if len(roots) == 0 {
 		return nil, errors.New("load closure: no derivations given")
 	}
-	c := &Closure{storeDir: storeDir, par: par, index: make(map[string]int32, len(roots))}
+	c := &Closure{storeDir: storeDir, par: par}
 	frontier := make([]loaded, 0, len(roots))
-	seen := make(map[string]bool, len(roots))
+	// seen gives every .drv path found so far its node: nodes are
+	// appended level by level in the order they were found, so the index
+	// is known when the path is, and each input path is looked up once.
+	seen := make(map[string]int32, len(roots))
 	for _, r := range roots {
 		if !strings.HasSuffix(r, ".drv") {
 			return nil, fmt.Errorf("load closure: %s is not a .drv path", r)
@@ -175,12 +178,12 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 		if _, _, _, err := storepath.Split(storeDir, r); err != nil {
 			return nil, fmt.Errorf("load closure: %v", err)
 		}
-		if !seen[r] {
-			seen[r] = true
+		if _, ok := seen[r]; !ok {
+			seen[r] = int32(len(frontier))
 			frontier = append(frontier, loaded{path: r})
 		}
 	}
-	var inputPaths [][]string
+	var inputs [][]int32
 	// One reader per worker: each keeps its own file arena.
 	maxSize := opts.MaxDrvSize
 	if maxSize <= 0 {
@@ -208,11 +211,16 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 					if err := loadOne(rd, storeDir, realDir, !opts.NoVerify, l); err != nil {
 						return err
 					}
-					// seen is only written between levels: filter here, in
-					// parallel, what the serial loop below must look at.
-					for _, in := range l.inputPaths {
-						if !seen[in] {
-							l.unseen = append(l.unseen, in)
+					// seen is only written between levels: resolve here, in
+					// parallel, what was found before; the serial loop below
+					// resolves the rest.
+					l.inputs = make([]int32, len(l.inputPaths))
+					for j, in := range l.inputPaths {
+						if x, ok := seen[in]; ok {
+							l.inputs[j] = x
+						} else {
+							l.inputs[j] = -1
+							l.unseen = append(l.unseen, int32(j))
 						}
 					}
 				}
@@ -222,46 +230,39 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 			return nil, err
 		}
 		var next []loaded
+		// The nodes of this level take len(c.nodes) onwards, in frontier
+		// order; those of the next level follow them.
+		nextBase := int32(len(c.nodes) + len(frontier))
 		c.nodes = slices.Grow(c.nodes, len(frontier))
 		for i := range frontier {
 			l := &frontier[i]
-			c.index[l.path] = int32(len(c.nodes))
 			c.nodes = append(c.nodes, l.n)
-			inputPaths = append(inputPaths, l.inputPaths)
-			for _, in := range l.unseen {
-				if !seen[in] {
-					seen[in] = true
+			for _, j := range l.unseen {
+				in := l.inputPaths[j]
+				x, ok := seen[in]
+				if !ok {
+					x = nextBase + int32(len(next))
+					seen[in] = x
 					next = append(next, loaded{path: in, parent: l.path})
 				}
+				l.inputs[j] = x
 			}
+			inputs = append(inputs, l.inputs)
 		}
 		frontier = next
 	}
 	c.roots = make([]int32, 0, len(roots))
 	for _, r := range roots {
-		c.roots = append(c.roots, c.index[r])
+		c.roots = append(c.roots, seen[r])
 	}
-	// Resolve the input paths to nodes, in parallel (c.index is read-only
-	// from here on).
-	rp := pool.New().WithMaxGoroutines(par)
-	const chunk = 512
-	for start := 0; start < len(c.nodes); start += chunk {
-		end := min(start+chunk, len(c.nodes))
-		rp.Go(func() {
-			for i := start; i < end; i++ {
-				n := &c.nodes[i]
-				k := len(n.drv.InputDrvs)
-				n.inputs = make([]int32, k)
-				for j, in := range inputPaths[i][:k] {
-					n.inputs[j] = c.index[in]
-				}
-				for _, in := range inputPaths[i][k:] {
-					n.srcDrvs = append(n.srcDrvs, c.index[in])
-				}
-			}
-		})
+	for i := range c.nodes {
+		n := &c.nodes[i]
+		k := len(n.drv.InputDrvs)
+		n.inputs = inputs[i][:k:k]
+		if len(inputs[i]) > k {
+			n.srcDrvs = inputs[i][k:]
+		}
 	}
-	rp.Wait()
 	c.isInput = make([]bool, len(c.nodes))
 	for i := range c.nodes {
 		for _, x := range c.nodes[i].inputs {
@@ -298,7 +299,6 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 		n := &c.nodes[i]
 		c.edges(n, func(x int32) { n.hasDeferredEdge = n.hasDeferredEdge || c.nodes[x].deferred })
 	}
-	c.index = nil // only needed while loading
 	c.hm = make([][32]byte, len(c.nodes))
 	c.hmDone = make([]bool, len(c.nodes))
 	return c, nil
