@@ -632,9 +632,26 @@ func (c *Closure) findMentions(ctx context.Context) error {
 func mentionsOf(n *node, self int32, owners *ownerTable, shared map[string][]int32) {
 	n.spliceable = n.kind == kindInputAddressed || n.kind == kindFixed
 	d := n.drv
+	// seen is only made for a derivation that mentions many members (a
+	// system's top-level one can mention thousands): a linear search
+	// each would be quadratic.
+	var seen map[int32]bool
 	add := func(o int32) {
-		if o != self && !slices.Contains(n.mentions, o) {
+		switch {
+		case o == self:
+		case seen != nil:
+			if !seen[o] {
+				seen[o] = true
+				n.mentions = append(n.mentions, o)
+			}
+		case !slices.Contains(n.mentions, o):
 			n.mentions = append(n.mentions, o)
+			if len(n.mentions) > 32 {
+				seen = make(map[int32]bool, 2*len(n.mentions))
+				for _, m := range n.mentions {
+					seen[m] = true
+				}
+			}
 		}
 	}
 	// own: w is the hash part of one of n's outputs.
