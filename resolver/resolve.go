@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"syscall"
 	"time"
@@ -540,10 +541,20 @@ func (res *Result) lockOf() *lock.File {
 	return res.Lock
 }
 
+// largeRegistry is the number of entries from which encode collects
+// garbage before writing the lock.
+const largeRegistry = 100_000
+
 // encode fills res.data and remembers a clean lock in the cache.
 func (res *Result) encode(c Cache, src lock.Source, o Options) error {
 	var data []byte
 	if res.Lock == nil && res.reg != nil {
+		if res.Entries >= largeRegistry {
+			// The lock is written into one buffer (140 MB at 1,000,000
+			// entries): collect what the load left behind (paths, trees,
+			// work lists) first, or the buffer comes on top of it.
+			runtime.GC()
+		}
 		var ok bool
 		if data, res.sizes, ok = encodeRegistry(res.reg, src); ok {
 			res.reg, res.sized = nil, true

@@ -129,7 +129,7 @@ const (
 	cacheBytes = 8 << 20
 	// dropEvery is how many packed objects a reader reads between two
 	// drops of the packs' pages from the process (dropPages).
-	dropEvery = 4096
+	dropEvery = 1024
 )
 
 // stream returns a reader of pack k's data from pos: an io.ByteReader,
