@@ -160,7 +160,7 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 UseDNS no
-PermitUserEnvironment no
+PermitUserEnvironment SHLVL
 AllowAgentForwarding no
 AllowTcpForwarding no
 X11Forwarding no
