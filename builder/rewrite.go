@@ -72,7 +72,10 @@ func (c *Closure) attrOf(i int32, attr string, scratch *[]byte) (attrState, erro
 			*scratch = b
 			js = unsafe.String(unsafe.SliceData(b), len(b))
 		}
-		raw, ok, err := structattrs.Get(js, attr)
+		// Lookup reads up to the attribute only (Nix sorts the keys, and
+		// an upper-case name comes early); a derivation whose attribute
+		// changes is edited, which reads all of it.
+		raw, ok, err := structattrs.Lookup(js, attr)
 		if err != nil {
 			return attrState{}, fmt.Errorf("derivation %s: %v", n.path, err)
 		}

@@ -22,52 +22,67 @@ type member struct {
 
 // scan returns the top-level members of a compact JSON object.
 func scan(js string) ([]member, error) {
-	if len(js) < 2 || js[0] != '{' {
-		return nil, errors.New("__json is not a JSON object")
-	}
 	var ms []member
+	err := members(js, func(m member) bool {
+		ms = append(ms, m)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ms, nil
+}
+
+// members calls fn with the top-level members of a compact JSON object, in
+// order, until fn returns false; the rest of the object is not read.
+func members(js string, fn func(member) bool) error {
+	if len(js) < 2 || js[0] != '{' {
+		return errors.New("__json is not a JSON object")
+	}
 	i := 1
 	if js[i] == '}' {
 		if i+1 != len(js) {
-			return nil, errors.New("__json: trailing data after the object")
+			return errors.New("__json: trailing data after the object")
 		}
-		return ms, nil
+		return nil
 	}
 	for {
 		if i >= len(js) || js[i] != '"' {
-			return nil, fmt.Errorf("__json offset %d: expected a key (Nix writes compact JSON)", i)
+			return fmt.Errorf("__json offset %d: expected a key (Nix writes compact JSON)", i)
 		}
 		ks := i
 		ke, err := skipString(js, i)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		key, err := decodeString(js[ks:ke])
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if ke >= len(js) || js[ke] != ':' {
-			return nil, fmt.Errorf("__json offset %d: expected ':'", ke)
+			return fmt.Errorf("__json offset %d: expected ':'", ke)
 		}
 		vs := ke + 1
 		ve, err := skipValue(js, vs)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		ms = append(ms, member{start: ks, end: ve, vstart: vs, key: key})
+		if !fn(member{start: ks, end: ve, vstart: vs, key: key}) {
+			return nil
+		}
 		if ve >= len(js) {
-			return nil, errors.New("__json: unterminated object")
+			return errors.New("__json: unterminated object")
 		}
 		switch js[ve] {
 		case ',':
 			i = ve + 1
 		case '}':
 			if ve+1 != len(js) {
-				return nil, errors.New("__json: trailing data after the object")
+				return errors.New("__json: trailing data after the object")
 			}
-			return ms, nil
+			return nil
 		default:
-			return nil, fmt.Errorf("__json offset %d: expected ',' or '}'", ve)
+			return fmt.Errorf("__json offset %d: expected ',' or '}'", ve)
 		}
 	}
 }
@@ -203,6 +218,27 @@ func Get(js, key string) (raw string, ok bool, err error) {
 		}
 	}
 	return "", false, nil
+}
+
+// Lookup is Get that stops at the first member with the key: the members
+// after it are neither read nor checked. Loading a closure looks the
+// attribute up in every derivation; an edit (Set, Remove) reads the whole
+// object, so a malformed one is still refused before it is rewritten.
+func Lookup(js, key string) (raw string, ok bool, err error) {
+	if !mayContain(js, key) {
+		return "", false, nil
+	}
+	err = members(js, func(m member) bool {
+		if m.key == key {
+			raw, ok = js[m.vstart:m.end], true
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return "", false, err
+	}
+	return raw, ok, nil
 }
 
 // mayContain is a fast pre-check: a key that needs no escaping can only be

@@ -75,3 +75,42 @@ func FuzzSet(f *testing.F) {
 		}
 	})
 }
+
+func TestLookup(t *testing.T) {
+	const k = "POISON_SERIAL"
+	cases := []struct {
+		in, raw string
+		ok      bool
+	}{
+		{`{}`, ``, false},
+		{`{"POISON_SERIAL":"3"}`, `"3"`, true},
+		{`{"A":[1,{"POISON_SERIAL":"inner"}],"POISON_SERIAL":2,"z":"}\"{"}`, `2`, true},
+		{`{"POISON_SERIALZ":true,"a":[1,{"POISON_SERIAL":"inner"}]}`, ``, false},
+		{`{"k\"":1,"POISON_SERIAL":{"a":"b"}}`, `{"a":"b"}`, true},
+	}
+	for _, tc := range cases {
+		raw, ok, err := structattrs.Lookup(tc.in, k)
+		if err != nil || ok != tc.ok || raw != tc.raw {
+			t.Errorf("Lookup(%s) = %s, %v, %v; want %s, %v", tc.in, raw, ok, err, tc.raw, tc.ok)
+		}
+		graw, gok, gerr := structattrs.Get(tc.in, k)
+		if graw != raw || gok != ok || gerr != nil {
+			t.Errorf("Get(%s) = %s, %v, %v; Lookup gave %s, %v", tc.in, graw, gok, gerr, raw, ok)
+		}
+	}
+	// Malformed up to the key: refused like Get.
+	for _, bad := range []string{`[{"POISON_SERIAL":1}]`, `{"a" :1,"POISON_SERIAL":1}`, `{"a":,"POISON_SERIAL":1}`, `{"POISON_SERIAL":"x}`, `{"a":1,"POISON_SERIAL":}`} {
+		if _, _, err := structattrs.Lookup(bad, k); err == nil {
+			t.Errorf("Lookup(%q): no error", bad)
+		}
+	}
+	// After the key nothing is read: Get refuses this object, Lookup
+	// finds the key (an edit would refuse it).
+	const tail = `{"POISON_SERIAL":1,"a" :2}`
+	if raw, ok, err := structattrs.Lookup(tail, k); err != nil || !ok || raw != "1" {
+		t.Errorf("Lookup(%s) = %s, %v, %v; want 1", tail, raw, ok, err)
+	}
+	if _, _, err := structattrs.Get(tail, k); err == nil {
+		t.Errorf("Get(%s): no error", tail)
+	}
+}
