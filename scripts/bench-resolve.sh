@@ -55,12 +55,15 @@ url=git://127.0.0.1:$port/reg.git
 # (/usr/bin/time).
 [ -x /usr/bin/time ] || { echo "bench-resolve.sh: /usr/bin/time is missing (apt-get install time; scripts/setup.sh does)" >&2; exit 1; }
 timeit() {
-  /usr/bin/time -f '%e %U %S %M' -o "$tmp/time" "${@:2}" >/dev/null 2>"$tmp/err" || { cat "$tmp/err" >&2; exit 1; }
+  if ! /usr/bin/time -f '%e %U %S %M' -o "$tmp/time" "${@:2}" >/dev/null 2>"$tmp/err"; then
+    cat "$tmp/err" "$tmp/time" >&2
+    exit 1
+  fi
   read -r real user sys rss < <(tail -1 "$tmp/time")
   printf '%-40s %7.2f s wall  %7.2f s cpu  %5d MiB peak\n' "$1" "$real" "$(echo "$user + $sys" | bc)" "$((rss / 1024))"
 }
 export POISON_CACHE_DIR=$tmp/cache
-resolve() { "$tmp/poison" resolve --registry "$url" --lock "$tmp/poison.lock"; }
+resolve=("$tmp/poison" resolve --registry "$url" --lock "$tmp/poison.lock") # /usr/bin/time runs no shell function
 newcommit() {
   local i=$1-$RANDOM
   mkdir -p "$tmp/work/entries/2026/12"
@@ -80,11 +83,11 @@ TOML
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 echo "registry: $n entries, $(du -sh "$tmp/srv/reg.git" | cut -f1) packed, served at $url"
 timeit "floor: git clone --bare (cold)"          git clone -q --bare "$url" "$tmp/floor.git"
-timeit "poison resolve (cold)"                   resolve
+timeit "poison resolve (cold)"                   "${resolve[@]}"
 timeit "floor: git fetch (nothing new)"          git -C "$tmp/floor.git" fetch -q "$url" "+refs/heads/*:refs/heads/*"
-timeit "poison resolve (warm, nothing new)"      resolve
+timeit "poison resolve (warm, nothing new)"      "${resolve[@]}"
 newcommit 1
 timeit "floor: git fetch (one new commit)"       git -C "$tmp/floor.git" fetch -q "$url" "+refs/heads/*:refs/heads/*"
-timeit "poison resolve (one new commit)"         resolve
+timeit "poison resolve (one new commit)"         "${resolve[@]}"
 timeit "poison resolve --offline"                "$tmp/poison" resolve --offline --registry "$url" --lock "$tmp/poison.lock"
 grep -q "bench-" "$tmp/poison.lock" && echo "lock: $(wc -c < "$tmp/poison.lock") bytes, new entry present"
