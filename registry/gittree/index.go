@@ -74,15 +74,16 @@ func IndexPack(gitDir, packPath string, maxObject int64) (string, error) {
 		return "", &IndexError{Msg: "its checksum does not match its content (truncated or corrupt)", Err: ErrCorrupt}
 	}
 	n := int64(binary.BigEndian.Uint32(data[8:]))
-	if n > (p.size-32)/2 { // an object takes at least 2 bytes
+	if n > (p.size-32)/9 { // an object takes at least 9 bytes (1 of header, 8 of zlib)
 		return "", &IndexError{Msg: fmt.Sprintf("claims %d objects in %d bytes", n, p.size), Err: ErrCorrupt}
 	}
-	ents := make([]indexEntry, n)
+	// Grown as objects are found, not as the header claims.
+	ents := make([]indexEntry, 0, min(n, p.size/64+1))
 	var br bytes.Reader
 	var zr io.ReadCloser
 	h := sha1.New()
 	off := int64(12)
-	for i := range ents {
+	for i := int64(0); i < n; i++ {
 		if i%dropEvery == dropEvery-1 {
 			dropPages(data)
 		}
@@ -93,8 +94,8 @@ func IndexPack(gitDir, packPath string, maxObject int64) (string, error) {
 		if err != nil {
 			return "", &IndexError{Offset: off, Msg: err.Error(), Err: ErrCorrupt}
 		}
-		e := &ents[i]
-		e.off, e.typ = off, int8(hd.typ)
+		ents = append(ents, indexEntry{off: off, typ: int8(hd.typ)})
+		e := &ents[len(ents)-1]
 		delta := hd.typ == objOFSDelta || hd.typ == objREFDelta
 		limit := maxObject
 		if delta {

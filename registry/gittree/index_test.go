@@ -2,6 +2,7 @@ package gittree_test
 
 import (
 	"bytes"
+	"crypto/sha1"
 	"errors"
 	"os"
 	"path/filepath"
@@ -76,6 +77,15 @@ func TestIndexPack(t *testing.T) {
 	head, _ := hostile.Git(work, nil, "rev-parse", "HEAD")
 	if _, err := hostile.Git(dst, nil, "cat-file", "-e", head); err != nil {
 		t.Errorf("git cannot read the commit of the indexed thin pack: %v", err)
+	}
+
+	// A pack that claims four billion objects in a few bytes: refused
+	// before anything is allocated for them.
+	claim := append([]byte("PACK\x00\x00\x00\x02\xff\xff\xff\xff"), make([]byte, 64)...)
+	cs := sha1.Sum(claim)
+	os.WriteFile(tmp, append(claim, cs[:]...), 0o644)
+	if _, err := gittree.IndexPack(dst, tmp, 64<<10); !errors.Is(err, gittree.ErrCorrupt) {
+		t.Errorf("pack claiming 2^32-1 objects: %v, want ErrCorrupt", err)
 	}
 
 	// A pack whose object inflates past its header: refused.
