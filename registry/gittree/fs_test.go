@@ -434,3 +434,14 @@ func TestLies(t *testing.T) {
 		})
 	}
 }
+
+// TestDeltaDataLimit reads a delta whose instructions are far larger than
+// any delta of an object within the file limit: refused before they are
+// inflated.
+func TestDeltaDataLimit(t *testing.T) {
+	f := open(t, "deltalie", 100000, gittree.Limits{FileSize: 1024}, true)
+	_, err := f.ReadFile("entries/2026/11/lie.toml")
+	if err == nil || !strings.Contains(err.Error(), "its delta data is") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("err = %v, want the delta data refused in one line", err)
+	}
+}
