@@ -7,7 +7,8 @@
 #
 # Network cases (servers on 127.0.0.1, from resolver/internal/regtest):
 # a healthy git daemon and git http-backend (the baseline), a pack of a few
-# MB holding a 2 GiB all-zero blob served by git daemon, an HTTP server
+# MB holding a 2 GiB all-zero blob served by git daemon, a pack whose blob
+# header says 16 bytes over 1 GiB of zeros, an HTTP server
 # that sends headers and then nothing, one that hangs up mid-pack, a TCP
 # listener that never answers (git:// and ssh://), a port whose connection
 # attempts hang, and an --offline resolve of a URL while an online one of
@@ -62,6 +63,9 @@ git clone -q --bare "$tmp/work" "$tmp/srv/reg.git"
 echo "generating the zip-bomb registry..." >&2
 go build -o "$tmp/hostilerepo" ./internal/hostile/cmd/hostilerepo
 "$tmp/hostilerepo" "zipbomb${HOSTILE_BOMB:+=$HOSTILE_BOMB}" "$tmp/srv/bomb.git" >/dev/null
+# a blob whose header says 16 bytes and whose data holds 1 GiB of zeros:
+# git daemon serves it as it is
+"$tmp/hostilerepo" packlie "$tmp/srv/lie.git" >/dev/null
 
 # git daemon on a free port
 for attempt in 1 2 3 4 5; do
@@ -107,6 +111,7 @@ run "git://: listener never answers" fail "$tmp/p5" resolve --registry "git://$S
 run "ssh://: listener never answers" fail "$tmp/p6" resolve --registry "ssh://git@$SILENT/reg.git" --ssh-key "$tmp/key"
 run "http: connect hangs" fail "$tmp/p7" resolve --registry "http://$UNREACHABLE/reg.git"
 run "git daemon: zip-bomb pack" fail "$tmp/p9" resolve --registry "git://127.0.0.1:$port/bomb.git"
+run "git daemon: lying object header" fail "$tmp/p10" resolve --registry "git://127.0.0.1:$port/lie.git"
 
 # the same URL and project: fetched once, then the server stalls; an
 # online resolve hangs on it while an offline one runs beside it

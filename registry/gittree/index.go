@@ -24,6 +24,11 @@ type IndexError struct {
 	Offset int64 // of the object in the pack; 0 for the pack as a whole
 	Msg    string
 	Err    error // ErrLimit, ErrCorrupt, or nil
+	// Kind and Size, for ErrLimit: the object's type ("blob", ..., or
+	// "ofs-delta"/"ref-delta" for delta instructions) and its size (for a
+	// delta, of what it makes, when Kind is the type of that).
+	Kind string
+	Size int64
 }
 
 func (e *IndexError) Error() string {
@@ -102,7 +107,14 @@ func IndexPack(gitDir, packPath string, maxObject int64) (string, error) {
 			limit = 2*maxObject + 1024 // see reader.packed
 		}
 		if hd.size > limit {
-			return "", &IndexError{Offset: off, Msg: fmt.Sprintf("is %s, more than the limit of %s", size(hd.size), size(limit)), Err: ErrLimit}
+			kind := typeNames[min(hd.typ, objTag)]
+			switch hd.typ {
+			case objOFSDelta:
+				kind = "ofs-delta"
+			case objREFDelta:
+				kind = "ref-delta"
+			}
+			return "", &IndexError{Offset: off, Msg: fmt.Sprintf("is %s, more than the limit of %s", size(hd.size), size(limit)), Err: ErrLimit, Kind: kind, Size: hd.size}
 		}
 		br.Reset(data[hd.dataOff : p.size-20])
 		if zr == nil {
@@ -160,7 +172,8 @@ func IndexPack(gitDir, packPath string, maxObject int64) (string, error) {
 			var bad *corrupt
 			switch {
 			case errors.As(err, &big):
-				return "", &IndexError{Offset: e.off, Msg: fmt.Sprintf("is a delta of %s, more than the limit of %s", size(big.size), size(maxObject)), Err: ErrLimit}
+				return "", &IndexError{Offset: e.off, Msg: fmt.Sprintf("is a delta of %s, more than the limit of %s", size(big.size), size(maxObject)), Err: ErrLimit,
+					Kind: map[int8]string{objOFSDelta: "ofs-delta", objREFDelta: "ref-delta"}[e.typ], Size: big.size}
 			case errors.As(err, &bad):
 				return "", &IndexError{Offset: e.off, Msg: bad.Error(), Err: ErrCorrupt}
 			case err != nil:

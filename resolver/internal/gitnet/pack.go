@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
@@ -54,18 +55,13 @@ func storePack(st storer.Storer, r io.Reader, dir string, max int64) error {
 	if _, err := io.Copy(f, r); err != nil {
 		return err
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	if err := checkPack(f, max); err != nil {
-		return err
-	}
 	if fst, ok := st.(*filesystem.Storage); ok {
+		// IndexPack makes the checks of checkPack as it indexes.
 		if err := f.Close(); err != nil {
 			return err
 		}
 		if _, err := gittree.IndexPack(fst.Filesystem().Root(), f.Name(), max); err != nil {
-			return err
+			return indexError(err, max)
 		}
 		fst.ObjectStorage.Reindex() // go-git read the pack list before
 		return nil
@@ -73,7 +69,29 @@ func storePack(st storer.Storer, r io.Reader, dir string, max int64) error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
+	if err := checkPack(f, max); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
 	return packfile.UpdateObjectStorage(st, f)
+}
+
+// indexError reports a refusal of gittree.IndexPack as checkPack would.
+func indexError(err error, max int64) error {
+	var ie *gittree.IndexError
+	if !errors.As(err, &ie) {
+		return err
+	}
+	if errors.Is(err, gittree.ErrLimit) {
+		t, terr := plumbing.ParseObjectType(ie.Kind)
+		if terr != nil {
+			t = plumbing.InvalidObject
+		}
+		return &ObjectTooLargeError{Type: t, Offset: ie.Offset, Size: ie.Size, Max: max}
+	}
+	return fmt.Errorf("the server's pack %s; refused before unpacking it", strings.TrimPrefix(ie.Error(), "pack "))
 }
 
 // LieError is a pack holding an object whose data inflates to more than
