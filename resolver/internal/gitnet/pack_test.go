@@ -11,12 +11,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/storage/filesystem"
+
+	"github.com/poison-nix/poison/internal/hostile"
 )
 
 func git(t *testing.T, dir string, args ...string) {
@@ -174,5 +177,33 @@ func TestCheckPackLie(t *testing.T) {
 	}
 	if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
 		t.Errorf("checkPack allocated %d bytes", n)
+	}
+}
+
+// TestFetchLyingPack fetches, through git's own upload-pack (which serves
+// packed data as it is), a blob whose header says 16 bytes over 64 MiB of
+// zeros: refused without unpacking, leaving nothing in the clone.
+func TestFetchLyingPack(t *testing.T) {
+	tmp := t.TempDir()
+	srv := filepath.Join(tmp, "srv.git")
+	if err := hostile.Build(srv, "packlie", 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	clone := filepath.Join(tmp, "clone")
+	st := filesystem.NewStorage(osfs.New(clone), cache.NewObjectLRU(cache.MiByte))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := Fetch(context.Background(), st, "file://"+srv, Config{TempDir: clone})
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "inflates to more than the 16 bytes its header says") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("fetch: %v, want the lying object refused in one line", err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 32<<20 {
+		t.Errorf("the fetch allocated %d bytes", n)
+	}
+	packs, _ := filepath.Glob(filepath.Join(clone, "objects", "pack", "*"))
+	left, _ := filepath.Glob(filepath.Join(clone, "poison-pack-*"))
+	if len(packs)+len(left) > 0 {
+		t.Errorf("a refused pack left files: %v %v", packs, left)
 	}
 }
