@@ -116,6 +116,11 @@ case "$SSH_ORIGINAL_COMMAND" in
 *) echo "remotetest host %[4]s: no such program: $SSH_ORIGINAL_COMMAND" >&2; exit 127 ;;
 esac
 `, shq(h.commands), shq(h.ConfDir), shq(store), name), 0o755)
+	// Open the store once: Nix 2.8 creates a new store's directories and
+	// links when it first opens it, and daemons of sessions that start
+	// at once on a new store race there ("creating symlink ... File
+	// exists"). A build host's store is not new.
+	h.Nix(t, "nix-store", "--check-validity", "--print-invalid", "/nix/store/00000000000000000000000000000000-init")
 	keys := filepath.Join(s.Dir, "authorized_keys")
 	pub, err := os.ReadFile(keys)
 	if err != nil {
