@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/url"
@@ -488,7 +489,7 @@ func (res *Result) SkippedFiles() []string { return skippedFiles(res.Skipped) }
 func (res *Result) loadCommit(r *repo, tree plumbing.Hash, src lock.Source, o Options) error {
 	c := o.Cache
 	res.Pinned = src
-	if raw, ok := c.cachedRaw(src.URL, src.Commit); ok {
+	if raw, ok := c.cachedRaw(src.URL, src.Commit, o.prev); ok {
 		same := bytes.HasPrefix(raw, sourcePrefix(src))
 		if same && o.prev != nil && bytes.Equal(raw, o.prev) {
 			// The warm path of Update: nothing to decode.
@@ -507,10 +508,7 @@ func (res *Result) loadCommit(r *repo, tree plumbing.Hash, src lock.Source, o Op
 	tfs := gittree.New(r.Storer, tree, o.Limits)
 	tfs.SetObjects(r.objs)
 	defer tfs.Close()
-	baseRaw, baseCommit, ok := c.latestRaw(src.URL)
-	if ok && bytes.Equal(baseRaw, o.prev) {
-		baseRaw = o.prev // one copy in memory
-	}
+	baseRaw, baseCommit, ok := c.latestRaw(src.URL, o.prev)
 	if ok && baseCommit != src.Commit {
 		if err := res.extend(r, tfs, baseRaw, baseCommit, src, o); err == nil {
 			res.base = baseRaw
@@ -638,17 +636,50 @@ func (res *Result) extend(r *repo, tfs *gittree.FS, baseRaw []byte, baseCommit s
 }
 
 // cachedRaw returns the bytes of the lock computed earlier for a commit.
-func (c Cache) cachedRaw(url, commit string) ([]byte, bool) {
+// When the file holds exactly the bytes of prefer, prefer itself is
+// returned: a lock of 1,000,000 entries is 140 MB, held once.
+func (c Cache) cachedRaw(url, commit string, prefer []byte) ([]byte, bool) {
 	if c.Dir == "" || commit == "" {
 		return nil, false
 	}
-	raw, err := os.ReadFile(c.lockCachePath(url, commit))
+	p := c.lockCachePath(url, commit)
+	if prefer != nil {
+		if same, err := fileEquals(p, prefer); err == nil && same {
+			return prefer, true
+		}
+	}
+	raw, err := os.ReadFile(p)
 	return raw, err == nil
+}
+
+// fileEquals reports whether the file at path holds exactly b, reading it
+// in pieces.
+func fileEquals(path string, b []byte) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || st.Size() != int64(len(b)) {
+		return false, err
+	}
+	buf := make([]byte, 1<<20)
+	for len(b) > 0 {
+		n, err := io.ReadFull(f, buf[:min(len(buf), len(b))])
+		if err != nil {
+			return false, err
+		}
+		if !bytes.Equal(buf[:n], b[:n]) {
+			return false, nil
+		}
+		b = b[n:]
+	}
+	return true, nil
 }
 
 // latestRaw returns the bytes and commit of the most recently stored lock
 // of url.
-func (c Cache) latestRaw(url string) ([]byte, string, bool) {
+func (c Cache) latestRaw(url string, prefer []byte) ([]byte, string, bool) {
 	if c.Dir == "" {
 		return nil, "", false
 	}
@@ -670,7 +701,7 @@ func (c Cache) latestRaw(url string) ([]byte, string, bool) {
 	if best == "" {
 		return nil, "", false
 	}
-	raw, ok := c.cachedRaw(url, best)
+	raw, ok := c.cachedRaw(url, best, prefer)
 	return raw, best, ok
 }
 

@@ -85,17 +85,20 @@ func Update(ctx context.Context, o UpdateOptions) (*Result, *lock.File, error) {
 		}
 		defer unlock()
 	}
-	prevBytes, err := os.ReadFile(abs)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		prevBytes = nil
-	case err != nil:
-		return res, prev, fmt.Errorf("read previous lock: %w", err)
-	}
-	if !bytes.Equal(prevBytes, hint) {
-		prev = sourceOnly(prevBytes) // another update wrote it meanwhile
-	} else if hint != nil {
-		prevBytes = hint // one copy in memory (a lock of 1M entries is 140 MB)
+	// Compared in pieces first: a lock of 1,000,000 entries is 140 MB,
+	// held once.
+	prevBytes := hint
+	if same, err := fileEquals(abs, hint); hint == nil || err != nil || !same {
+		prevBytes, err = os.ReadFile(abs)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			prevBytes = nil
+		case err != nil:
+			return res, prev, fmt.Errorf("read previous lock: %w", err)
+		}
+		if !bytes.Equal(prevBytes, hint) {
+			prev = sourceOnly(prevBytes) // another update wrote it meanwhile
+		}
 	}
 	data := res.data
 	if data == nil {
