@@ -20,11 +20,11 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/poison-nix/poison/internal/daemontest"
 	"github.com/poison-nix/poison/internal/nixtest"
 )
 
@@ -32,20 +32,7 @@ import (
 // POISON_REQUIRE_NIX=1) when it is not set or does not run.
 func modernNix(t *testing.T) equivNix {
 	t.Helper()
-	bin := os.Getenv("POISON_MODERN_NIX")
-	if bin == "" {
-		if nixtest.Required() {
-			t.Fatal("Nix 2.26 is required (POISON_REQUIRE_NIX=1) but POISON_MODERN_NIX is not set; run scripts/modern-nix.sh DIR and set POISON_MODERN_NIX=DIR/bin")
-		}
-		t.Skip("set POISON_MODERN_NIX=DIR/bin (scripts/modern-nix.sh DIR) to test against Nix 2.26")
-	}
-	out, err := exec.Command(filepath.Join(bin, "nix-instantiate"), "--version").CombinedOutput()
-	if err != nil {
-		t.Fatalf("POISON_MODERN_NIX=%s: nix-instantiate --version: %v: %s (rerun scripts/modern-nix.sh)", bin, err, out)
-	}
-	if !strings.Contains(string(out), " 2.") {
-		t.Fatalf("POISON_MODERN_NIX=%s: unexpected version %q", bin, out)
-	}
+	bin := daemontest.ModernNix(t)
 	// modern-nix.sh's nix.conf has store = DIR/store: a chroot store keeps
 	// the logical /nix/store and puts it on disk at DIR/store/nix/store.
 	// Its nix.conf also enables ca-derivations and impure-derivations, and

@@ -595,16 +595,7 @@ func TestAuto(t *testing.T) {
 // (scripts/test.sh sets it). Its store is the chroot store beside it.
 // Under POISON_REQUIRE_NIX=1 a missing or broken Nix 2.26 fails the test.
 func TestModernNix(t *testing.T) {
-	bin := os.Getenv("POISON_MODERN_NIX")
-	if bin == "" {
-		if nixtest.Required() {
-			t.Fatal("Nix 2.26 is required (POISON_REQUIRE_NIX=1) but POISON_MODERN_NIX is not set; run scripts/modern-nix.sh DIR and set POISON_MODERN_NIX=DIR/bin")
-		}
-		t.Skip("set POISON_MODERN_NIX=DIR/bin (scripts/modern-nix.sh DIR) to test against Nix 2.26")
-	}
-	if out, err := exec.Command(filepath.Join(bin, "nix-daemon"), "--version").CombinedOutput(); err != nil {
-		t.Fatalf("POISON_MODERN_NIX=%s: nix-daemon --version: %v: %s (rerun scripts/modern-nix.sh)", bin, err, out)
-	}
+	bin := daemontest.ModernNix(t)
 	store := filepath.Join(filepath.Dir(bin), "store")
 	ctx := daemontest.Context(t, time.Minute)
 	rec := &recorder{}
