@@ -43,6 +43,8 @@ func TestSyntax(t *testing.T) {
 		{"/nix/store/" + strings.Replace(h, "0", "e", 1) + "-a", "", "outside nixbase32"},
 		{"/nix/store/" + h + "-.hidden", "", "starts with '.'"},
 		{"/nix/store/" + h + "-a b", "", "has the character ' ', which store path names cannot contain"},
+		{"/nix/store/" + h + "-über", "", "has the character 'ü', which store path names cannot contain"},
+		{"/nix/store/" + h + "-a\xffb", "", `has the character '\xff', which store path names cannot contain`},
 		{"/nix/store/" + h + "-" + strings.Repeat("a", 212), "", "name is 212 bytes long; Nix allows at most 211"},
 	} {
 		root, err := storepath.Root("/nix/store", c.path)
@@ -79,11 +81,11 @@ func TestCheckStoreDir(t *testing.T) {
 		{"/nix/./store", `"."`},
 		{"/nix/../store", `".."`},
 		{"/nix/..", `".."`},
-		{"/nix store", `the character " "`},
-		{"/nix/store\n", `the character "\n"`},
-		{"/nix/st$ore", `the character "$"`},
-		{"/nix/st\"ore", `the character "\""`},
-		{"/nix/störe", "the character"},
+		{"/nix store", `the character ' '`},
+		{"/nix/store\n", `the character '\n'`},
+		{"/nix/st$ore", `the character '$'`},
+		{"/nix/st\"ore", `the character '"'`},
+		{"/nix/störe", "the character 'ö'"},
 		{"/" + strings.Repeat("a", storepath.MaxStoreDirLen), "bytes long"},
 	} {
 		err := storepath.CheckStoreDir(tc.dir)

@@ -3,7 +3,9 @@ package storepath
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // HashLen is the length of the hash part of a store path.
@@ -45,7 +47,7 @@ func CheckName(name string) error {
 	}
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; !nameChar[c] {
-			return fmt.Errorf("name %q has the character %q, which store path names cannot contain", truncate(name), rune(c))
+			return fmt.Errorf("name %q has the character %s, which store path names cannot contain", truncate(name), charAt(name, i))
 		}
 	}
 	return nil
@@ -140,7 +142,7 @@ func CheckStoreDir(dir string) error {
 	}
 	for i := 0; i < len(dir); i++ {
 		if c := dir[i]; c != '/' && !nameChar[c] {
-			return bad(fmt.Sprintf("has the character %q, which store paths cannot contain", string(c)))
+			return bad(fmt.Sprintf("has the character %s, which store paths cannot contain", charAt(dir, i)))
 		}
 	}
 	for _, comp := range strings.Split(dir[1:], "/") {
@@ -158,4 +160,15 @@ func truncate(s string) string {
 		return s
 	}
 	return s[:max] + "..."
+}
+
+// charAt quotes the character that starts at byte i of s: the whole
+// UTF-8 character ('ü', not its first byte), or the byte ('\xff') where s
+// is not UTF-8 there.
+func charAt(s string, i int) string {
+	r, size := utf8.DecodeRuneInString(s[i:])
+	if r == utf8.RuneError && size <= 1 {
+		return fmt.Sprintf("'\\x%02x'", s[i])
+	}
+	return strconv.QuoteRune(r)
 }

@@ -101,7 +101,7 @@ func TestUnmarshalRejects(t *testing.T) {
 		{"name key dot", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","names":{".hidden":1}}`, "run 'poison resolve' to regenerate the lock"},
 		{"storeDir dotdot", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","storeDir":"/nix/../etc"}`, `lock storeDir: store directory "/nix/../etc" has an empty, "." or ".." component; write a clean absolute directory such as /nix/store`},
 		{"storeDir root", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","storeDir":"/"}`, `lock storeDir: store directory "/" is the root directory`},
-		{"storeDir char", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","storeDir":"/nix/${x}"}`, `has the character "$"`},
+		{"storeDir char", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X","storeDir":"/nix/${x}"}`, `has the character '$'`},
 		{"trailing", `{"version":1,"registry":{"url":"","ref":"","commit":""},"env":"X"} {}`, "trailing data"},
 		{"truncated", `{"version":1,`, "decode lock"},
 	}
