@@ -164,14 +164,7 @@ func (d *Daemon) Kill() {
 		return
 	}
 	pid := d.cmd.Process.Pid
-	var kill func(p int)
-	kill = func(p int) {
-		for _, k := range procs.Children(p) {
-			kill(k)
-			syscall.Kill(k, syscall.SIGKILL)
-		}
-	}
-	kill(pid)
+	procs.KillDescendants(pid)
 	syscall.Kill(-pid, syscall.SIGKILL)
 	<-d.done
 	os.Remove(d.Socket)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Children returns the pids whose parent is pid, read from /proc (empty
@@ -32,4 +33,13 @@ func Children(pid int) []int {
 		}
 	}
 	return out
+}
+
+// KillDescendants sends SIGKILL to every descendant of pid, deepest
+// first, and leaves pid itself alone.
+func KillDescendants(pid int) {
+	for _, k := range Children(pid) {
+		KillDescendants(k)
+		syscall.Kill(k, syscall.SIGKILL)
+	}
 }

@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/poison-nix/poison/internal/nixtest"
@@ -289,12 +288,5 @@ func (h *Host) Drop() {
 	if pid == 0 {
 		return
 	}
-	var kill func(p int)
-	kill = func(p int) {
-		for _, k := range procs.Children(p) {
-			kill(k)
-			syscall.Kill(k, syscall.SIGKILL)
-		}
-	}
-	kill(pid)
+	procs.KillDescendants(pid)
 }
