@@ -67,15 +67,18 @@ func (c *Closure) attrOf(i int32, attr string, scratch *[]byte) (attrState, erro
 		if !mayHaveKey(js, attr, escaped) {
 			return attrState{}, nil
 		}
-		if escaped {
-			b := aterm.AppendUnescaped((*scratch)[:0], js)
-			*scratch = b
-			js = unsafe.String(unsafe.SliceData(b), len(b))
-		}
 		// Lookup reads up to the attribute only (Nix sorts the keys, and
 		// an upper-case name comes early); a derivation whose attribute
-		// changes is edited, which reads all of it.
-		raw, ok, err := structattrs.Lookup(js, attr)
+		// changes is edited, which reads all of it. LookupEscaped reads
+		// the escaped value in place.
+		var raw string
+		var ok bool
+		var err error
+		if escaped {
+			raw, ok, err = structattrs.LookupEscaped(js, attr, scratch)
+		} else {
+			raw, ok, err = structattrs.Lookup(js, attr)
+		}
 		if err != nil {
 			return attrState{}, fmt.Errorf("derivation %s: %v", n.path, err)
 		}
