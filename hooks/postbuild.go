@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // PostBuild names Nix's post-build-hook that poison provides: a script that
@@ -29,7 +30,7 @@ type PostBuildOptions struct {
 	Force bool
 }
 
-var hostRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$`)
+var hostRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$`) })
 
 // PostBuildScript returns the post-build-hook script for opts.
 func PostBuildScript(opts PostBuildOptions) ([]byte, error) {
@@ -52,7 +53,7 @@ func PostBuildScript(opts PostBuildOptions) ([]byte, error) {
 		cmd += " --journal '" + opts.Journal + "'"
 	}
 	if opts.Host != "" {
-		if !hostRE.MatchString(opts.Host) {
+		if !hostRE().MatchString(opts.Host) {
 			return nil, fmt.Errorf("host %q: use letters, digits, '.', '_' and '-' (at most 255)", opts.Host)
 		}
 		cmd += " --host '" + opts.Host + "'"

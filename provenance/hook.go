@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -151,7 +152,7 @@ func chrootStore(nixConfig, drv string) (root, realDrv, logDir string) {
 	return root, realDrv, logDir
 }
 
-var machineIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+var machineIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{32}$`) })
 
 // readMachineID reads a machine-id file (32 lowercase hex digits).
 func readMachineID(path string) (string, error) {
@@ -165,7 +166,7 @@ func readMachineID(path string) (string, error) {
 		return "", fmt.Errorf("%s: %w", path, err)
 	}
 	id := string(bytes.TrimSpace(b))
-	if !machineIDRE.MatchString(id) {
+	if !machineIDRE().MatchString(id) {
 		return "", fmt.Errorf("%s: not a machine id (32 hex digits)", path)
 	}
 	return id, nil
@@ -196,7 +197,7 @@ func buildLogBirth(logDir, drv string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-var nixVersionRE = regexp.MustCompile(`^nix[a-z-]* \(Nix\) ([0-9][0-9A-Za-z.+_-]{0,63})$`)
+var nixVersionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^nix[a-z-]* \(Nix\) ([0-9][0-9A-Za-z.+_-]{0,63})$`) })
 
 // ParentNixVersion returns the version of the Nix that ran this process
 // (the executable of the parent process, asked with --version), caching
@@ -220,7 +221,7 @@ func ParentNixVersion(ctx context.Context, cacheFile string) string {
 			b, _ := io.ReadAll(io.LimitReader(f, 4096))
 			f.Close()
 			k, v, ok := strings.Cut(strings.TrimSpace(string(b)), "\n")
-			if ok && k == key && nixVersionRE.MatchString("nix (Nix) "+v) {
+			if ok && k == key && nixVersionRE().MatchString("nix (Nix) "+v) {
 				return v
 			}
 		}
@@ -235,7 +236,7 @@ func ParentNixVersion(ctx context.Context, cacheFile string) string {
 		return ""
 	}
 	line, _, _ := strings.Cut(strings.TrimSpace(out.String()), "\n")
-	m := nixVersionRE.FindStringSubmatch(line)
+	m := nixVersionRE().FindStringSubmatch(line)
 	if m == nil {
 		return ""
 	}

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -42,7 +43,7 @@ type AddOptions struct {
 	Now time.Time
 }
 
-var slugRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+var slugRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`) })
 
 // Slugify turns text into a file name part: lowercase ASCII letters and
 // digits joined by single dashes, at most 48 bytes.
@@ -98,7 +99,7 @@ func Add(ctx context.Context, dir string, opts AddOptions) (string, error) {
 	slug := opts.Slug
 	if slug == "" {
 		slug = Slugify(opts.Reason)
-	} else if !slugRE.MatchString(slug) {
+	} else if !slugRE().MatchString(slug) {
 		return "", fmt.Errorf("add: slug %q: use lowercase letters, digits and dashes (at most 64)", truncate(slug))
 	}
 	if len(opts.Paths) == 0 && len(opts.Names) == 0 {

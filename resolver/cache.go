@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -43,7 +44,7 @@ type Cache struct {
 	Dir string
 }
 
-var keyUnsafe = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+var keyUnsafe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^A-Za-z0-9._-]+`) })
 
 // key names the cache entries of one URL.
 func (c Cache) key(url string) string {
@@ -55,7 +56,7 @@ func (c Cache) key(url string) string {
 	if j := strings.LastIndex(s, "@"); j >= 0 {
 		s = s[j+1:] // drop credentials and ssh user names
 	}
-	s = strings.Trim(keyUnsafe.ReplaceAllString(s, "_"), "_.")
+	s = strings.Trim(keyUnsafe().ReplaceAllString(s, "_"), "_.")
 	if len(s) > 60 {
 		s = s[len(s)-60:]
 	}
@@ -107,7 +108,7 @@ func (s state) refMap() map[plumbing.ReferenceName]plumbing.Hash {
 	}
 	m := make(map[plumbing.ReferenceName]plumbing.Hash, len(s.Refs))
 	for n, h := range s.Refs {
-		if fullHash.MatchString(h) {
+		if fullHash().MatchString(h) {
 			m[plumbing.ReferenceName(n)] = plumbing.NewHash(h)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // RedactURL returns the form of a registry URL that may be shown or
@@ -173,12 +174,12 @@ func schemeEnd(s string) int {
 }
 
 // scpPassword matches the user:password@ of a scp-like address.
-var scpPassword = regexp.MustCompile(`^([A-Za-z0-9._-]+):[^/@]*@[^/@]`)
+var scpPassword = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([A-Za-z0-9._-]+):[^/@]*@[^/@]`) })
 
 // redactSCP drops the password of user:password@host:path; anything else
 // (user@host:path, a path) is returned as it is.
 func redactSCP(s string) string {
-	m := scpPassword.FindStringSubmatchIndex(s)
+	m := scpPassword().FindStringSubmatchIndex(s)
 	if m == nil {
 		return s
 	}
@@ -188,8 +189,10 @@ func redactSCP(s string) string {
 // urlInText finds URLs with a userinfo in a message; queryURLInText URLs
 // with a query or a fragment.
 var (
-	urlInText      = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>@/]*@[^\s"'<>]*`)
-	queryURLInText = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>?#]*[?#][^\s"'<>]*`)
+	urlInText      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>@/]*@[^\s"'<>]*`) })
+	queryURLInText = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>?#]*[?#][^\s"'<>]*`)
+	})
 )
 
 // secretsOf returns what RedactURL drops from full that is worth looking
@@ -220,7 +223,7 @@ func secretsOf(full string) []string {
 	i := strings.Index(full, "://")
 	if i < 0 {
 		// user:password@host:path
-		if m := scpPassword.FindStringSubmatchIndex(full); m != nil {
+		if m := scpPassword().FindStringSubmatchIndex(full); m != nil {
 			add(full[m[3]+1 : strings.IndexByte(full, '@')])
 		}
 		return out
@@ -264,9 +267,9 @@ func scrub(msg, full string) string {
 	if red != full {
 		msg = strings.ReplaceAll(msg, full, red)
 	}
-	msg = urlInText.ReplaceAllStringFunc(msg, RedactURL)
+	msg = urlInText().ReplaceAllStringFunc(msg, RedactURL)
 	if strings.ContainsAny(full, "?#") {
-		msg = queryURLInText.ReplaceAllStringFunc(msg, RedactURL)
+		msg = queryURLInText().ReplaceAllStringFunc(msg, RedactURL)
 	}
 	secrets := secretsOf(full)
 	sort.Slice(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })

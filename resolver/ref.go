@@ -5,12 +5,13 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
-var fullHash = regexp.MustCompile(`^[0-9a-f]{40}$`)
+var fullHash = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{40}$`) })
 
 // resolveRef finds the commit a ref names in r. remote says r is a cached
 // clone (branches live under refs/remotes/origin/); head is the remote's
@@ -22,7 +23,7 @@ func resolveRef(r *repo, ref string, remote bool, head string, refs map[plumbing
 	var cands []plumbing.ReferenceName
 	recorded := ref
 	switch {
-	case fullHash.MatchString(ref):
+	case fullHash().MatchString(ref):
 		c, err := r.CommitObject(plumbing.NewHash(ref))
 		if err != nil {
 			return nil, "", fmt.Errorf("ref %s: no such commit in the registry", ref)

@@ -691,7 +691,7 @@ func (c Cache) latestRaw(url string, prefer []byte) ([]byte, string, bool) {
 	var best string
 	var bestT time.Time
 	for _, e := range ents {
-		if !fullHash.MatchString(e.Name()) {
+		if !fullHash().MatchString(e.Name()) {
 			continue
 		}
 		if fi, err := e.Info(); err == nil && fi.ModTime().After(bestT) {
@@ -738,7 +738,7 @@ func (c Cache) storeLock(url, commit string, data []byte) {
 	}
 	var all []aged
 	for _, e := range ents {
-		if fi, err := e.Info(); err == nil && fullHash.MatchString(e.Name()) {
+		if fi, err := e.Info(); err == nil && fullHash().MatchString(e.Name()) {
 			all = append(all, aged{e.Name(), fi.ModTime()})
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Kind says how a registry source is read.
@@ -44,7 +45,7 @@ func (s Source) fetchURL() string {
 	return s.URL
 }
 
-var scpLike = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/]?`)
+var scpLike = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/]?`) })
 
 // ParseSource interprets a --registry value: a URL, or a directory
 // (relative to base).
@@ -79,7 +80,7 @@ func ParseSource(spec, base string) (Source, error) {
 		}
 		return Source{Kind: Remote, URL: shown, remote: spec}, nil
 	}
-	if scpLike.MatchString(spec) {
+	if scpLike().MatchString(spec) {
 		return Source{Kind: Remote, URL: shown, remote: spec}, nil
 	}
 	dir := spec

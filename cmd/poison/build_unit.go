@@ -18,11 +18,11 @@ import (
 
 // failedBuilderRE finds the derivation in Nix's "builder for '…' failed"
 // log line.
-var failedBuilderRE = regexp.MustCompile(`builder for '([^']+\.drv)' failed`)
+var failedBuilderRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`builder for '([^']+\.drv)' failed`) })
 
 // failedDrv returns the derivation a daemon log line says failed, or "".
 func failedDrv(line string) string {
-	if m := failedBuilderRE.FindStringSubmatch(daemon.StripANSI(line)); m != nil {
+	if m := failedBuilderRE().FindStringSubmatch(daemon.StripANSI(line)); m != nil {
 		return m[1]
 	}
 	return ""
@@ -35,7 +35,7 @@ func failureText(msg string) string {
 		msg = msg[:i]
 	}
 	msg = strings.TrimSuffix(msg, ";")
-	if m := failedBuilderRE.FindStringIndex(msg); m != nil {
+	if m := failedBuilderRE().FindStringIndex(msg); m != nil {
 		msg = "its builder" + msg[m[1]-len(" failed"):]
 	}
 	if len(msg) > 200 {

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -352,14 +353,14 @@ func flagError(c *command, fs *flag.FlagSet, err error) error {
 		return &exitErr{code: exitUsage, err: errors.New(msg), hint: hint}
 	}
 	// "invalid value "x" for flag -j: ..." and "flag needs an argument: -o"
-	msg = flagNameRe.ReplaceAllStringFunc(msg, func(m string) string {
+	msg = flagNameRe().ReplaceAllStringFunc(msg, func(m string) string {
 		i := strings.IndexByte(m, '-')
 		return m[:i] + dashes(strings.TrimRight(m[i+1:], ":")) + m[len(strings.TrimRight(m, ":")):]
 	})
 	return &exitErr{code: exitUsage, err: fmt.Errorf("%s: %s", c.name, msg), hint: hint}
 }
 
-var flagNameRe = regexp.MustCompile(`(for flag|argument:) -[^ :]+:?`)
+var flagNameRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(for flag|argument:) -[^ :]+:?`) })
 
 // dashes writes a flag name as users type it: -j, --lock.
 func dashes(name string) string {

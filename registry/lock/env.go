@@ -4,9 +4,10 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var envNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`) })
 
 // reservedEnv are attribute names Nix or stdenv give a meaning to, or that
 // Nix sets in the build environment itself: injecting a serial under one
@@ -86,7 +87,7 @@ const envHint = "; choose another name such as " + DefaultEnv
 // The registry (registry.toml env, init --env), the lock and the rewrite
 // all apply it. Its error is one line ending in what to use instead.
 func ValidateEnv(name string) error {
-	if !envNameRE.MatchString(name) {
+	if !envNameRE().MatchString(name) {
 		return fmt.Errorf("%q is not a valid environment variable name (letters, digits, _; not starting with a digit)%s", short(name), envHint)
 	}
 	if strings.HasPrefix(name, "__") {

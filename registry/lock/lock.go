@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/poison-nix/poison/storepath"
 )
@@ -72,9 +73,10 @@ func New(src Source, env string) *File {
 }
 
 var (
-	commitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
-	keyIDRE  = regexp.MustCompile(`^(ssh:SHA256:[A-Za-z0-9+/]{43}|openpgp:[0-9A-F]{40,64})$`)
-	envRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	commitRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{40}$`) })
+	keyIDRE  = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(ssh:SHA256:[A-Za-z0-9+/]{43}|openpgp:[0-9A-F]{40,64})$`)
+	})
 )
 
 // Validate checks the invariants a lock must hold: a known version, a valid
@@ -90,10 +92,10 @@ func (f *File) Validate() error {
 	if err := ValidateEnv(f.Env); err != nil {
 		return fmt.Errorf("lock env: %w", err)
 	}
-	if f.Registry.Commit != "" && !commitRE.MatchString(f.Registry.Commit) {
+	if f.Registry.Commit != "" && !commitRE().MatchString(f.Registry.Commit) {
 		return fmt.Errorf("lock registry commit %q is not a 40-digit hex commit id", f.Registry.Commit)
 	}
-	if f.Registry.VerifiedBy != "" && (!keyIDRE.MatchString(f.Registry.VerifiedBy) || f.Registry.Commit == "") {
+	if f.Registry.VerifiedBy != "" && (!keyIDRE().MatchString(f.Registry.VerifiedBy) || f.Registry.Commit == "") {
 		return fmt.Errorf("lock registry verifiedBy %q is not a key id (ssh:SHA256:... or openpgp:FINGERPRINT) of a verified commit", f.Registry.VerifiedBy)
 	}
 	if f.StoreDir != "" {
