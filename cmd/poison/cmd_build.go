@@ -61,7 +61,7 @@ func buildCommand() command {
 		usage:   "[--lock FILE] [--store URI] [-j N] [-k] [-L] [--dry-run] [--json] [--print-out-paths] [--log-format internal-json] [--per-derivation] [--builders SPEC|@FILE] [--unit NAME [--registry DIR]] [--by-name] [--copy-back] [-A ATTR] INSTALLABLE...",
 		setup: func(fs *flag.FlagSet) runFunc {
 			var o buildOptions
-			sf := settings.Register(fs, "lock", "max-age", "registry")
+			sf := settings.Register(fs, "lock", "max-age", "registry", "closure-cache")
 			fs.StringVar(&o.store, "store", "auto", "store `URI` to build in (daemon, unix://PATH, auto, ssh-ng://HOST, local?root=DIR)")
 			storeDirVar(fs, &o.storeDir, "logical store `DIR` (default: the lock's, else /nix/store)")
 			for _, n := range []string{"j", "max-jobs"} {
@@ -265,26 +265,35 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 	}
 
 	realDir := chrootStoreDir(o.store, storeDir)
-	// Nearly everything LoadClosure allocates stays live: collecting
-	// while it runs only re-marks the growing closure.
-	gc := debug.SetGCPercent(-1)
-	c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: storeDir, RealStoreDir: realDir}, roots)
-	debug.SetGCPercent(gc)
-	if err != nil {
-		return fmt.Errorf("build: %w", err)
+	// A record of the closure that shows the lock poisons nothing in it
+	// spares reading it: the roots are built as they are.
+	cc := newClosureCache(o, lk, storeDir, realDir, roots)
+	res, closureLen := cc.unpoisoned(lk, o.byName)
+	if res == nil {
+		// Nearly everything LoadClosure allocates stays live: collecting
+		// while it runs only re-marks the growing closure.
+		gc := debug.SetGCPercent(-1)
+		c, err := builder.LoadClosure(ctx, builder.LoadOptions{StoreDir: storeDir, RealStoreDir: realDir}, roots)
+		debug.SetGCPercent(gc)
+		if err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
+		defer cc.save(c)()
+		res, err = builder.Rewrite(ctx, c, builder.Options{
+			Lock:   lk,
+			ByName: o.byName,
+			Warn:   func(w builder.Warning) { fmt.Fprintf(e.stderr, "poison: warning: %s\n", w.Message) },
+		})
+		if err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
+		if o.dryRun {
+			explain(e.stderr, c, res)
+		}
+		closureLen = c.Len()
 	}
-	res, err := builder.Rewrite(ctx, c, builder.Options{
-		Lock:   lk,
-		ByName: o.byName,
-		Warn:   func(w builder.Warning) { fmt.Fprintf(e.stderr, "poison: warning: %s\n", w.Message) },
-	})
-	if err != nil {
-		return fmt.Errorf("build: %w", err)
-	}
-	if o.dryRun {
-		explain(e.stderr, c, res)
-	} else {
-		fmt.Fprintf(e.stderr, "poison: %s poisoned, %d of %d rewritten\n", progress.Count(len(res.Poisoned), "derivation", "derivations"), len(res.Changed), c.Len())
+	if !o.dryRun {
+		fmt.Fprintf(e.stderr, "poison: %s poisoned, %d of %d rewritten\n", progress.Count(len(res.Poisoned), "derivation", "derivations"), len(res.Changed), closureLen)
 	}
 	if remoteStore(o.store) {
 		if err := copyInputs(ctx, e, p, o.store, dopts, res); err != nil {

@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -47,8 +48,11 @@ type Settings struct {
 	TrustedKeys string        // absolute path of the trusted keys file, or ""
 	Offline     bool          // resolve from the cache only
 	CacheDir    string        // absolute cache directory, or "" when none is known
-	Journal     string        // absolute path of the build journal
-	SSHKey      string        // absolute path of the ssh private key for ssh registries, or ""
+	// ClosureCache lets poison build skip reading a closure that a
+	// record in CacheDir shows the lock poisons nothing in.
+	ClosureCache bool
+	Journal      string // absolute path of the build journal
+	SSHKey       string // absolute path of the ssh private key for ssh registries, or ""
 	// ConnectTimeout and StallTimeout bound the network waits of a fetch
 	// (0: no limit).
 	ConnectTimeout time.Duration
@@ -144,8 +148,11 @@ var Table = []Setting{
 		Usage: "resolve from the cache, without network access",
 		field: func(s *Settings) any { return &s.Offline }},
 	{Name: "cache-dir", Arg: "DIR", Env: "POISON_CACHE_DIR", Kind: Path, Default: "$XDG_CACHE_HOME/poison, else ~/.cache/poison",
-		Usage: "cache of fetched registries",
+		Usage: "cache of fetched registries and of closure records (build)",
 		field: func(s *Settings) any { return &s.CacheDir }},
+	{Name: "closure-cache", Env: "POISON_CLOSURE_CACHE", Kind: Bool, Default: "true",
+		Usage: "record the .drv and output paths of each closure poison build reads (under cache-dir), and build without reading again a closure the lock poisons nothing in; false reads every closure",
+		field: func(s *Settings) any { return &s.ClosureCache }},
 	{Name: "journal", Arg: "FILE", Env: "POISON_JOURNAL", Kind: Path, Default: DefaultJournal,
 		Usage: "build journal that provenance and add --built-on read",
 		field: func(s *Settings) any { return &s.Journal }},
@@ -203,10 +210,11 @@ func (st Setting) FullUsage() string {
 // defaults returns the settings before any source is read.
 func defaults(dir string, getenv func(string) string) Settings {
 	return Settings{
-		Lock:     filepath.Join(dir, "poison.lock"),
-		MaxAge:   DefaultMaxAge,
-		CacheDir: defaultCacheDir(getenv),
-		Journal:  DefaultJournal,
+		Lock:         filepath.Join(dir, "poison.lock"),
+		MaxAge:       DefaultMaxAge,
+		CacheDir:     defaultCacheDir(getenv),
+		ClosureCache: true,
+		Journal:      DefaultJournal,
 
 		ConnectTimeout: DefaultConnectTimeout,
 		StallTimeout:   DefaultStallTimeout,
@@ -429,12 +437,12 @@ func absUnder(base, p string) string {
 	return filepath.Join(base, p)
 }
 
-var scpLike = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/]?`)
+var scpLike = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/]?`) })
 
 // IsURL reports whether a registry value is a URL (scheme://... or the
 // scp-like user@host:path) rather than a directory.
 func IsURL(s string) bool {
-	return strings.Contains(s, "://") || scpLike.MatchString(s)
+	return strings.Contains(s, "://") || scpLike().MatchString(s)
 }
 
 // RegistryDir is the registry work tree for commands that edit or check
