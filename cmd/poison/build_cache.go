@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
 
@@ -56,6 +57,12 @@ func (cc *closureCache) unpoisoned(lk *lock.File, byName bool) (*builder.Result,
 	cc.recorded = true
 	if rec.Poisons(lk, byName) {
 		return nil, 0
+	}
+	// A root given as a .drv path that is gone: loading it says so.
+	for _, r := range cc.key.Roots {
+		if _, err := os.Lstat(filepath.Join(cc.key.RealStoreDir, filepath.Base(r))); err != nil {
+			return nil, 0
+		}
 	}
 	return &builder.Result{Roots: slices.Clone(cc.key.Roots)}, rec.Len()
 }
