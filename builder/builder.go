@@ -77,6 +77,12 @@ type Options struct {
 	// noSplice makes every rewrite re-serialise the derivation (tests
 	// compare it with the patching fast path).
 	noSplice bool
+	// emit, when set, receives every rewritten derivation as soon as it
+	// is computed, while the rewrite goes on (RewriteWrite writes them
+	// meanwhile). It is called from several goroutines, but only after
+	// the calls for all the rewritten inputs of the derivation have
+	// returned: calls in the order of their returns are inputs first.
+	emit func(Drv)
 }
 
 // Warning is a notice about the rewrite that does not stop it.

@@ -17,5 +17,12 @@ func RewriteGeneral(ctx context.Context, c *Closure, opts Options) (*Result, err
 // WriteTexts is Write without AddMultipleToStore: one pipelined AddToStore
 // per derivation, as against daemons older than protocol 1.32.
 func WriteTexts(ctx context.Context, c *daemon.Conn, res *Result) error {
-	return writeWith(ctx, c, res.Changed, tempRoots(res), false)
+	return writeAll(ctx, c, res, false)
+}
+
+// RewriteWriteChunks is RewriteWrite with chunks of at most chunk
+// derivations, edit (when not nil) applied to each rewritten derivation
+// before it is written.
+func RewriteWriteChunks(ctx context.Context, cl *Closure, opts Options, dial func(context.Context) (*daemon.Conn, error), chunk int, edit func(*Drv)) (*Result, error) {
+	return rewriteWrite(ctx, cl, opts, dial, streamOptions{chunk: chunk, edit: edit})
 }

@@ -45,6 +45,9 @@ type view struct {
 	noSplice bool
 	// spliced counts the derivations rewriteSpliced rewrote.
 	spliced atomic.Int64
+	// emit, when set, receives each node run rewrites, once it is
+	// rewritten (see Options.emit).
+	emit func(int32)
 }
 
 // attrState is the attribute as found in the original derivation.
@@ -158,7 +161,13 @@ func (v *view) run(ctx context.Context, want func(int32) attrState) error {
 			}
 		})
 	}, func(i int32) error {
-		return v.rewriteNode(i, want(i))
+		if err := v.rewriteNode(i, want(i)); err != nil {
+			return err
+		}
+		if v.emit != nil {
+			v.emit(i)
+		}
+		return nil
 	})
 }
 
@@ -794,6 +803,9 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 	}
 
 	final := &view{c: c, attr: attr, nodes: make([]vnode, n), keepText: !opts.NoATerm, cur: cur, noSplice: opts.noSplice}
+	if opts.emit != nil {
+		final.emit = func(i int32) { opts.emit(final.drv(i)) }
+	}
 	propagate(c, final, func(i int32) bool { return c.wanted(i, serials[i]) != cur[i] })
 	if err := final.run(ctx, func(i int32) attrState { return c.wanted(i, serials[i]) }); err != nil {
 		return nil, err
@@ -856,23 +868,28 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 					nd.path, serials[i], nd.drv.Outputs[0].Path)})
 			}
 		}
-		if !vn.changed {
-			continue
+		if vn.changed {
+			res.Changed = append(res.Changed, final.drv(i))
 		}
-		outs := make(map[string]string, len(vn.outs))
-		for k, o := range vn.outNames {
-			outs[o] = vn.outs[k]
-		}
-		res.Changed = append(res.Changed, Drv{
-			Path:       vn.path,
-			OldPath:    nd.path,
-			Name:       vn.name,
-			ATerm:      vn.text,
-			References: vn.refs,
-			Outputs:    outs,
-		})
 	}
 	return res, nil
+}
+
+// drv returns the rewritten derivation of changed node i.
+func (v *view) drv(i int32) Drv {
+	vn := &v.nodes[i]
+	outs := make(map[string]string, len(vn.outs))
+	for k, o := range vn.outNames {
+		outs[o] = vn.outs[k]
+	}
+	return Drv{
+		Path:       vn.path,
+		OldPath:    v.c.nodes[i].path,
+		Name:       vn.name,
+		ATerm:      vn.text,
+		References: vn.refs,
+		Outputs:    outs,
+	}
 }
 
 // propagate marks self-changed nodes and everything depending on them.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 
 	"github.com/poison-nix/poison/builder/daemon"
 )
@@ -31,61 +32,234 @@ func (e *WriteError) Unwrap() error { return e.Err }
 // error naming the derivation.
 //
 // The unchanged inputs of the rewritten derivations and the roots are
-// made temporary roots first, and the daemon roots each path it adds, so
+// made temporary roots, and the daemon roots each path it adds, so
 // nothing written here is garbage collected while c stays open: build on
 // c, or keep it open while building on other connections.
 //
-// Writing costs a few round trips in all, not one per derivation (see
-// write).
+// Writing costs a few round trips per chunk of derivations, not one per
+// derivation (see writeWith).
 func Write(ctx context.Context, c *daemon.Conn, res *Result) error {
-	return write(ctx, c, res.Changed, tempRoots(res))
+	return writeAll(ctx, c, res, true)
 }
 
-// tempRoots returns the unchanged inputs of the rewritten derivations and
-// the unchanged roots: the paths a build of res needs that Write does not
-// add.
-func tempRoots(res *Result) []string {
-	changed := make(map[string]bool, len(res.Changed))
-	for _, d := range res.Changed {
-		changed[d.Path] = true
-	}
-	seen := map[string]bool{}
-	var out []string
-	add := func(p string) {
-		if !changed[p] && !seen[p] {
-			seen[p] = true
-			out = append(out, p)
+// writeAll is Write; multiple false leaves out AddMultipleToStore.
+func writeAll(ctx context.Context, c *daemon.Conn, res *Result, multiple bool) error {
+	w := newWriter(c, multiple)
+	for start := 0; start < len(res.Changed); start += chunkMax {
+		if err := w.write(ctx, res.Changed[start:min(start+chunkMax, len(res.Changed))]); err != nil {
+			return err
 		}
 	}
-	for _, d := range res.Changed {
-		for _, r := range d.References {
-			add(r)
-		}
-	}
-	for _, r := range res.Roots {
-		add(r)
-	}
-	return out
+	return w.root(ctx, res.Roots)
 }
 
-// write makes roots temporary roots on c, then adds drvs in order.
+// RewriteWrite is Rewrite and Write at once: each rewritten derivation
+// is handed to the writer as soon as it is computed, and written in
+// chunks (inputs first) while the rest of the closure is rewritten, so
+// that the daemon, which takes most of the time, starts early.
 //
-// Against a daemon of protocol 1.32 or newer it asks once which of drvs
-// are valid already, roots those, and sends the others in one
-// AddMultipleToStore request (the .drv files as NARs with their text CA
-// field, which is what lets an untrusted client add them). The daemon
-// checks each NAR against its hash, the CA field against the content, the
-// path against the CA field, and the output paths of each .drv.
-// When it refuses anything, or is older, the derivations still missing
-// are added with pipelined AddToStore requests, one per derivation: the
-// daemon then computes every path itself and its first refusal names the
-// derivation.
-func write(ctx context.Context, c *daemon.Conn, drvs []Drv, roots []string) error {
-	return writeWith(ctx, c, drvs, roots, true)
+// dial is called once, from another goroutine, when the first rewritten
+// derivation is ready (never when nothing is rewritten); its error is
+// returned as it is. The connection stays the caller's: Write's notes on
+// temporary roots apply to it. opts.NoATerm is ignored.
+//
+// When the rewrite fails, the writing stops and the rewrite's error is
+// returned; when the daemon refuses a derivation, the rewrite stops and
+// the WriteError naming it is returned. Either way the derivations
+// written before are valid store paths that nothing refers to (the next
+// garbage collection removes them), as when nix-instantiate fails half
+// way through an evaluation.
+func RewriteWrite(ctx context.Context, cl *Closure, opts Options, dial func(context.Context) (*daemon.Conn, error)) (*Result, error) {
+	return rewriteWrite(ctx, cl, opts, dial, streamOptions{})
 }
 
-// writeWith is write; multiple false leaves out AddMultipleToStore (the
-// benchmarks compare both).
+// streamOptions are the knobs of rewriteWrite that tests turn.
+type streamOptions struct {
+	chunk int        // chunkMax when 0
+	edit  func(*Drv) // applied to each derivation as it is queued, one at a time
+}
+
+func rewriteWrite(ctx context.Context, cl *Closure, opts Options, dial func(context.Context) (*daemon.Conn, error), so streamOptions) (*Result, error) {
+	if so.chunk <= 0 {
+		so.chunk = chunkMax
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	q := &drvQueue{wake: make(chan struct{}, 1), edit: so.edit}
+	opts.NoATerm = false
+	opts.emit = q.push
+	var w *writer
+	done := make(chan error, 1)
+	go func() {
+		err := func() error {
+			for {
+				drvs, err := q.next(ctx, so.chunk)
+				if err != nil || drvs == nil {
+					return err
+				}
+				if w == nil {
+					c, err := dial(ctx)
+					if err != nil {
+						return err
+					}
+					w = newWriter(c, true)
+				}
+				if err := w.write(ctx, drvs); err != nil {
+					return err
+				}
+			}
+		}()
+		if err != nil {
+			cancel(err)
+		}
+		done <- err
+	}()
+	res, err := Rewrite(ctx, cl, opts)
+	if err != nil {
+		cancel(err)
+	}
+	q.close()
+	if werr := <-done; werr != nil || err != nil {
+		// The first failure is the cause; the other side only saw the
+		// cancellation.
+		return nil, context.Cause(ctx)
+	}
+	if w == nil {
+		return res, nil
+	}
+	if err := w.root(ctx, res.Roots); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// chunkMax bounds the derivations of one chunk: one QueryValidPaths and
+// one AddMultipleToStore request. Small enough that a chunk refused
+// because another client wrote one of its paths meanwhile (Nix 2.8
+// cannot skip a valid path inside the request) costs little, large
+// enough that the round trips between chunks do not count.
+const chunkMax = 1024
+
+// drvQueue hands rewritten derivations from the rewrite to the writer.
+type drvQueue struct {
+	mu     sync.Mutex
+	drvs   []Drv
+	closed bool
+	wake   chan struct{} // one pending wake-up
+	edit   func(*Drv)    // tests: applied to each derivation pushed
+}
+
+func (q *drvQueue) push(d Drv) {
+	q.mu.Lock()
+	if q.edit != nil {
+		q.edit(&d)
+	}
+	q.drvs = append(q.drvs, d)
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *drvQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *drvQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next returns up to n derivations in the order they were pushed,
+// waiting for one; nil once the queue is closed and empty.
+func (q *drvQueue) next(ctx context.Context, n int) ([]Drv, error) {
+	for {
+		q.mu.Lock()
+		if len(q.drvs) > 0 {
+			k := min(n, len(q.drvs))
+			out := slices.Clone(q.drvs[:k])
+			q.drvs = slices.Delete(q.drvs, 0, k)
+			q.mu.Unlock()
+			return out, nil
+		}
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			return nil, nil
+		}
+		select {
+		case <-q.wake:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
+}
+
+// writer adds rewritten derivations to the store chunk by chunk, and
+// makes the paths they need that it does not add temporary roots.
+type writer struct {
+	c        *daemon.Conn
+	multiple bool
+	added    map[string]bool // the derivations of every chunk so far
+	rooted   map[string]bool
+}
+
+func newWriter(c *daemon.Conn, multiple bool) *writer {
+	return &writer{c: c, multiple: multiple, added: map[string]bool{}, rooted: map[string]bool{}}
+}
+
+// write adds drvs, in order: each derivation's rewritten inputs are
+// earlier in drvs or in an earlier chunk. Its other references are made
+// temporary roots first.
+func (w *writer) write(ctx context.Context, drvs []Drv) error {
+	for _, d := range drvs {
+		w.added[d.Path] = true
+	}
+	var roots []string
+	for _, d := range drvs {
+		for _, r := range d.References {
+			if !w.added[r] && !w.rooted[r] {
+				w.rooted[r] = true
+				roots = append(roots, r)
+			}
+		}
+	}
+	return writeWith(ctx, w.c, drvs, roots, w.multiple)
+}
+
+// root makes the paths of paths that were not written temporary roots.
+func (w *writer) root(ctx context.Context, paths []string) error {
+	var roots []string
+	for _, p := range paths {
+		if !w.added[p] && !w.rooted[p] {
+			w.rooted[p] = true
+			roots = append(roots, p)
+		}
+	}
+	if len(roots) == 0 {
+		return nil
+	}
+	if err := w.c.AddTempRoots(ctx, roots); err != nil {
+		return fmt.Errorf("write: protect inputs from garbage collection: %w", err)
+	}
+	return nil
+}
+
+// writeWith makes roots temporary roots on c, then adds drvs in order.
+//
+// Against a daemon of protocol 1.32 or newer (and multiple true) it asks
+// once which of drvs are valid already, roots those, and sends the others
+// in one AddMultipleToStore request (the .drv files as NARs with their
+// text CA field, which is what lets an untrusted client add them). The
+// daemon checks each NAR against its hash, the CA field against the
+// content, the path against the CA field, and the output paths of each
+// .drv. When it refuses anything, or is older, the derivations still
+// missing are added with pipelined AddToStore requests, one per
+// derivation: the daemon then computes every path itself and its first
+// refusal names the derivation.
 func writeWith(ctx context.Context, c *daemon.Conn, drvs []Drv, roots []string, multiple bool) error {
 	if multiple && len(drvs) > 0 && c.Version() >= daemon.MultipleMinVersion {
 		var err error

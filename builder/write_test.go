@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +135,153 @@ func TestWriteRefused(t *testing.T) {
 	var we *builder.WriteError
 	if !errors.As(err, &we) || we.DrvPath != bad.Path || !strings.Contains(err.Error(), "incorrect output") {
 		t.Fatalf("Write error = %v; want a WriteError for %s saying 'incorrect output'", err, bad.Path)
+	}
+}
+
+// wideClosure instantiates testdata/daemon/wide.nix with n nodes and a
+// fresh nonce, and returns its closure (rooted at top) and a lock that
+// poisons node 0, which every other node depends on.
+func wideClosure(t *testing.T, n int) (*builder.Closure, *lock.File, []string) {
+	t.Helper()
+	file := filepath.Join(daemontest.RepoRoot(t), "testdata", "daemon", "wide.nix")
+	nonce := fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())
+	args := []string{file, "-A", "top", "--arg", "n", fmt.Sprint(n), "--argstr", "nonce", nonce}
+	top := nixtest.Output(t, "nix-instantiate", args...)
+	c, err := builder.LoadClosure(context.Background(), builder.LoadOptions{}, []string{top})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk := lock.New(lock.Source{}, lock.DefaultEnv)
+	for _, p := range c.Paths() {
+		if strings.HasSuffix(p, "-w0.drv") {
+			lk.Derivations[filepath.Base(p)] = 1
+		}
+	}
+	if len(lk.Derivations) != 1 {
+		t.Fatalf("no w0.drv in the closure of %s", top)
+	}
+	return c, lk, append(args, "--argstr", "poison", "0")
+}
+
+// TestRewriteWrite: writing while rewriting, in chunks, gives the Result
+// of Rewrite and the .drv files nix-instantiate writes; dial is called
+// once, and not at all when nothing is rewritten.
+func TestRewriteWrite(t *testing.T) {
+	d := daemontest.Start(t)
+	ctx := daemontest.Context(t, 2*time.Minute)
+	for _, chunk := range []int{1, 7, 0} { // 0: the default
+		t.Run(fmt.Sprint("chunk=", chunk), func(t *testing.T) {
+			c, lk, nixArgs := wideClosure(t, 150)
+			want, err := builder.Rewrite(ctx, c, builder.Options{Lock: lk})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var conn *daemon.Conn
+			dials := 0
+			dial := func(ctx context.Context) (*daemon.Conn, error) {
+				dials++
+				var err error
+				conn, err = daemon.Dial(ctx, d.URI(), offlineOpts())
+				return conn, err
+			}
+			res, err := builder.RewriteWriteChunks(ctx, c, builder.Options{Lock: lk}, dial, chunk, nil)
+			if conn != nil {
+				defer conn.Close()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dials != 1 {
+				t.Errorf("dial called %d times, want 1", dials)
+			}
+			if len(res.Changed) != 151 || !slices.Equal(res.Roots, want.Roots) || !slices.EqualFunc(res.Changed, want.Changed, func(a, b builder.Drv) bool {
+				return a.Path == b.Path && bytes.Equal(a.ATerm, b.ATerm)
+			}) {
+				t.Fatalf("RewriteWrite's result (%d changed, roots %v) differs from Rewrite's (%d, %v)", len(res.Changed), res.Roots, len(want.Changed), want.Roots)
+			}
+			for _, drv := range res.Changed {
+				if ok, err := conn.IsValidPath(ctx, drv.Path); !ok || err != nil {
+					t.Fatalf("%s not valid after RewriteWrite (%v)", drv.Path, err)
+				}
+			}
+			if got := nixtest.Output(t, "nix-instantiate", nixArgs...); got != res.Roots[0] {
+				t.Errorf("rewritten top %s, nix-instantiate %s", res.Roots[0], got)
+			}
+			// Again, everything valid.
+			if _, err := builder.RewriteWriteChunks(ctx, c, builder.Options{Lock: lk}, dial, chunk, nil); err != nil {
+				t.Errorf("second RewriteWrite: %v", err)
+			}
+			// Nothing poisoned: nothing to write, no connection.
+			dials = 0
+			res, err = builder.RewriteWriteChunks(ctx, c, builder.Options{}, dial, chunk, nil)
+			if err != nil || len(res.Changed) != 0 || dials != 0 {
+				t.Errorf("RewriteWrite without serials: %d changed, %d dials, %v; want 0, 0, nil", len(res.Changed), dials, err)
+			}
+		})
+	}
+}
+
+// TestRewriteWriteRefused: a derivation the daemon refuses in a middle
+// chunk is named in the error; the derivations queued before it are
+// written, it and the top (which depends on it) are not. A failed dial
+// is the error returned.
+func TestRewriteWriteRefused(t *testing.T) {
+	d := daemontest.Start(t)
+	ctx := daemontest.Context(t, 2*time.Minute)
+	c, lk, _ := wideClosure(t, 150)
+	var conn *daemon.Conn
+	dial := func(ctx context.Context) (*daemon.Conn, error) {
+		var err error
+		conn, err = daemon.Dial(ctx, d.URI(), offlineOpts())
+		return conn, err
+	}
+	var (
+		seen   int
+		bad    builder.Drv
+		before []string // queued before bad
+	)
+	res, err := builder.RewriteWriteChunks(ctx, c, builder.Options{Lock: lk}, dial, 4, func(drv *builder.Drv) {
+		seen++
+		switch {
+		case seen < 10:
+			before = append(before, drv.Path)
+		case seen == 10:
+			for _, out := range drv.Outputs {
+				drv.ATerm = bytes.ReplaceAll(drv.ATerm, []byte(out), []byte("/nix/store/44444444444444444444444444444444-w"))
+			}
+			bad = *drv
+		}
+	})
+	if conn != nil {
+		defer conn.Close()
+	}
+	var we *builder.WriteError
+	if res != nil || !errors.As(err, &we) || we.DrvPath != bad.Path || we.OldDrvPath != bad.OldPath || !strings.Contains(err.Error(), "incorrect output") {
+		t.Fatalf("RewriteWrite = %v, %v; want a WriteError for %s saying 'incorrect output'", res, err, bad.Path)
+	}
+	check, err := daemon.Dial(ctx, d.URI(), offlineOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer check.Close()
+	for _, p := range before {
+		if ok, err := check.IsValidPath(ctx, p); !ok || err != nil {
+			t.Errorf("%s, of a chunk before the refused one, not valid (%v)", p, err)
+		}
+	}
+	want, err := builder.Rewrite(ctx, c, builder.Options{Lock: lk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{bad.Path, want.Roots[0]} {
+		if ok, err := check.IsValidPath(ctx, p); ok || err != nil {
+			t.Errorf("%s valid after the refusal (%v)", p, err)
+		}
+	}
+
+	errDial := errors.New("no daemon here")
+	_, err = builder.RewriteWrite(ctx, c, builder.Options{Lock: lk}, func(context.Context) (*daemon.Conn, error) { return nil, errDial })
+	if !errors.Is(err, errDial) {
+		t.Errorf("RewriteWrite with a failing dial = %v, want %v", err, errDial)
 	}
 }

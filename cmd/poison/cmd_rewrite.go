@@ -93,30 +93,42 @@ func runRewrite(ctx context.Context, e *env, o rewriteOptions) error {
 	if err != nil {
 		return err
 	}
-	res, err := builder.Rewrite(ctx, c, builder.Options{
+	opts := builder.Options{
 		Lock:    lk,
 		ByName:  o.byName,
 		NoATerm: o.noWrite,
 		Warn: func(w builder.Warning) {
 			fmt.Fprintf(e.stderr, "poison: warning: %s\n", w.Message)
 		},
-	})
+	}
+	var res *builder.Result
+	if o.noWrite {
+		res, err = builder.Rewrite(ctx, c, opts)
+	} else {
+		// Written while the rewrite goes on; connected when the first
+		// rewritten derivation is ready.
+		var conn *daemon.Conn
+		res, err = builder.RewriteWrite(ctx, c, opts, func(ctx context.Context) (*daemon.Conn, error) {
+			var err error
+			conn, err = daemon.Dial(ctx, o.store, daemon.Options{StoreDir: storeDir, SocketPath: e.getenv("NIX_DAEMON_SOCKET_PATH"), SSHOpts: strings.Fields(e.getenv("NIX_SSHOPTS"))})
+			if err != nil {
+				return nil, withHint(fmt.Errorf("rewrite: connect to store %s: %w", o.store, err), connectHint(o.store, "pass --store URI, or --no-write to only print the paths"))
+			}
+			return conn, nil
+		})
+		if conn != nil {
+			conn.Close()
+		}
+		if err != nil && strings.HasPrefix(err.Error(), "write") {
+			// The writer's (the rewrite's and dial's say what they are).
+			err = fmt.Errorf("rewrite: %w", err)
+		}
+	}
 	if err != nil {
 		return err
 	}
 	if o.explain {
 		explain(e.stderr, c, res)
-	}
-	if !o.noWrite && len(res.Changed) > 0 {
-		conn, err := daemon.Dial(ctx, o.store, daemon.Options{StoreDir: storeDir, SocketPath: e.getenv("NIX_DAEMON_SOCKET_PATH"), SSHOpts: strings.Fields(e.getenv("NIX_SSHOPTS"))})
-		if err != nil {
-			return withHint(fmt.Errorf("rewrite: connect to store %s: %w", o.store, err), connectHint(o.store, "pass --store URI, or --no-write to only print the paths"))
-		}
-		err = builder.Write(ctx, conn, res)
-		conn.Close()
-		if err != nil {
-			return fmt.Errorf("rewrite: %w", err)
-		}
 	}
 	w := bufio.NewWriter(e.stdout)
 	if o.json {
