@@ -39,25 +39,13 @@ func (l Local) QueryPathInfos(ctx context.Context, paths []string) ([]*daemon.Pa
 // NarsFromPaths implements Source: it serialises each path as Nix does
 // (nix-store --dump), reading files only as each reads the NAR.
 func (l Local) NarsFromPaths(ctx context.Context, infos []*daemon.PathInfo, each func(int, io.Reader) error) error {
-	storeDir := l.StoreDir
-	if storeDir == "" {
-		storeDir = "/nix/store"
-	}
-	realDir := l.RealDir
-	if realDir == "" {
-		realDir = storeDir
-	}
 	for i, info := range infos {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		base, ok := strings.CutPrefix(info.Path, storeDir+"/")
-		if !ok || base == "" || strings.Contains(base, "/") || base == ".." || base == "." {
-			return fmt.Errorf("%s is not a path of the store %s", info.Path, storeDir)
-		}
-		r, err := NewNARReader(filepath.Join(realDir, base))
+		r, err := l.OpenNar(ctx, info)
 		if err != nil {
-			return fmt.Errorf("read %s: %w", info.Path, err)
+			return err
 		}
 		err = each(i, r)
 		r.Close()
@@ -66,6 +54,28 @@ func (l Local) NarsFromPaths(ctx context.Context, infos []*daemon.PathInfo, each
 		}
 	}
 	return nil
+}
+
+// OpenNar implements NarOpener: the NAR of info.Path, read from its files
+// as it is read.
+func (l Local) OpenNar(_ context.Context, info *daemon.PathInfo) (io.ReadCloser, error) {
+	storeDir := l.StoreDir
+	if storeDir == "" {
+		storeDir = "/nix/store"
+	}
+	realDir := l.RealDir
+	if realDir == "" {
+		realDir = storeDir
+	}
+	base, ok := strings.CutPrefix(info.Path, storeDir+"/")
+	if !ok || base == "" || strings.Contains(base, "/") || base == ".." || base == "." {
+		return nil, fmt.Errorf("%s is not a path of the store %s", info.Path, storeDir)
+	}
+	r, err := NewNARReader(filepath.Join(realDir, base))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", info.Path, err)
+	}
+	return r, nil
 }
 
 // NARReader reads the NAR serialisation of a file tree. The tree's shape

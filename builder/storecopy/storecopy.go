@@ -47,6 +47,12 @@ type AddOptions struct {
 	NoCheckSigs bool
 	// Repair re-adds paths that are already valid (trusted clients only).
 	Repair bool
+	// OnePerPath asks for one request per path (AddToStoreNar) instead
+	// of one stream of all of them (AddMultipleToStore), so that each
+	// refusal is the refused path's own and a path that turned valid
+	// meanwhile cannot put the stream out of step. Copy falls back to it
+	// when a stream is refused.
+	OnePerPath bool
 }
 
 // Options configure a copy.
@@ -106,6 +112,12 @@ func Missing(ctx context.Context, src Source, dst Dest, paths []string) ([]*daem
 	if err != nil {
 		return nil, 0, err
 	}
+	return Lacking(ctx, dst, closure)
+}
+
+// Lacking returns the path infos of closure (from Closure) that dst
+// lacks, in the same order, and how many of them dst has.
+func Lacking(ctx context.Context, dst Dest, closure []*daemon.PathInfo) ([]*daemon.PathInfo, int, error) {
 	all := make([]string, len(closure))
 	for i, info := range closure {
 		all[i] = info.Path
@@ -144,13 +156,96 @@ func CopyClosure(ctx context.Context, src Source, dst Dest, paths []string, opts
 // Copy streams the NARs of infos from src into dst, in the order given
 // (references first: see Missing). Each path is registered with its
 // source path info, not marked ultimately trusted (as `nix copy` does).
+//
+// A Daemon destination takes them in one stream (AddMultipleToStore)
+// when it speaks it. Nix 2.8 skips the NAR of a path that is already
+// valid there, which puts the rest of such a stream out of step, so only
+// missing paths must be given; if the destination refuses the stream
+// (a refused path, or one another client added meanwhile), Copy asks
+// again which paths it lacks and adds those one request per path, whose
+// refusals then name each path.
 func Copy(ctx context.Context, src Source, dst Dest, infos []*daemon.PathInfo, opts Options) (*Result, error) {
+	if p := opts.Progress; p != nil {
+		// Monotonic: a stream handed over may be more than the fallback
+		// finds added.
+		var mu sync.Mutex
+		high := 0
+		opts.Progress = func(n int, b uint64) {
+			mu.Lock()
+			defer mu.Unlock()
+			if n > high {
+				high = n
+				p(n, b)
+			}
+		}
+	}
+	res, err := copyOnce(ctx, src, dst, infos, opts)
+	var se *streamError
+	if err == nil || !errors.As(err, &se) || opts.OnePerPath {
+		return res, err
+	}
+	paths := make([]string, len(infos))
+	for i, info := range infos {
+		paths[i] = info.Path
+	}
+	valid, qerr := dst.QueryValidPaths(ctx, paths)
+	if qerr != nil {
+		return res, fmt.Errorf("%w; then asking what the destination lacks: %w", err, qerr)
+	}
+	have := make(map[string]bool, len(valid))
+	for _, v := range valid {
+		have[v] = true
+	}
+	// What the stream added before it stopped: handed over and valid now.
+	done := &Result{}
+	sent := make(map[string]bool, len(res.Copied))
+	for _, p := range res.Copied {
+		sent[p] = true
+	}
+	var rest []*daemon.PathInfo
+	var validBytes uint64
+	for _, info := range infos {
+		switch {
+		case !have[info.Path]:
+			rest = append(rest, info)
+			continue
+		case sent[info.Path]:
+			done.Copied = append(done.Copied, info.Path)
+			done.Bytes += info.NarSize
+		}
+		validBytes += info.NarSize
+	}
+	o := opts
+	o.OnePerPath = true
+	if opts.Progress != nil {
+		base := len(infos) - len(rest)
+		o.Progress = func(n int, b uint64) { opts.Progress(base+n, validBytes+b) }
+	}
+	more, err := copyOnce(ctx, src, dst, rest, o)
+	if more != nil {
+		done.Copied = append(done.Copied, more.Copied...)
+		done.Bytes += more.Bytes
+	}
+	return done, err
+}
+
+// streamError is a destination's refusal of a stream of paths (Daemon's
+// AddMultipleToStore): Copy retries what is still missing path by path.
+type streamError struct{ err error }
+
+func (e *streamError) Error() string { return e.err.Error() }
+func (e *streamError) Unwrap() error { return e.err }
+
+func copyOnce(ctx context.Context, src Source, dst Dest, infos []*daemon.PathInfo, opts Options) (*Result, error) {
 	res := &Result{}
 	if len(infos) == 0 {
 		return res, nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if o, ok := src.(NarOpener); ok {
+		return copyOpened(ctx, o, dst, infos, opts)
+	}
 
 	// The source pushes NARs (a callback per NAR), the destination pulls
 	// them (next): hand each reader over and wait until the destination
@@ -344,10 +439,30 @@ func (d Daemon) QueryValidPaths(ctx context.Context, paths []string) (valid []st
 	return valid, err
 }
 
-// AddNars implements Dest with pipelined AddToStoreNar requests. The
-// daemon's refusals of single paths are joined into the error.
+// AddNars implements Dest: one AddMultipleToStore stream when the
+// daemon speaks it (protocol 1.32, Nix 2.4) and opts.OnePerPath is not
+// set, as `nix copy` sends; pipelined AddToStoreNar requests otherwise,
+// whose refusals of single paths are joined into the error. Give only
+// paths the store lacks (see Copy).
 func (d Daemon) AddNars(ctx context.Context, n int, next func(int) (daemon.NarSource, error), opts AddOptions) error {
 	return d.Pool.Do(ctx, func(c *daemon.Conn) error {
+		if c.Version() >= daemon.MultipleMinVersion && !opts.OnePerPath {
+			err := c.AddMultipleToStore(ctx, n, func(i int) (daemon.PathInfo, io.Reader, error) {
+				s, err := next(i)
+				if err == nil && (s.Info == nil || s.NAR == nil) {
+					err = fmt.Errorf("path %d of %d: no path info or NAR", i+1, n)
+				}
+				if err != nil {
+					return daemon.PathInfo{}, nil, err
+				}
+				return *s.Info, s.NAR, nil
+			}, opts.Repair, opts.NoCheckSigs)
+			var de *daemon.Error
+			if errors.As(err, &de) {
+				return &streamError{err}
+			}
+			return err
+		}
 		errs, err := c.AddToStoreNars(ctx, n, next, opts.Repair, opts.NoCheckSigs)
 		if err != nil {
 			return err
@@ -376,4 +491,57 @@ func joinRefusals(errs []error) error {
 		return first
 	}
 	return fmt.Errorf("%w (and %d more paths refused)", first, n-1)
+}
+
+// NarOpener is a Source that opens each NAR when asked (a store on this
+// machine's files): Copy then reads NARs on the destination's writer, with
+// no hand-over between goroutines.
+type NarOpener interface {
+	OpenNar(ctx context.Context, info *daemon.PathInfo) (io.ReadCloser, error)
+}
+
+func copyOpened(ctx context.Context, src NarOpener, dst Dest, infos []*daemon.PathInfo, opts Options) (*Result, error) {
+	res := &Result{}
+	var mu sync.Mutex
+	var cur io.ReadCloser
+	closeCur := func() {
+		if cur != nil {
+			cur.Close()
+			cur = nil
+		}
+	}
+	next := func(i int) (daemon.NarSource, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		closeCur()
+		if i > 0 {
+			res.Copied = append(res.Copied, infos[i-1].Path)
+			res.Bytes += infos[i-1].NarSize
+			if opts.Progress != nil {
+				opts.Progress(i, res.Bytes)
+			}
+		}
+		r, err := src.OpenNar(ctx, infos[i])
+		if err != nil {
+			return daemon.NarSource{}, fmt.Errorf("read from the source store: %w", err)
+		}
+		cur = r
+		info := *infos[i]
+		info.Ultimate = false
+		return daemon.NarSource{Info: &info, NAR: r}, nil
+	}
+	err := dst.AddNars(ctx, len(infos), next, opts.AddOptions)
+	mu.Lock()
+	defer mu.Unlock()
+	closeCur()
+	if err != nil {
+		return &Result{Copied: slices.Clone(res.Copied), Bytes: res.Bytes}, err
+	}
+	last := infos[len(infos)-1]
+	res.Copied = append(res.Copied, last.Path)
+	res.Bytes += last.NarSize
+	if opts.Progress != nil {
+		opts.Progress(len(infos), res.Bytes)
+	}
+	return res, nil
 }

@@ -73,15 +73,38 @@ func runCopy(ctx context.Context, e *env, o copyOptions) error {
 		return err
 	}
 	defer src.Pool.Close()
-	dst, err := openStore(ctx, o.to, dopts(), "--to")
-	if err != nil {
-		return err
-	}
-	defer dst.Pool.Close()
 
+	// Log in to the destination while the closure is walked: both take a
+	// while (an ssh login; a round trip per level of the closure).
 	start := time.Now()
+	type dialled struct {
+		dst storecopy.Daemon
+		err error
+	}
+	dialCtx, cancelDial := context.WithCancel(ctx)
+	defer cancelDial()
+	dialling := make(chan dialled, 1)
+	go func() {
+		d, err := openStore(dialCtx, o.to, dopts(), "--to")
+		dialling <- dialled{d, err}
+	}()
 	source := localSource(src, o.from, o.storeDir)
-	missing, valid, err := storecopy.Missing(ctx, source, dst, paths)
+	closure, cerr := storecopy.Closure(ctx, source, paths)
+	if cerr != nil {
+		cancelDial()
+	}
+	dd := <-dialling
+	if dd.err == nil {
+		defer dd.dst.Pool.Close()
+	}
+	if cerr != nil {
+		return copyError(fmt.Errorf("copy to %s: %w", o.to, cerr))
+	}
+	if dd.err != nil {
+		return dd.err
+	}
+	dst := dd.dst
+	missing, valid, err := storecopy.Lacking(ctx, dst, closure)
 	if err != nil {
 		return copyError(fmt.Errorf("copy to %s: %w", o.to, err))
 	}
