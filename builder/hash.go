@@ -36,45 +36,57 @@ func fixedHash(o aterm.Output) [32]byte {
 	return sum
 }
 
-// moduloInputs builds the inputDrvs replacement of hashDerivationModulo:
-// each input's hash-modulo (hex) mapped to the SET of output names used,
-// merged when two inputs have the same hash (R6, Nix ≥ 2.8).
-func moduloInputs(d *aterm.Derivation, hmOf func(j int) [32]byte) []aterm.InputDrv {
+// modEntry is one input of appendModuloInputs.
+type modEntry struct {
+	h    [32]byte
+	outs []string
+}
+
+// appendModuloInputs appends the inputDrvs section hashDerivationModulo
+// hashes (as AppendInputs writes a list): each input's hash-modulo in hex,
+// mapped to the SET of output names used, merged when two inputs have the
+// same hash (R6, Nix ≥ 2.8). es is scratch space the caller reuses.
+func appendModuloInputs(b []byte, es *[]modEntry, d *aterm.Derivation, hmOf func(j int) [32]byte) []byte {
 	// Sorted by the raw hashes: lowercase hex keeps their order, and equal
-	// hashes (merged) end up next to each other. The hex keys share one
-	// allocation (wide graphs have tens of inputs per derivation).
-	type entry struct {
-		h    [32]byte
-		outs []string
-	}
-	es := make([]entry, len(d.InputDrvs))
+	// hashes (merged) end up next to each other.
+	e := (*es)[:0]
 	for j, in := range d.InputDrvs {
-		es[j] = entry{hmOf(j), in.Outputs}
+		e = append(e, modEntry{hmOf(j), in.Outputs})
 	}
-	slices.SortFunc(es, func(a, b entry) int { return compareHash(&a.h, &b.h) })
-	keys := make([]byte, hex.EncodedLen(32)*len(es))
-	out := make([]aterm.InputDrv, 0, len(es))
-	for k := 0; k < len(es); {
+	*es = e
+	slices.SortFunc(e, func(a, b modEntry) int { return compareHash(&a.h, &b.h) })
+	for k := 0; k < len(e); {
 		m := k + 1
-		for m < len(es) && es[m].h == es[k].h {
+		for m < len(e) && e[m].h == e[k].h {
 			m++
 		}
-		outs := es[k].outs
+		outs := e[k].outs
 		if m > k+1 {
 			var merged []string
-			for _, e := range es[k:m] {
-				merged = append(merged, e.outs...)
+			for _, x := range e[k:m] {
+				merged = append(merged, x.outs...)
 			}
 			slices.Sort(merged)
 			outs = slices.Compact(merged)
 		}
-		key := keys[:hex.EncodedLen(32)]
-		keys = keys[len(key):]
-		hex.Encode(key, es[k].h[:])
-		out = append(out, aterm.InputDrv{Path: unsafe.String(&key[0], len(key)), Outputs: outs})
+		if k > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `("`...)
+		b = hex.AppendEncode(b, e[k].h[:])
+		b = append(b, `",[`...)
+		for x, o := range outs {
+			if x > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = append(b, o...)
+			b = append(b, '"')
+		}
+		b = append(b, "])"...)
 		k = m
 	}
-	return out
+	return b
 }
 
 // compareHash orders two hashes as bytes.Compare does, a word at a time.
@@ -93,6 +105,22 @@ func compareHash(a, b *[32]byte) int {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
+// scratch is the memory a worker reuses from one derivation to the next
+// while hashing or rewriting it: taken from scratchPool for one node, put
+// back after; nothing in it outlives that.
+type scratch struct {
+	h      hash.Hash // SHA-256
+	es     []modEntry
+	hm     []byte // the inputDrvs section of the hash-modulo
+	inText []byte // the new inputDrvs section
+	inputs []aterm.InputDrv
+	sp     []splice
+	msp    []splice
+	outPos []int
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{h: sha256.New()} }}
+
 // origHash returns the hash-modulo of an unchanged derivation, given those
 // of its inputs. For input-addressed and floating derivations it hashes the
 // file bytes with the inputDrvs section replaced: the parser guarantees the
@@ -105,15 +133,14 @@ func (c *Closure) origHash(i int32) [32]byte {
 	case kindImpure:
 		return impureHash
 	}
-	ins := moduloInputs(n.drv, func(j int) [32]byte { return c.hm[n.inputs[j]] })
-	bp := bufPool.Get().(*[]byte)
-	buf := aterm.AppendInputs((*bp)[:0], ins)
-	h := sha256.New()
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	sc.hm = appendModuloInputs(sc.hm[:0], &sc.es, n.drv, func(j int) [32]byte { return c.hm[n.inputs[j]] })
+	h := sc.h
+	h.Reset()
 	writeString(h, n.raw[:n.drv.InputDrvsStart])
-	h.Write(buf)
+	h.Write(sc.hm)
 	writeString(h, n.raw[n.drv.InputDrvsEnd:])
-	*bp = buf
-	bufPool.Put(bp)
 	var sum [32]byte
 	h.Sum(sum[:0])
 	return sum

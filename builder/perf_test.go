@@ -46,7 +46,7 @@ func BenchmarkRewriteRoots(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := builder.Rewrite(ctx, c, builder.Options{Lock: lk}); err != nil {
+			if _, err := builder.Rewrite(ctx, c, builder.Options{Lock: lk, NoATerm: true}); err != nil {
 				b.Fatal(err)
 			}
 		}

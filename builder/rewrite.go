@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"hash"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,14 +23,13 @@ import (
 
 // vnode is the state of one derivation in a view (canonical or final).
 type vnode struct {
-	changed  bool
-	path     string   // new .drv path
-	name     string   // new derivation name (changes if it contains a hash part)
-	outs     []string // new output paths, aligned with drv.Outputs
-	hm       [32]byte // hash-modulo of the rewritten derivation
-	refs     []string // references of the new .drv, sorted
-	outNames []string
-	text     []byte // the new .drv file, when the view keeps it
+	changed bool
+	path    string   // new .drv path
+	name    string   // new derivation name (changes if it contains a hash part)
+	outs    []string // new output paths, aligned with drv.Outputs
+	hm      [32]byte // hash-modulo of the rewritten derivation
+	refs    []string // references of the new .drv, sorted
+	text    []byte   // the new .drv file, when the view keeps it
 }
 
 // view is one rewrite of the whole closure: attr[i] is the attribute value
@@ -316,7 +316,7 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 	}
 
 	// R5: inputDrvs re-keyed.
-	d.InputDrvs, _ = v.newInputs(n)
+	d.InputDrvs = v.newInputs(nil, n)
 
 	// R6/R7: outputs and hash-modulo. The ATerm is written once, with the
 	// old output paths; the masked and modulo hashes are computed by
@@ -327,11 +327,13 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 	for k, o := range d.Outputs {
 		vn.outs[k] = o.Path
 	}
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
 	var ins []byte
 	hmInputs := func() []byte {
 		if ins == nil {
-			ins = aterm.AppendInputs(make([]byte, 0, 80*len(full.InputDrvs)),
-				moduloInputs(full, func(j int) [32]byte { return v.hmOf(n.inputs[j]) }))
+			sc.hm = appendModuloInputs(sc.hm[:0], &sc.es, full, func(j int) [32]byte { return v.hmOf(n.inputs[j]) })
+			ins = sc.hm
 		}
 		return ins
 	}
@@ -361,7 +363,7 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 				sp = append(sp, splice{lay.OutPath[k], lay.OutPath[k] + len(o.Path), nil},
 					splice{lay.EnvOut[k], lay.EnvOut[k] + len(o.Path), nil})
 			}
-			masked = hashSpliced(text, sp)
+			masked = hashSpliced(sc.h, text, sp)
 		} else {
 			// Nix masks by setting env[o] = "" (adding it when absent).
 			m := d
@@ -372,7 +374,7 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 			}
 			var ml aterm.Layout
 			mt := aterm.AppendLayout(nil, &m, &ml)
-			masked = hashSpliced(mt, []splice{{ml.InputsStart, ml.InputsEnd, hmInputs()}})
+			masked = hashSpliced(sc.h, mt, []splice{{ml.InputsStart, ml.InputsEnd, hmInputs()}})
 		}
 		inPlace := asNix
 		for k, o := range d.Outputs {
@@ -399,7 +401,7 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 			text = aterm.AppendLayout(text[:0], &d, &lay)
 		}
 		if c.isInput[i] { // only dependents use it
-			vn.hm = hashSpliced(text, []splice{{lay.InputsStart, lay.InputsEnd, hmInputs()}})
+			vn.hm = hashSpliced(sc.h, text, []splice{{lay.InputsStart, lay.InputsEnd, hmInputs()}})
 		}
 	case kindFixed:
 		vn.hm = fixedHash(d.Outputs[0])
@@ -407,7 +409,7 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 		vn.hm = impureHash
 	default: // floating, deferred: outputs stay as they are
 		if c.isInput[i] {
-			vn.hm = hashSpliced(text, []splice{{lay.InputsStart, lay.InputsEnd, hmInputs()}})
+			vn.hm = hashSpliced(sc.h, text, []splice{{lay.InputsStart, lay.InputsEnd, hmInputs()}})
 		}
 	}
 
@@ -422,10 +424,6 @@ func (v *view) rewriteNode(i int32, want attrState) error {
 	vn.path = storepath.Text(c.storeDir, name+".drv", sha256.Sum256(text), refs)
 	vn.name = name
 	vn.refs = refs
-	vn.outNames = make([]string, len(d.Outputs))
-	for k, o := range d.Outputs {
-		vn.outNames[k] = o.Name
-	}
 	if v.keepText {
 		vn.text = text
 	}
@@ -492,10 +490,11 @@ type splice struct {
 	repl       []byte
 }
 
-// hashSpliced returns sha256 of text with the splices applied.
-func hashSpliced(text []byte, sp []splice) [32]byte {
+// hashSpliced returns sha256 of text with the splices applied, with h
+// (a SHA-256 it resets).
+func hashSpliced(h hash.Hash, text []byte, sp []splice) [32]byte {
 	slices.SortFunc(sp, func(a, b splice) int { return a.start - b.start })
-	h := sha256.New()
+	h.Reset()
 	at := 0
 	for _, s := range sp {
 		h.Write(text[at:s.start])
@@ -879,8 +878,8 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 func (v *view) drv(i int32) Drv {
 	vn := &v.nodes[i]
 	outs := make(map[string]string, len(vn.outs))
-	for k, o := range vn.outNames {
-		outs[o] = vn.outs[k]
+	for k, o := range v.c.nodes[i].drv.Outputs { // outputs keep their names
+		outs[o.Name] = vn.outs[k]
 	}
 	return Drv{
 		Path:       vn.path,
@@ -921,7 +920,10 @@ func (v *view) rewriteSpliced(i int32) bool {
 	}
 	// The hash windows to patch, as refscan.Replacer picks them: left to
 	// right, a replaced window hides the windows overlapping it.
-	sp := make([]splice, 0, len(n.cands)+1)
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	sp := sc.sp[:0]
+	defer func() { sc.sp = sp[:0] }()
 	last := int32(-1)
 	srcsChanged := false
 	for _, cd := range n.cands {
@@ -942,8 +944,10 @@ func (v *view) rewriteSpliced(i int32) bool {
 		last = cd.off + storepath.HashLen
 	}
 	d := n.drv
-	inputs, _ := v.newInputs(n)
-	inText := aterm.AppendInputs(make([]byte, 0, d.InputDrvsEnd-d.InputDrvsStart), inputs)
+	inputs := v.newInputs(sc.inputs[:0], n)
+	sc.inputs = inputs
+	inText := aterm.AppendInputs(sc.inText[:0], inputs)
+	sc.inText = inText
 	sp = append(sp, splice{d.InputDrvsStart, d.InputDrvsEnd, inText})
 	slices.SortFunc(sp, func(a, b splice) int { return a.start - b.start })
 
@@ -1002,7 +1006,8 @@ func (v *view) rewriteSpliced(i int32) bool {
 		v.finishSpliced(i, text, srcs, inputs)
 		return true
 	}
-	outPos := make([]int, 2*len(d.Outputs))
+	outPos := slices.Grow(sc.outPos[:0], 2*len(d.Outputs))[:2*len(d.Outputs)]
+	sc.outPos = outPos
 	base := uintptr(unsafe.Pointer(unsafe.StringData(n.raw)))
 	for k, o := range d.Outputs {
 		j, _ := d.EnvIndex(o.Name)
@@ -1011,14 +1016,15 @@ func (v *view) rewriteSpliced(i int32) bool {
 	}
 
 	// R6/R7, as rewriteNode: the masked hash with the output paths blank.
-	hm := aterm.AppendInputs(make([]byte, 0, 80*len(d.InputDrvs)),
-		moduloInputs(d, func(j int) [32]byte { return v.hmOf(n.inputs[j]) }))
-	msp := []splice{{inStart, inEnd, hm}}
+	hm := appendModuloInputs(sc.hm[:0], &sc.es, d, func(j int) [32]byte { return v.hmOf(n.inputs[j]) })
+	sc.hm = hm
+	msp := append(sc.msp[:0], splice{inStart, inEnd, hm})
 	for k, o := range d.Outputs {
 		msp = append(msp, splice{outPos[2*k], outPos[2*k] + len(o.Path), nil},
 			splice{outPos[2*k+1], outPos[2*k+1] + len(o.Path), nil})
 	}
-	masked := hashSpliced(text, msp)
+	sc.msp = msp
+	masked := hashSpliced(sc.h, text, msp)
 	outs := make([]string, len(d.Outputs))
 	for k, o := range d.Outputs {
 		outs[k] = storepath.Output(c.storeDir, n.name, o.Name, masked)
@@ -1031,7 +1037,7 @@ func (v *view) rewriteSpliced(i int32) bool {
 		copy(text[outPos[2*k+1]:], outs[k])
 	}
 	if c.isInput[i] { // only dependents use it
-		vn.hm = hashSpliced(text, []splice{{inStart, inEnd, hm}})
+		vn.hm = hashSpliced(sc.h, text, append(msp[:0], splice{inStart, inEnd, hm}))
 	}
 
 	vn.outs = outs
@@ -1054,30 +1060,26 @@ func (v *view) finishSpliced(i int32, text []byte, srcs []string, inputs []aterm
 	vn.path = storepath.Text(v.c.storeDir, n.name+".drv", sha256.Sum256(text), refs)
 	vn.name = n.name
 	vn.refs = refs
-	vn.outNames = make([]string, len(n.drv.Outputs))
-	for k, o := range n.drv.Outputs {
-		vn.outNames[k] = o.Name
-	}
 	if v.keepText {
 		vn.text = text
 	}
 }
 
 // newInputs returns n's inputDrvs re-keyed with the view's paths (R5),
-// sorted, and whether any path changed.
-func (v *view) newInputs(n *node) ([]aterm.InputDrv, bool) {
-	ins := make([]aterm.InputDrv, len(n.drv.InputDrvs))
-	changed := false
+// sorted, in dst (a new slice when nil).
+func (v *view) newInputs(dst []aterm.InputDrv, n *node) []aterm.InputDrv {
+	ins := slices.Grow(dst[:0], len(n.drv.InputDrvs))[:len(n.drv.InputDrvs)]
+	changed := false // some input is rewritten in this view
 	for k, in := range n.drv.InputDrvs {
 		ins[k] = aterm.InputDrv{Path: v.drvPath(n.inputs[k]), Outputs: in.Outputs}
-		if ins[k].Path != in.Path {
+		if v.nodes[n.inputs[k]].changed {
 			changed = true
 		}
 	}
 	if changed {
 		slices.SortFunc(ins, func(a, b aterm.InputDrv) int { return strings.Compare(a.Path, b.Path) })
 	}
-	return ins, changed
+	return ins
 }
 
 // jsonKeyAt reports whether offset end of the ATerm text s, inside the
