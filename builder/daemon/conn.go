@@ -141,7 +141,9 @@ type Conn struct {
 	w   *bufio.Writer
 
 	// closer ends the transport; for children it also waits for them.
-	closer    func() error
+	closer func() error
+	// release ends a child's session without waiting for it (Release).
+	release   func() error
 	closeOnce sync.Once
 	closeErr  error
 	// diag returns recent diagnostics of a child process (its stderr).
@@ -193,6 +195,26 @@ func (c *Conn) Close() error {
 		if c.closer != nil {
 			c.closeErr = c.closer()
 		} else {
+			c.closeErr = c.rwc.Close()
+		}
+	})
+	return c.closeErr
+}
+
+// Release ends the connection as Close does, but does not wait for a
+// child (`nix-daemon --stdio`, ssh) to exit: its stdin is closed and it is
+// reaped in the background, killed if it still runs 3 s later. Use it
+// when the work is done and the daemon has acknowledged it: a store can
+// take a while to shut down (a daemon checkpoints its database), which
+// `nix copy` does not wait for either. Other connections are closed.
+func (c *Conn) Release() error {
+	c.closeOnce.Do(func() {
+		switch {
+		case c.release != nil:
+			c.closeErr = c.release()
+		case c.closer != nil:
+			c.closeErr = c.closer()
+		default:
 			c.closeErr = c.rwc.Close()
 		}
 	})

@@ -203,7 +203,11 @@ func dialChild(ctx context.Context, prog string, args []string, desc string, opt
 		}
 		return tail.String()
 	}
-	return newConn(ctx, ch, desc, ch.close, diag, opts)
+	c, err := newConn(ctx, ch, desc, ch.close, diag, opts)
+	if err == nil {
+		c.release = ch.release
+	}
+	return c, err
 }
 
 type child struct {
@@ -238,6 +242,20 @@ func (c *child) close() error {
 		<-c.done
 		return nil
 	}
+}
+
+// release ends the session without waiting: stdin is closed, the child
+// is reaped by its waiting goroutine and killed if it runs 3 s later.
+func (c *child) release() error {
+	c.stdin.Close()
+	go func() {
+		select {
+		case <-c.done:
+		case <-time.After(3 * time.Second):
+			c.Close()
+		}
+	}()
+	return nil
 }
 
 // tailBuffer keeps the last max bytes written to it.

@@ -84,13 +84,23 @@ func (p *Pool) Do(ctx context.Context, f func(*Conn) error) error {
 // Close closes the idle connections; connections in use are closed when
 // they are put back.
 func (p *Pool) Close() error {
+	return p.close((*Conn).Close)
+}
+
+// Release is Close without waiting for children to exit (Conn.Release):
+// for the end of work the daemons have acknowledged.
+func (p *Pool) Release() error {
+	return p.close((*Conn).Release)
+}
+
+func (p *Pool) close(end func(*Conn) error) error {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle, p.closed = nil, true
 	p.mu.Unlock()
 	var errs []error
 	for _, c := range idle {
-		errs = append(errs, c.Close())
+		errs = append(errs, end(c))
 	}
 	return errors.Join(errs...)
 }

@@ -126,6 +126,9 @@ func runCopy(ctx context.Context, e *env, o copyOptions) error {
 		return copyError(fmt.Errorf("copy to %s: %w", o.to, err))
 	}
 	res.Valid = valid
+	// Done and acknowledged: do not wait for the stores to shut down.
+	dst.Pool.Release()
+	src.Pool.Release()
 	fmt.Fprintf(e.stderr, "poison: copied %d paths (%s) to %s in %s; %d were there already\n",
 		len(res.Copied), progress.MiB(res.Bytes), o.to, time.Since(start).Round(time.Millisecond), res.Valid)
 	return nil
