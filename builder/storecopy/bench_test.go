@@ -42,7 +42,7 @@ func BenchmarkCopyVsNix(b *testing.B) {
 
 	poison := func(h *remotetest.Host) {
 		dst := daemon.NewPool(h.URI("ssh-ng"), daemon.Options{SSHOpts: h.SSH.SSHOpts(), Settings: offline()}, 1)
-		defer dst.Close()
+		defer dst.Release() // as poison copy: the copy is acknowledged
 		res, err := storecopy.CopyClosure(ctx, storecopy.Local{Infos: storecopy.Daemon{Pool: home}}, storecopy.Daemon{Pool: dst}, []string{root}, storecopy.Options{})
 		if err != nil || len(res.Copied) != count {
 			b.Fatalf("CopyClosure: %v (%d paths copied)", err, len(res.Copied))

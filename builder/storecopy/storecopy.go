@@ -139,10 +139,27 @@ func Lacking(ctx context.Context, dst Dest, closure []*daemon.PathInfo) ([]*daem
 	return missing, len(closure) - len(missing), nil
 }
 
+// Warmer is a Dest that can connect before its first request (a Daemon
+// logs in), which CopyClosure overlaps with walking the closure.
+type Warmer interface {
+	Warm(ctx context.Context) error
+}
+
 // CopyClosure copies the closure of paths from src to dst: what dst lacks,
-// references first.
+// references first. A Warmer destination connects while the closure is
+// walked.
 func CopyClosure(ctx context.Context, src Source, dst Dest, paths []string, opts Options) (*Result, error) {
-	missing, valid, err := Missing(ctx, src, dst, paths)
+	var closure []*daemon.PathInfo
+	var err error
+	if w, ok := dst.(Warmer); ok {
+		closure, err = closureWarming(ctx, src, w, paths)
+	} else {
+		closure, err = Closure(ctx, src, paths)
+	}
+	if err != nil {
+		return nil, err
+	}
+	missing, valid, err := Lacking(ctx, dst, closure)
 	if err != nil {
 		return nil, err
 	}
@@ -151,6 +168,24 @@ func CopyClosure(ctx context.Context, src Source, dst Dest, paths []string, opts
 		res.Valid = valid
 	}
 	return res, err
+}
+
+// closureWarming is Closure while w connects.
+func closureWarming(ctx context.Context, src Source, w Warmer, paths []string) ([]*daemon.PathInfo, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	warmed := make(chan error, 1)
+	go func() { warmed <- w.Warm(wctx) }()
+	closure, err := Closure(ctx, src, paths)
+	if err != nil {
+		cancel()
+		<-warmed
+		return nil, err
+	}
+	if err := <-warmed; err != nil {
+		return nil, fmt.Errorf("connect to the destination store: %w", err)
+	}
+	return closure, nil
 }
 
 // Copy streams the NARs of infos from src into dst, in the order given
@@ -428,6 +463,17 @@ func (d Daemon) QueryPathInfos(ctx context.Context, paths []string) (infos []*da
 // NarsFromPaths implements Source.
 func (d Daemon) NarsFromPaths(ctx context.Context, infos []*daemon.PathInfo, each func(int, io.Reader) error) error {
 	return d.Pool.Do(ctx, func(c *daemon.Conn) error { return c.NarsFromPaths(ctx, infos, each) })
+}
+
+// Warm implements Warmer: it dials a connection (an ssh login) and puts
+// it in the pool for the requests that follow.
+func (d Daemon) Warm(ctx context.Context) error {
+	c, err := d.Pool.Get(ctx)
+	if err != nil {
+		return err
+	}
+	d.Pool.Put(c, false)
+	return nil
 }
 
 // QueryValidPaths implements Dest (without substituting).

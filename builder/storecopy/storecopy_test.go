@@ -206,6 +206,22 @@ func TestCopyFailures(t *testing.T) {
 			t.Errorf("CopyClosure(missing) = %v", err)
 		}
 	})
+	t.Run("unreachable destination", func(t *testing.T) {
+		ctx := daemontest.Context(t, time.Minute)
+		p := daemon.NewPool("ssh-ng://nobody@127.0.0.1:1", daemon.Options{SSHOpts: h.SSH.SSHOpts(), Settings: offline()}, 1)
+		defer p.Close()
+		_, err := storecopy.CopyClosure(ctx, f.src, storecopy.Daemon{Pool: p}, f.roots, opts)
+		if err == nil || !strings.Contains(err.Error(), "connect to the destination store") {
+			t.Errorf("CopyClosure to an unreachable store = %v", err)
+		}
+		// A path the source lacks is the error to report, whatever the
+		// login (made at the same time) gives.
+		const missing = "/nix/store/00000000000000000000000000000000-nope"
+		_, err = storecopy.CopyClosure(ctx, f.src, storecopy.Daemon{Pool: p}, []string{missing}, opts)
+		if err == nil || !strings.Contains(err.Error(), missing+" is not valid in the source store") {
+			t.Errorf("CopyClosure(missing) to an unreachable store = %v", err)
+		}
+	})
 	t.Run("destination drops", func(t *testing.T) {
 		ctx := daemontest.Context(t, time.Minute)
 		o := opts
