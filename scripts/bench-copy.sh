@@ -13,13 +13,16 @@
 # the same NIX_SSHOPTS. Each copy is checked: the destination then holds
 # the whole closure.
 #
-# Usage: [ROUNDS=R] scripts/bench-copy.sh [N]     (defaults: 3 rounds, 2000)
+# After each copy the destination is removed and the file system synced,
+# so that no copy pays for writing back or deleting the one before.
+#
+# Usage: [ROUNDS=R] scripts/bench-copy.sh [N]     (defaults: 9 rounds, 2000)
 # Needs root (the chroot stores), OpenSSH and Nix. Prints seconds per copy,
-# paths/s, MB/s and the median throughput ratio poison/nix.
+# paths/s, MB/s, the load, and the median throughput ratio poison/nix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-2000}
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-9}
 export NIX_CONFIG="substituters ="
 unset NIX_REMOTE
 tmp=$(mktemp -d)
@@ -82,9 +85,11 @@ one() { # tool → seconds of one copy into a fresh empty store
 	got=$(nix-store --store "local?root=$dst" --query --requisites "$root" | wc -l)
 	[ "$got" = "$count" ] || { echo "$1: destination holds $got of $count paths" >&2; exit 1; }
 	rm -rf "$dst"
+	sync
 	echo "$end - $start" | bc
 }
 
+echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 : >"$tmp/poison.times"
 : >"$tmp/nix.times"
 for r in $(seq "$rounds"); do
@@ -92,10 +97,11 @@ for r in $(seq "$rounds"); do
 	for tool in $order; do
 		s=$(one "$tool")
 		echo "$s" >>"$tmp/$tool.times"
-		printf 'round %d %-6s %6.2f s  %7.0f paths/s  %6.1f MB/s\n' "$r" "$tool" "$s" "$(echo "$count / $s" | bc -l)" "$(echo "$bytes / $s / 1000000" | bc -l)"
+		printf 'round %d %-6s %6.2f s  %7.0f paths/s  %6.1f MB/s  load %s\n' "$r" "$tool" "$s" "$(echo "$count / $s" | bc -l)" "$(echo "$bytes / $s / 1000000" | bc -l)" "$(cut -d' ' -f1 /proc/loadavg)"
 	done
 done
 median() { sort -g "$1" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 p=$(median "$tmp/poison.times")
 x=$(median "$tmp/nix.times")
+echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf 'median: poison %.2f s, nix copy %.2f s; throughput poison/nix = %.2fx\n' "$p" "$x" "$(echo "$x / $p" | bc -l)"

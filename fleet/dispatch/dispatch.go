@@ -286,7 +286,12 @@ func lostResult(job builder.Job, lost []string, why string) builder.DrvResult {
 func (d *Dispatcher) buildOn(ctx context.Context, i int, job builder.Job) (res builder.DrvResult, dropped bool, err error) {
 	m := &d.opts.Machines[i]
 	pool := d.pools[i]
-	d.masters[i].ensure(ctx)
+	if err := d.masters[i].ensure(ctx); err != nil {
+		// The machine did not answer the master's login: leave it out
+		// now rather than wait as long again for a login of the slot's.
+		d.sched.disable(i, err)
+		return res, true, fmt.Errorf("connect: %w", err)
+	}
 	c, err := pool.Get(ctx)
 	if err != nil {
 		var pe *daemon.ProtocolError

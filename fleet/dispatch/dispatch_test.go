@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -357,4 +358,78 @@ func TestDispatchSameOutput(t *testing.T) {
 		t.Errorf("built on %v, want both machines", machinesUsed)
 	}
 	_ = f
+}
+
+// TestDispatchSilentMachine: a machine with several slots that accepts
+// the connection and never answers (a blackholed host, as far as ssh can
+// tell) is left out after one connect timeout: its master's login is the
+// only one tried, no slot logs in on its own after it. The build goes to
+// the other machine.
+func TestDispatchSilentMachine(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+
+	f := fleettest.Start(t, 1, nil)
+	d := daemontest.Start(t)
+	s := daemon.DefaultSettings()
+	s.Overrides = map[string]string{"substituters": ""}
+	home := daemon.NewPool(d.URI(), daemon.Options{Settings: &s}, 8)
+	t.Cleanup(func() { home.Close() })
+	spec := "ssh-ng://root@" + ln.Addr().String() + " " + fleettest.System() + " - 2 9\n" + f.Machine("ssh-ng", "h1", 1, 1, "", "")
+	ms, err := machines.Parse(spec, machines.Options{DefaultSystem: fleettest.System()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &events{}
+	dp, err := dispatch.New(dispatch.Options{
+		Machines: ms.Machines,
+		Home:     home,
+		Copy:     dispatch.StoreCopier,
+		Daemon:   daemon.Options{SSHOpts: f.SSHOpts(), Settings: &s, ConnectTimeout: 2 * time.Second, HandshakeTimeout: time.Minute},
+		OnEvent:  ev.add,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	drvs := fleettest.Graph(t)
+	ctx := daemontest.Context(t, 2*time.Minute)
+	rep, err := builder.Build(ctx, builder.DaemonStore(home), []string{drvs["b"]}, builder.BuildOptions{PerDerivation: true, Executor: dp, Jobs: 2})
+	if err != nil || rep.Failed() {
+		t.Fatalf("build: %+v, %v", rep, err)
+	}
+	for _, r := range rep.Derivations {
+		if r.Machine != "ssh-ng://h1" {
+			t.Errorf("%s built on %q", r.DrvPath, r.Machine)
+		}
+	}
+	mu.Lock()
+	n := len(conns)
+	mu.Unlock()
+	if n != 1 {
+		t.Errorf("the silent machine was dialled %d times, want once (the master's login)", n)
+	}
 }

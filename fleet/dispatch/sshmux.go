@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -24,8 +25,13 @@ import (
 // the machine dropped it) a slot logs in on its own, as it would without
 // sharing. A master that ended after coming up (the machine dropped the
 // connection) is started again by the next slot that dials; one that
-// never came up is not tried again in the run.
+// never came up is not tried again in the run. A master whose login
+// did not end within the connect timeout (a machine that does not
+// answer) fails the slots waiting for it, so that the machine is left
+// out after one timeout, not one for the master and one more for a
+// slot's own login.
 type sshMaster struct {
+	uri  string
 	prog string
 	args []string // up to the destination, master options included
 	path string   // the control socket
@@ -34,9 +40,12 @@ type sshMaster struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	// off: a master failed to log in or to come up in time; the slots
-	// log in on their own for the rest of the run.
+	// off: a master failed to log in; the slots log in on their own for
+	// the rest of the run.
 	off bool
+	// timedOut: a master's login did not end in time; every slot fails
+	// with it.
+	timedOut error
 }
 
 // maxSocketPath bounds the control socket's path: a unix socket path has
@@ -67,28 +76,33 @@ func newSSHMaster(uri string, o daemon.Options, path string) (*sshMaster, []stri
 	if wait <= 0 {
 		wait = 10 * time.Second
 	}
-	m := &sshMaster{prog: prog, args: args, path: path, wait: wait}
+	m := &sshMaster{uri: uri, prog: prog, args: args, path: path, wait: wait}
 	return m, []string{"-o", "ControlMaster=no", "-o", "ControlPath=" + path}
 }
 
 // ensure starts the master when it is not running and waits until it
-// accepts sessions, the login failed, or the wait is over. Errors are not
-// returned: the slot then logs in on its own and reports what fails.
-func (m *sshMaster) ensure(ctx context.Context) {
+// accepts sessions, the login failed, or the wait is over. Only the wait
+// running out is returned (a *daemon.ProtocolError, as a slot's own
+// login that timed out would be): after a failed login the slot logs in
+// on its own and reports what fails.
+func (m *sshMaster) ensure(ctx context.Context) error {
 	if m == nil {
-		return
+		return nil
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.timedOut != nil {
+		return m.timedOut
+	}
 	if m.off {
-		return
+		return nil
 	}
 	if m.cmd != nil {
 		select {
 		case <-m.done:
 			m.cmd = nil
 		default:
-			return // running
+			return nil // running
 		}
 	}
 	cmd := exec.Command(m.prog, m.args...)
@@ -97,7 +111,7 @@ func (m *sshMaster) ensure(ctx context.Context) {
 	// group does not reach it first.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
-		return
+		return nil
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
@@ -108,20 +122,21 @@ func (m *sshMaster) ensure(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		if _, err := os.Stat(m.path); err == nil {
-			return
+			return nil
 		}
 		select {
 		case <-done:
 			// The login failed: the slot's own login says why.
 			m.off = true
-			return
+			return nil
 		case <-ctx.Done():
 			m.stopLocked()
-			return
+			return nil
 		case <-deadline.C:
 			m.stopLocked()
 			m.off = true
-			return
+			m.timedOut = &daemon.ProtocolError{Store: m.uri, Op: "connect", Err: fmt.Errorf("no ssh login within %s", m.wait)}
+			return m.timedOut
 		case <-tick.C:
 		}
 	}
