@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/poison-nix/poison/builder/daemon"
 )
@@ -82,7 +83,7 @@ func (l Local) OpenNar(_ context.Context, info *daemon.PathInfo) (io.ReadCloser,
 // is read when it is made; file contents are read as the NAR is.
 type NARReader struct {
 	segs []narSegment
-	cur  *os.File
+	cur  *rawFile
 	left int64 // bytes of cur still to read
 }
 
@@ -122,7 +123,7 @@ func (r *NARReader) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		if r.cur == nil {
-			f, err := os.Open(s.path)
+			f, err := openRaw(s.path)
 			if err != nil {
 				return 0, err
 			}
@@ -139,13 +140,24 @@ func (r *NARReader) Read(p []byte) (int, error) {
 			s.path = "" // done; its padding is the next segment
 			continue
 		}
-		n, err := r.cur.Read(p[:min(int64(len(p)), r.left)])
+		// Ask for one byte more than is left: a short read that ends the
+		// file spares the read that would check it does not go on.
+		want := min(int64(len(p)), r.left+1)
+		n, err := r.cur.Read(p[:want])
+		if int64(n) > r.left {
+			return 0, fmt.Errorf("%s grew while it was read", s.path)
+		}
 		r.left -= int64(n)
 		if err == io.EOF && r.left > 0 {
 			return n, fmt.Errorf("%s shrank while it was read", s.path)
 		}
 		if err != nil && err != io.EOF {
 			return n, err
+		}
+		if r.left == 0 && int64(n) < want {
+			r.cur.Close() // a short read of a regular file: its end
+			r.cur = nil
+			s.path = ""
 		}
 		if n > 0 {
 			return n, nil
@@ -242,3 +254,47 @@ func (b *narBuilder) node(p string) error {
 	b.str(")")
 	return nil
 }
+
+// rawFile reads a regular file with plain system calls: os.File would
+// try to register every file with the network poller (and set it
+// non-blocking and back), which costs more system calls than reading a
+// small file does. O_NOFOLLOW: a file the walk saw as regular and that
+// became a symlink since is an error, not followed.
+type rawFile struct {
+	fd   int
+	name string
+}
+
+func openRaw(name string) (*rawFile, error) {
+	for {
+		fd, err := syscall.Open(name, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: name, Err: err}
+		}
+		return &rawFile{fd: fd, name: name}, nil
+	}
+}
+
+func (f *rawFile) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, err := syscall.Read(f.fd, p)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, &os.PathError{Op: "read", Path: f.name, Err: err}
+		}
+		if n == 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+func (f *rawFile) Close() error { return syscall.Close(f.fd) }

@@ -548,8 +548,11 @@ type NarOpener interface {
 
 func copyOpened(ctx context.Context, src NarOpener, dst Dest, infos []*daemon.PathInfo, opts Options) (*Result, error) {
 	res := &Result{}
+	// next runs on the destination's writer, which may outlive AddNars
+	// after a failure: mu guards what it shares, ended stops it.
 	var mu sync.Mutex
 	var cur io.ReadCloser
+	ended := false
 	closeCur := func() {
 		if cur != nil {
 			cur.Close()
@@ -560,6 +563,9 @@ func copyOpened(ctx context.Context, src NarOpener, dst Dest, infos []*daemon.Pa
 		mu.Lock()
 		defer mu.Unlock()
 		closeCur()
+		if ended {
+			return daemon.NarSource{}, errors.New("the copy has ended")
+		}
 		if i > 0 {
 			res.Copied = append(res.Copied, infos[i-1].Path)
 			res.Bytes += infos[i-1].NarSize
@@ -580,6 +586,7 @@ func copyOpened(ctx context.Context, src NarOpener, dst Dest, infos []*daemon.Pa
 	mu.Lock()
 	defer mu.Unlock()
 	closeCur()
+	ended = true
 	if err != nil {
 		return &Result{Copied: slices.Clone(res.Copied), Bytes: res.Bytes}, err
 	}

@@ -302,6 +302,21 @@ func TestNARReader(t *testing.T) {
 	if _, err := io.Copy(io.Discard, r); err == nil || !strings.Contains(err.Error(), "shrank") {
 		t.Errorf("NAR of a tree whose file shrank: %v", err)
 	}
+	// A file that grows is an error too, read in small pieces or large.
+	for _, size := range []int{5, 64 << 10} {
+		seven := filepath.Join(tree, "a", "b", "c", "seven")
+		must(t, os.WriteFile(seven, []byte("1234567"), 0o644))
+		r, err := storecopy.NewNARReader(tree)
+		if err != nil {
+			t.Fatal(err)
+		}
+		must(t, os.WriteFile(seven, []byte("12345678"), 0o644))
+		_, err = io.CopyBuffer(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{r}, make([]byte, size))
+		if err == nil || !strings.Contains(err.Error(), "grew") {
+			t.Errorf("NAR of a tree whose file grew (reads of %d bytes): %v", size, err)
+		}
+		r.Close()
+	}
 	if _, err := storecopy.NewNARReader(filepath.Join(tree, "missing")); err == nil {
 		t.Errorf("NAR of a missing path: no error")
 	}
