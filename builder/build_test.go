@@ -260,10 +260,16 @@ func TestBuildExecutor(t *testing.T) {
 	}
 }
 
-// countingStore is a real daemon store that counts BuildPaths calls.
+// countingStore is a real daemon store that counts BuildPaths and
+// QueryMissing calls.
 type countingStore struct {
 	builder.Store
-	builds int
+	builds, missing int
+}
+
+func (s *countingStore) QueryMissing(ctx context.Context, targets []string) (*daemon.Missing, error) {
+	s.missing++
+	return s.Store.QueryMissing(ctx, targets)
 }
 
 func (s *countingStore) BuildPaths(ctx context.Context, targets []string) ([]daemon.BuildResult, error) {
@@ -287,9 +293,10 @@ func TestBuildAlreadyValid(t *testing.T) {
 	if err != nil || first.Failed() || s.builds != 1 {
 		t.Fatalf("first build: %+v, %v, %d BuildPaths calls", first, err, s.builds)
 	}
+	missing := s.missing
 	again, err := builder.Build(ctx, s, roots, builder.BuildOptions{})
-	if err != nil || s.builds != 1 {
-		t.Fatalf("second build: %v, %d BuildPaths calls, want still 1", err, s.builds)
+	if err != nil || s.builds != 1 || s.missing != missing {
+		t.Fatalf("second build: %v, %d BuildPaths calls, want still 1; %d QueryMissing calls, want none", err, s.builds, s.missing-missing)
 	}
 	for i, r := range again.Roots {
 		if r.DrvPath != roots[i] || r.Status != daemon.AlreadyValid || r.Outputs["out"] == "" || r.Outputs["out"] != first.Roots[i].Outputs["out"] {
