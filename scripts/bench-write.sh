@@ -82,7 +82,7 @@ graph=$dir/graph-$seed-$nodes.nix
 # Candidates to poison, most dependents first; the loop below takes those
 # whose rewritten .drv files are not in the store yet (earlier runs wrote
 # some).
-"$dir/graphgen" deep -bench -seed "$seed" -nodes "$nodes" -count $((6 * rounds + 40)) >"$dir/victims"
+"$dir/graphgen" deep -bench -seed "$seed" -nodes "$nodes" -count $((12 * rounds + 150)) >"$dir/victims"
 
 echo "bench: instantiating the clean closure of $nodes derivations" >&2
 nix-instantiate "$graph" >"$dir/clean.out" 2>"$dir/inst.err" || { cat "$dir/inst.err" >&2; exit 1; }

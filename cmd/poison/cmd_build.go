@@ -269,6 +269,7 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 	// spares reading it: the roots are built as they are.
 	cc := newClosureCache(o, lk, storeDir, realDir, roots)
 	res, closureLen := cc.unpoisoned(lk, o.byName)
+	written := false // res.Changed is in the store
 	if res == nil {
 		// Nearly everything LoadClosure allocates stays live: collecting
 		// while it runs only re-marks the growing closure.
@@ -279,11 +280,28 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 			return fmt.Errorf("build: %w", err)
 		}
 		defer cc.save(c)()
-		res, err = builder.Rewrite(ctx, c, builder.Options{
+		ropts := builder.Options{
 			Lock:   lk,
 			ByName: o.byName,
 			Warn:   func(w builder.Warning) { fmt.Fprintf(e.stderr, "poison: warning: %s\n", w.Message) },
-		})
+		}
+		if remoteStore(o.store) {
+			// The inputs are copied there before anything is written.
+			res, err = builder.Rewrite(ctx, c, ropts)
+		} else {
+			// Written while the rewrite goes on, on a connection that
+			// stays in the pool (its temporary roots with it).
+			var conn *daemon.Conn
+			res, err = builder.RewriteWrite(ctx, c, ropts, func(ctx context.Context) (*daemon.Conn, error) {
+				var err error
+				conn, err = p.Get(ctx)
+				return conn, err
+			})
+			if conn != nil {
+				p.Put(conn, err != nil)
+			}
+			written = err == nil
+		}
 		if err != nil {
 			return fmt.Errorf("build: %w", err)
 		}
@@ -300,8 +318,10 @@ func runBuild(ctx context.Context, e *env, o buildOptions) error {
 			return err
 		}
 	}
-	if err := builder.WritePool(ctx, p, res, min(jobs, 2)); err != nil {
-		return fmt.Errorf("build: %w", err)
+	if !written {
+		if err := builder.WritePool(ctx, p, res, min(jobs, 2)); err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
 	}
 	if o.dryRun {
 		return dryRun(ctx, e, o, p, roots, res)
