@@ -139,9 +139,14 @@ func (c *Closure) Paths() []string {
 type loaded struct {
 	path, parent string
 	n            node
-	inputPaths   []string // inputDrvs then .drv inputSrcs
-	inputs       []int32  // their nodes; -1 while not known
-	unseen       []int32  // positions in inputPaths not seen before this level
+	inputs       []int32 // nodes of inputDrvs then .drv inputSrcs; -1 while not known
+	unseen       []unseenInput
+}
+
+// unseenInput is an input path not seen before the level it was found in.
+type unseenInput struct {
+	at   int32 // position in loaded.inputs
+	path string
 }
 
 // LoadClosure reads and parses every derivation reachable from roots
@@ -214,13 +219,13 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 					// seen is only written between levels: resolve here, in
 					// parallel, what was found before; the serial loop below
 					// resolves the rest.
-					l.inputs = make([]int32, len(l.inputPaths))
-					for j, in := range l.inputPaths {
+					l.inputs = make([]int32, len(rd.inputPaths))
+					for j, in := range rd.inputPaths {
 						if x, ok := seen[in]; ok {
 							l.inputs[j] = x
 						} else {
 							l.inputs[j] = -1
-							l.unseen = append(l.unseen, int32(j))
+							l.unseen = append(l.unseen, unseenInput{int32(j), in})
 						}
 					}
 				}
@@ -237,8 +242,8 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 		for i := range frontier {
 			l := &frontier[i]
 			c.nodes = append(c.nodes, l.n)
-			for _, j := range l.unseen {
-				in := l.inputPaths[j]
+			for _, u := range l.unseen {
+				in, j := u.path, u.at
 				x, ok := seen[in]
 				if !ok {
 					x = nextBase + int32(len(next))
@@ -275,6 +280,7 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 	if err := c.sort(); err != nil {
 		return nil, err
 	}
+	anyDeferred := false
 	for _, i := range c.order {
 		n := &c.nodes[i]
 		dependsOnDeferred := false
@@ -286,6 +292,7 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 		switch n.kind {
 		case kindFloating, kindImpure, kindDeferred:
 			n.deferred = true
+			anyDeferred = true
 		case kindInputAddressed:
 			if dependsOnDeferred {
 				return nil, fmt.Errorf("load derivation %s: it has output paths but depends on a derivation whose outputs are not known in advance (Nix would have deferred them)", n.path)
@@ -296,6 +303,9 @@ func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closur
 		}
 	}
 	for i := range c.nodes {
+		if !anyDeferred {
+			break
+		}
 		n := &c.nodes[i]
 		c.edges(n, func(x int32) { n.hasDeferredEdge = n.hasDeferredEdge || c.nodes[x].deferred })
 	}
@@ -348,23 +358,23 @@ func loadOne(rd *reader, storeDir, realDir string, verify bool, l *loaded) error
 	if verify {
 		// A .drv is content-addressed (R8): a file whose bytes do not give
 		// its own path was altered, and would give wrong paths downstream.
-		refs := make([]string, 0, len(d.InputSrcs)+len(d.InputDrvs))
-		refs = append(refs, d.InputSrcs...)
+		refs := append(rd.refs[:0], d.InputSrcs...)
 		for _, in := range d.InputDrvs {
 			refs = append(refs, in.Path)
 		}
 		slices.Sort(refs)
+		rd.refs = refs
 		if p := storepath.Text(storeDir, name, sha256.Sum256(data), slices.Compact(refs)); p != l.path {
 			return fail(fmt.Errorf("its content does not match its store path (it hashes to %s): the file was altered; delete it and instantiate it again", p))
 		}
 	}
-	l.inputPaths = make([]string, 0, len(d.InputDrvs)+len(d.InputSrcs))
+	rd.inputPaths = rd.inputPaths[:0]
 	for _, in := range d.InputDrvs {
-		l.inputPaths = append(l.inputPaths, in.Path)
+		rd.inputPaths = append(rd.inputPaths, in.Path)
 	}
 	for _, src := range d.InputSrcs {
 		if strings.HasSuffix(src, ".drv") {
-			l.inputPaths = append(l.inputPaths, src)
+			rd.inputPaths = append(rd.inputPaths, src)
 		}
 	}
 	return nil
@@ -377,6 +387,10 @@ func loadOne(rd *reader, storeDir, realDir string, verify bool, l *loaded) error
 type reader struct {
 	free []byte // unused tail of the current chunk
 	max  int64  // the largest file read; DefaultMaxDrvSize when 0
+
+	// Scratch of the file last read, reused by the next.
+	refs       []string // its references, to check its path
+	inputPaths []string // inputDrvs then .drv inputSrcs
 }
 
 // TooLargeError is the refusal of a .drv file larger than the limit.
@@ -779,39 +793,51 @@ func (c *Closure) sort() error {
 	)
 	color := make([]uint8, len(c.nodes))
 	c.order = make([]int32, 0, len(c.nodes))
+	// A frame walks the edges of its node as edges lists them: inputs,
+	// then srcDrvs, then mentions (next counts through all three).
 	type frame struct {
 		n    int32
-		deps []int32
 		next int
 	}
 	var stack []frame
-	depsOf := func(i int32) []int32 {
-		var ds []int32
-		c.edges(&c.nodes[i], func(x int32) { ds = append(ds, x) })
-		return ds
+	// dep returns the k-th edge of node i, or false past the last.
+	dep := func(i int32, k int) (int32, bool) {
+		n := &c.nodes[i]
+		if k < len(n.inputs) {
+			return n.inputs[k], true
+		}
+		k -= len(n.inputs)
+		if k < len(n.srcDrvs) {
+			return n.srcDrvs[k], true
+		}
+		k -= len(n.srcDrvs)
+		if k < len(n.mentions) {
+			return n.mentions[k], true
+		}
+		return 0, false
 	}
 	visit := func(r int32) error {
 		if color[r] != white {
 			return nil
 		}
 		color[r] = grey
-		stack = append(stack[:0], frame{n: r, deps: depsOf(r)})
+		stack = append(stack[:0], frame{n: r})
 		for len(stack) > 0 {
 			f := &stack[len(stack)-1]
-			if f.next == len(f.deps) {
+			d, ok := dep(f.n, f.next)
+			if !ok {
 				color[f.n] = black
 				c.order = append(c.order, f.n)
 				stack = stack[:len(stack)-1]
 				continue
 			}
-			d := f.deps[f.next]
 			f.next++
 			switch color[d] {
 			case grey:
 				return fmt.Errorf("load closure: derivation %s depends on itself through %s (a cycle; the derivation files are corrupt)", c.nodes[d].path, c.nodes[f.n].path)
 			case white:
 				color[d] = grey
-				stack = append(stack, frame{n: d, deps: depsOf(d)})
+				stack = append(stack, frame{n: d})
 			}
 		}
 		return nil

@@ -815,20 +815,24 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 	for _, r := range c.roots {
 		res.Roots = append(res.Roots, final.drvPath(r))
 	}
-	changed := 0
-	for i := range final.nodes {
+	var changed []int32 // in topological order
+	for _, i := range c.order {
 		if final.nodes[i].changed {
-			changed++
+			changed = append(changed, i)
 		}
 	}
-	if changed > 0 {
-		res.Changed = make([]Drv, 0, changed)
+	if len(changed) > 0 {
+		res.Changed = make([]Drv, len(changed))
 	}
-	// The two maps are filled concurrently (map inserts are most of the
-	// serial time of a large rewrite).
-	outsDone := make(chan struct{})
-	go func() {
-		defer close(outsDone)
+	// The two maps and the changed derivations are filled concurrently
+	// (map inserts are most of the serial time of a large rewrite).
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for k, i := range changed {
+			res.Changed[k] = final.drv(i)
+		}
+	})
+	wg.Go(func() {
 		outs := 0
 		for i := range c.nodes {
 			outs += len(c.nodes[i].drv.Outputs)
@@ -841,14 +845,13 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 				}
 			}
 		}
-	}()
+	})
 	for i := range c.nodes {
 		res.DrvPaths[c.nodes[i].path] = final.drvPath(int32(i))
 	}
-	<-outsDone
+	wg.Wait()
 	for _, i := range c.order {
 		nd := &c.nodes[i]
-		vn := &final.nodes[i]
 		if serials[i] > 0 {
 			p := Poison{
 				DrvPath:          nd.path,
@@ -866,9 +869,6 @@ func Rewrite(ctx context.Context, c *Closure, opts Options) (*Result, error) {
 					"fixed-output derivation %s poisoned with serial %d: its output path does not change, so nothing will rebuild; delete the path %s from the store and fetch it again",
 					nd.path, serials[i], nd.drv.Outputs[0].Path)})
 			}
-		}
-		if vn.changed {
-			res.Changed = append(res.Changed, final.drv(i))
 		}
 	}
 	return res, nil
@@ -893,12 +893,17 @@ func (v *view) drv(i int32) Drv {
 
 // propagate marks self-changed nodes and everything depending on them.
 func propagate(c *Closure, v *view, self func(int32) bool) {
-	for _, i := range c.order {
-		ch := self(i)
-		if !ch {
-			c.edges(&c.nodes[i], func(x int32) { ch = ch || v.nodes[x].changed })
+	changed := func(xs []int32) bool {
+		for _, x := range xs {
+			if v.nodes[x].changed {
+				return true
+			}
 		}
-		v.nodes[i].changed = ch
+		return false
+	}
+	for _, i := range c.order {
+		n := &c.nodes[i]
+		v.nodes[i].changed = self(i) || changed(n.inputs) || changed(n.srcDrvs) || changed(n.mentions)
 	}
 }
 
