@@ -152,7 +152,7 @@ awk -v files="$files" -v bytes="$bytes" -v inst="$(cut -d' ' -f1 "$dir/inst.time
   printf "    of which parse %7.3f %7.3f  (parse the expression, list the attributes)\n", parse, parsec
   printf "poison/floor       wall %.2f (1-core floor %.2f)  cpu %.2f  target <= 2\n", p / fp, p / fs, pc / fpc
   printf "nix/poison         wall %.1f  cpu %.1f  (without parsing: wall %.1f)  target >= 3\n", x / p, xc / pc, (x - parse) / p
-  printf "medians of %d runs  poison %.3f s, nix %.3f s: poison/floor %.2f, nix/poison %.1f (wall; the lines above take the best run)\n", runs, pm, xm, pm / fp, xm / pm
+  printf "medians of %d runs  poison %.3f s, nix %.3f s: poison/floor %.2f (1-core floor %.2f), nix/poison %.1f (wall; the lines above take the best run)\n", runs, pm, xm, pm / fp, pm / fs, xm / pm
   printf "peak RSS           %.0f MB  target <= 300\n", rss / 1024
   printf "load average       %s (2 shared cores: wall times are noisy when it is high)\n", load
 }'
