@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -284,4 +285,95 @@ func TestRewriteWriteRefused(t *testing.T) {
 	if !errors.Is(err, errDial) {
 		t.Errorf("RewriteWrite with a failing dial = %v, want %v", err, errDial)
 	}
+}
+
+// TestRewriteWriteUntrusted: an untrusted client (uid 65534) writes a
+// rewritten closure while rewriting it, in chunks: the text content
+// addresses are its licence, and it may root the unchanged inputs.
+func TestRewriteWriteUntrusted(t *testing.T) {
+	if os.Getenv("POISON_STREAM_CHILD") == "1" {
+		untrustedRewriteWrite(t)
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch to an untrusted uid")
+	}
+	d := daemontest.Start(t)
+	c, lk, nixArgs := wideClosure(t, 120)
+	want, err := builder.Rewrite(context.Background(), c, builder.Options{Lock: lk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(d.Dir, "builder.test")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var poisoned string
+	for base := range lk.Derivations {
+		poisoned = base
+	}
+	cmd := exec.Command("setpriv", "--reuid=65534", "--regid="+daemontest.NixUsersGID(t), "--clear-groups",
+		bin, "-test.run=^TestRewriteWriteUntrusted$", "-test.v")
+	cmd.Env = append(os.Environ(), nixtest.Environ()...)
+	cmd.Env = append(cmd.Env, "POISON_STREAM_CHILD=1", "POISON_STREAM_STORE="+d.URI(),
+		"POISON_STREAM_ROOT="+c.Roots()[0], "POISON_STREAM_POISON="+poisoned, "HOME="+d.Dir)
+	cmd.Dir = d.Dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("untrusted client: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "stream-untrusted-ok "+want.Roots[0]) {
+		t.Fatalf("untrusted child did not write %s:\n%s", want.Roots[0], out)
+	}
+	ctx := daemontest.Context(t, time.Minute)
+	conn, err := daemon.Dial(ctx, d.URI(), offlineOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, drv := range want.Changed {
+		if ok, err := conn.IsValidPath(ctx, drv.Path); !ok || err != nil {
+			t.Fatalf("%s not valid after the untrusted RewriteWrite (%v)", drv.Path, err)
+		}
+	}
+	if got := nixtest.Output(t, "nix-instantiate", nixArgs...); got != want.Roots[0] {
+		t.Errorf("rewritten top %s, nix-instantiate %s", want.Roots[0], got)
+	}
+}
+
+func untrustedRewriteWrite(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Fatal("child runs as root")
+	}
+	ctx := daemontest.Context(t, time.Minute)
+	c, err := builder.LoadClosure(ctx, builder.LoadOptions{}, []string{os.Getenv("POISON_STREAM_ROOT")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk := lock.New(lock.Source{}, lock.DefaultEnv)
+	lk.Derivations[os.Getenv("POISON_STREAM_POISON")] = 1
+	var conn *daemon.Conn
+	res, err := builder.RewriteWriteChunks(ctx, c, builder.Options{Lock: lk}, func(ctx context.Context) (*daemon.Conn, error) {
+		var err error
+		conn, err = daemon.Dial(ctx, os.Getenv("POISON_STREAM_STORE"), offlineOpts())
+		return conn, err
+	}, 7, nil)
+	if conn != nil {
+		defer conn.Close()
+		if conn.Trust() == daemon.Trusted {
+			t.Fatal("daemon says uid 65534 is trusted")
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("stream-untrusted-ok", res.Roots[0])
 }
