@@ -627,8 +627,9 @@ func (c *Closure) findMentions(ctx context.Context) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			var scratch []cand
 			for i := start; i < end; i++ {
-				mentionsOf(&c.nodes[i], int32(i), c.owners, c.shared)
+				mentionsOf(&c.nodes[i], int32(i), c.owners, c.shared, &scratch)
 			}
 			return nil
 		})
@@ -643,7 +644,11 @@ func (c *Closure) findMentions(ctx context.Context) error {
 // (ParseLazy): a window that starts on the letter of an escape sequence
 // (`\n`, `\r`) is not one of the value as Nix reads it and is skipped, so
 // the windows found are exactly those of the unescaped values.
-func mentionsOf(n *node, self int32, owners *ownerTable, shared map[string][]int32) {
+//
+// scratch is space for the cands the caller reuses: they are copied out at
+// their exact size.
+func mentionsOf(n *node, self int32, owners *ownerTable, shared map[string][]int32, scratch *[]cand) {
+	cands := (*scratch)[:0]
 	n.spliceable = n.kind == kindInputAddressed || n.kind == kindFixed
 	d := n.drv
 	// seen is only made for a derivation that mentions many members (a
@@ -716,7 +721,7 @@ func mentionsOf(n *node, self int32, owners *ownerTable, shared map[string][]int
 						c.off = int32(off + i)
 					}
 				}
-				n.cands = append(n.cands, c)
+				cands = append(cands, c)
 			}
 			add(o.node)
 			for _, x := range shared[w] {
@@ -746,7 +751,11 @@ func mentionsOf(n *node, self int32, owners *ownerTable, shared map[string][]int
 		scan(s, inSrc)
 	}
 	// Text order (input sources come before the builder).
-	slices.SortStableFunc(n.cands, func(a, b cand) int { return int(a.off - b.off) })
+	slices.SortStableFunc(cands, func(a, b cand) int { return int(a.off - b.off) })
+	if len(cands) > 0 {
+		n.cands = slices.Clone(cands)
+	}
+	*scratch = cands
 	if !n.spliceable || n.kind == kindFixed {
 		return
 	}
