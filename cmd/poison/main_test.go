@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -37,6 +38,9 @@ func TestScripts(t *testing.T) {
 			for _, kv := range nixtest.Environ() {
 				env.Vars = append(env.Vars, kv)
 			}
+			// Caches (fetched registries, locks, closure records) stay in
+			// the script's work directory, not in testscript's $HOME.
+			env.Vars = append(env.Vars, "XDG_CACHE_HOME="+filepath.Join(env.WorkDir, ".cache"))
 			if ssh != nil {
 				env.Vars = append(env.Vars, "SSH_STORE="+ssh.URI("ssh-ng", nil),
 					"NIX_SSHOPTS="+strings.Join(ssh.SSHOpts(), " "),
