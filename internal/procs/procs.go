@@ -35,11 +35,22 @@ func Children(pid int) []int {
 	return out
 }
 
-// KillDescendants sends SIGKILL to every descendant of pid, deepest
-// first, and leaves pid itself alone.
+// KillDescendants sends SIGKILL to every descendant of pid and leaves
+// pid itself alone. The tree is read first, then killed parents first:
+// killing a connection's sshd before the daemon and builder under it
+// drops the connection at once, where the deepest first (the builder)
+// would let the daemon report a failed build before it died.
 func KillDescendants(pid int) {
-	for _, k := range Children(pid) {
-		KillDescendants(k)
+	var tree []int
+	var walk func(p int)
+	walk = func(p int) {
+		for _, k := range Children(p) {
+			tree = append(tree, k)
+			walk(k)
+		}
+	}
+	walk(pid)
+	for _, k := range tree {
 		syscall.Kill(k, syscall.SIGKILL)
 	}
 }
