@@ -323,11 +323,7 @@ func copyOnce(ctx context.Context, src Source, dst Dest, infos []*daemon.PathInf
 		mu.Lock()
 		release()
 		if i > 0 {
-			res.Copied = append(res.Copied, infos[i-1].Path)
-			res.Bytes += infos[i-1].NarSize
-			if opts.Progress != nil {
-				opts.Progress(i, res.Bytes)
-			}
+			res.handed(infos, i, opts.Progress)
 		}
 		mu.Unlock()
 		select {
@@ -374,12 +370,7 @@ func copyOnce(ctx context.Context, src Source, dst Dest, infos []*daemon.PathInf
 	if srcErr != nil {
 		return res, fmt.Errorf("read from the source store: %w", srcErr)
 	}
-	last := infos[len(infos)-1]
-	res.Copied = append(res.Copied, last.Path)
-	res.Bytes += last.NarSize
-	if opts.Progress != nil {
-		opts.Progress(len(infos), res.Bytes)
-	}
+	res.handed(infos, len(infos), opts.Progress)
 	return res, nil
 }
 
@@ -539,6 +530,17 @@ func joinRefusals(errs []error) error {
 	return fmt.Errorf("%w (and %d more paths refused)", first, n-1)
 }
 
+// handed records infos[n-1] as copied (the destination has read its NAR)
+// and reports n paths to progress.
+func (r *Result) handed(infos []*daemon.PathInfo, n int, progress func(int, uint64)) {
+	last := infos[n-1]
+	r.Copied = append(r.Copied, last.Path)
+	r.Bytes += last.NarSize
+	if progress != nil {
+		progress(n, r.Bytes)
+	}
+}
+
 // NarOpener is a Source that opens each NAR when asked (a store on this
 // machine's files): Copy then reads NARs on the destination's writer, with
 // no hand-over between goroutines.
@@ -567,11 +569,7 @@ func copyOpened(ctx context.Context, src NarOpener, dst Dest, infos []*daemon.Pa
 			return daemon.NarSource{}, errors.New("the copy has ended")
 		}
 		if i > 0 {
-			res.Copied = append(res.Copied, infos[i-1].Path)
-			res.Bytes += infos[i-1].NarSize
-			if opts.Progress != nil {
-				opts.Progress(i, res.Bytes)
-			}
+			res.handed(infos, i, opts.Progress)
 		}
 		r, err := src.OpenNar(ctx, infos[i])
 		if err != nil {
@@ -590,11 +588,6 @@ func copyOpened(ctx context.Context, src NarOpener, dst Dest, infos []*daemon.Pa
 	if err != nil {
 		return &Result{Copied: slices.Clone(res.Copied), Bytes: res.Bytes}, err
 	}
-	last := infos[len(infos)-1]
-	res.Copied = append(res.Copied, last.Path)
-	res.Bytes += last.NarSize
-	if opts.Progress != nil {
-		opts.Progress(len(infos), res.Bytes)
-	}
+	res.handed(infos, len(infos), opts.Progress)
 	return res, nil
 }
