@@ -14,6 +14,7 @@ import (
 
 	"github.com/poison-nix/poison/builder/daemon"
 	"github.com/poison-nix/poison/builder/internal/aterm"
+	"github.com/poison-nix/poison/storepath"
 	"github.com/sourcegraph/conc/pool"
 )
 
@@ -423,14 +424,7 @@ type drvNode struct {
 }
 
 func newDrvGraph(ctx context.Context, s Store, paths []string, opts BuildOptions) (*drvGraph, error) {
-	storeDir := opts.StoreDir
-	if storeDir == "" {
-		storeDir = "/nix/store"
-	}
-	realDir := opts.RealStoreDir
-	if realDir == "" {
-		realDir = storeDir
-	}
+	_, realDir := storepath.Dirs(opts.StoreDir, opts.RealStoreDir)
 	given := make(map[string][]byte, len(opts.Drvs))
 	for _, d := range opts.Drvs {
 		given[d.Path] = d.ATerm

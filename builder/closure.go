@@ -152,16 +152,9 @@ type unseenInput struct {
 // LoadClosure reads and parses every derivation reachable from roots
 // (.drv paths) through inputDrvs and .drv paths in inputSrcs, each once.
 func LoadClosure(ctx context.Context, opts LoadOptions, roots []string) (*Closure, error) {
-	storeDir := opts.StoreDir
-	if storeDir == "" {
-		storeDir = "/nix/store"
-	}
+	storeDir, realDir := storepath.Dirs(opts.StoreDir, opts.RealStoreDir)
 	if !strings.HasPrefix(storeDir, "/") || (len(storeDir) > 1 && strings.HasSuffix(storeDir, "/")) {
 		return nil, fmt.Errorf("load closure: store directory %q must be absolute without a trailing slash", storeDir)
-	}
-	realDir := opts.RealStoreDir
-	if realDir == "" {
-		realDir = storeDir
 	}
 	par := opts.Parallelism
 	if par <= 0 {

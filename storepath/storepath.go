@@ -121,3 +121,19 @@ func DownstreamPlaceholder(drvHashPart, drvName, out string) string {
 	h := sha256.Sum256([]byte("nix-upstream-output:" + drvHashPart + ":" + OutputPathName(drvName, out)))
 	return "/" + nixbase32.EncodeToString(h[:])
 }
+
+// DefaultStoreDir is Nix's store directory.
+const DefaultStoreDir = "/nix/store"
+
+// Dirs fills in the defaults of a store's two directories: storeDir, the
+// logical one, is DefaultStoreDir when empty, and realDir, where its files
+// are ("DIR/nix/store" for a chroot store), is storeDir when empty.
+func Dirs(storeDir, realDir string) (string, string) {
+	if storeDir == "" {
+		storeDir = DefaultStoreDir
+	}
+	if realDir == "" {
+		realDir = storeDir
+	}
+	return storeDir, realDir
+}

@@ -94,3 +94,17 @@ func TestCheckStoreDir(t *testing.T) {
 		}
 	}
 }
+
+func TestDirs(t *testing.T) {
+	for _, tc := range []struct{ store, real, wantStore, wantReal string }{
+		{"", "", "/nix/store", "/nix/store"},
+		{"/s", "", "/s", "/s"},
+		{"", "/chroot/nix/store", "/nix/store", "/chroot/nix/store"},
+		{"/s", "/r/s", "/s", "/r/s"},
+	} {
+		s, r := storepath.Dirs(tc.store, tc.real)
+		if s != tc.wantStore || r != tc.wantReal {
+			t.Errorf("storepath.Dirs(%q, %q) = %q, %q; want %q, %q", tc.store, tc.real, s, r, tc.wantStore, tc.wantReal)
+		}
+	}
+}

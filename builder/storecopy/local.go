@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/poison-nix/poison/builder/daemon"
+	"github.com/poison-nix/poison/storepath"
 )
 
 // PathInfoer answers path info queries (a Daemon does).
@@ -60,14 +61,7 @@ func (l Local) NarsFromPaths(ctx context.Context, infos []*daemon.PathInfo, each
 // OpenNar implements NarOpener: the NAR of info.Path, read from its files
 // as it is read.
 func (l Local) OpenNar(_ context.Context, info *daemon.PathInfo) (io.ReadCloser, error) {
-	storeDir := l.StoreDir
-	if storeDir == "" {
-		storeDir = "/nix/store"
-	}
-	realDir := l.RealDir
-	if realDir == "" {
-		realDir = storeDir
-	}
+	storeDir, realDir := storepath.Dirs(l.StoreDir, l.RealDir)
 	base, ok := strings.CutPrefix(info.Path, storeDir+"/")
 	if !ok || base == "" || strings.Contains(base, "/") || base == ".." || base == "." {
 		return nil, fmt.Errorf("%s is not a path of the store %s", info.Path, storeDir)

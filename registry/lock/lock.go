@@ -32,7 +32,7 @@ const Version = 1
 const DefaultEnv = "POISON_SERIAL"
 
 // DefaultStoreDir is the store directory assumed when a lock does not name one.
-const DefaultStoreDir = "/nix/store"
+const DefaultStoreDir = storepath.DefaultStoreDir
 
 // Source records where a lock came from.
 type Source struct {
