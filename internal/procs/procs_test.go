@@ -74,11 +74,31 @@ func TestKillDescendants(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("descendants still running 10 s after KillDescendants")
 	}
-	// Gone, or a zombie waiting for init to reap it: not running.
-	if data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(sleep), "stat")); err == nil {
-		s := string(data)
-		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 0 && f[0] != "Z" {
-			t.Errorf("grandchild %d still running (state %s)", sleep, f[0])
+	// Gone, or a zombie waiting for init to reap it: not running. A
+	// killed process may still show R for a moment while it exits (its
+	// parent, killed at the same time, can be reaped first), so it gets
+	// a few seconds to get there.
+	state := ""
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		state = procState(sleep)
+		if state == "" || state == "Z" || time.Now().After(deadline) {
+			break
 		}
 	}
+	if state != "" && state != "Z" {
+		t.Errorf("grandchild %d still running 5 s after KillDescendants (state %s)", sleep, state)
+	}
+}
+
+// procState is the state letter of pid in /proc, "" when it is gone.
+func procState(pid int) string {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return ""
+	}
+	s := string(data)
+	if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 0 {
+		return f[0]
+	}
+	return ""
 }
